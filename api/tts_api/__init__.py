@@ -1,0 +1,1 @@
+"""kube-tts router: the one HTTP API in front of every TtsDeployment."""

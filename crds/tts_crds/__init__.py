@@ -1,0 +1,1 @@
+"""Shared contract of kube-tts: custom-resource models, the CRDs rendered from them, and names."""

@@ -1,0 +1,170 @@
+"""Render CustomResourceDefinitions from the pydantic models (pure; no I/O)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from pydantic import BaseModel
+
+from . import models, names
+
+JSON = dict[str, Any]
+
+# JSON Schema keywords a structural OpenAPI v3 schema for a CRD accepts from pydantic's output
+_KEEP = {
+    "type", "description", "default", "enum", "format", "pattern", "minimum", "maximum",
+    "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength", "minItems", "maxItems",
+    "items", "properties", "required", "additionalProperties", "nullable",
+}
+
+
+def _resolve(schema: JSON, defs: JSON) -> JSON:
+    if "$ref" in schema:
+        target = copy.deepcopy(defs[schema["$ref"].split("/")[-1]])
+        rest = {k: v for k, v in schema.items() if k != "$ref"}
+        target.update(rest)
+        return _resolve(target, defs)
+    return schema
+
+
+def to_openapi(schema: JSON, defs: JSON) -> JSON:
+    """Turn pydantic JSON Schema into a structural schema: refs inlined, Optional unwrapped."""
+    schema = _resolve(schema, defs)
+    if "anyOf" in schema:
+        branches = [b for b in schema["anyOf"] if b.get("type") != "null"]
+        if len(branches) != 1:
+            raise ValueError(f"unions other than Optional[X] cannot be expressed structurally: {schema}")
+        merged = {k: v for k, v in schema.items() if k != "anyOf"}
+        inner = _resolve(branches[0], defs)
+        merged = {**inner, **merged}
+        if merged.get("default", 0) is None:
+            merged.pop("default")
+        return to_openapi(merged, defs)
+    out: JSON = {}
+    for key, value in schema.items():
+        if key == "const":
+            out["enum"] = [value]
+        elif key == "properties":
+            out["properties"] = {k: to_openapi(v, defs) for k, v in value.items()}
+        elif key == "items":
+            out["items"] = to_openapi(value, defs)
+        elif key == "additionalProperties" and isinstance(value, dict):
+            out["additionalProperties"] = to_openapi(value, defs)
+        elif key.startswith("x-kubernetes-") or key in _KEEP:
+            out[key] = value
+    if out.get("default") is None:
+        out.pop("default", None)
+    if "enum" in out and "type" not in out:
+        out["type"] = "string"
+    return out
+
+
+def model_schema(model: type[BaseModel]) -> JSON:
+    raw = model.model_json_schema(by_alias=True, mode="validation")
+    defs = raw.pop("$defs", {})
+    return to_openapi(raw, defs)
+
+
+def _root_schema(spec: type[BaseModel], status: type[BaseModel], kind: str) -> JSON:
+    return {
+        "type": "object",
+        "description": f"{kind} is a kube-tts custom resource; see https://github.com/kube-tts/kube-tts.",
+        "required": ["spec"],
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": model_schema(spec),
+            "status": model_schema(status),
+        },
+        "x-kubernetes-validations": [
+            models.cel(
+                f"self.metadata.name.size() <= {models.MAX_NAME_LENGTH}",
+                f"metadata.name must be at most {models.MAX_NAME_LENGTH} characters so child object names fit",
+            ),
+            models.cel(
+                f"self.metadata.name.matches('{models.NAME_PATTERN}')",
+                "metadata.name must be a DNS-1035 label (lower-case letters, digits and '-', starting with a letter)",
+            ),
+        ],
+    }
+
+
+def _crd(kind: str, plural: str, short: str, root: JSON, columns: list[JSON], scale: bool) -> JSON:
+    subresources: JSON = {"status": {}}
+    if scale:
+        subresources["scale"] = {
+            "specReplicasPath": ".spec.replicas",
+            "statusReplicasPath": ".status.replicas",
+            "labelSelectorPath": ".status.selector",
+        }
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{plural}.{names.GROUP}",
+            "labels": {names.LABEL_NAME: names.PROJECT},
+        },
+        "spec": {
+            "group": names.GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": kind.lower(),
+                "shortNames": [short],
+                "categories": [names.CATEGORY],
+            },
+            "versions": [
+                {
+                    "name": names.VERSION,
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": root},
+                    "subresources": subresources,
+                    "additionalPrinterColumns": columns,
+                }
+            ],
+        },
+    }
+
+
+def _ready_column() -> JSON:
+    return {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'}
+
+
+def deployment_crd() -> JSON:
+    columns = [
+        {"name": "Engine", "type": "string", "jsonPath": ".spec.engine"},
+        _ready_column(),
+        {"name": "Replicas", "type": "integer", "jsonPath": ".status.readyReplicas",
+         "description": "Ready replicas"},
+        {"name": "Desired", "type": "integer", "jsonPath": ".spec.replicas"},
+        {"name": "Last Activity", "type": "date", "jsonPath": ".status.lastActivityTime"},
+        {"name": "Reason", "type": "string", "priority": 1,
+         "jsonPath": '.status.conditions[?(@.type=="Ready")].reason'},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+    root = _root_schema(models.TtsDeploymentSpec, models.TtsDeploymentStatus, names.DEPLOYMENT_KIND)
+    return _crd(names.DEPLOYMENT_KIND, names.DEPLOYMENT_PLURAL, "ttsd", root, columns, scale=True)
+
+
+def voice_crd() -> JSON:
+    columns = [
+        {"name": "Deployment", "type": "string", "jsonPath": ".spec.deployment"},
+        _ready_column(),
+        {"name": "Duration", "type": "number", "jsonPath": ".status.audio.durationSeconds"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+    root = _root_schema(models.TtsVoiceSpec, models.TtsVoiceStatus, names.VOICE_KIND)
+    return _crd(names.VOICE_KIND, names.VOICE_PLURAL, "ttsv", root, columns, scale=False)
+
+
+def all_crds() -> dict[str, JSON]:
+    """File name -> CRD, in the order they are written to crds/."""
+    return {
+        f"{names.DEPLOYMENT_PLURAL}.{names.GROUP}.yaml": deployment_crd(),
+        f"{names.VOICE_PLURAL}.{names.GROUP}.yaml": voice_crd(),
+    }

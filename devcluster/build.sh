@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Build the local cluster's binaries from Go modules into a version-keyed cache.
+#
+#   devcluster/build.sh            build whatever is missing
+#   devcluster/build.sh --print    print the bin directory and exit
+#
+# kube-apiserver, kube-controller-manager, kube-scheduler and kubectl come from
+# k8s.io/kubernetes through a generated wrapper module (k8s.io/kubernetes replaces its
+# ~30 staging modules with local paths, so `go install` cannot build it directly);
+# etcd from go.etcd.io/etcd/server/v3 through a two-line main; kwok and helm by `go install`.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=versions.env
+. "$here/versions.env"
+CACHE=${KUBETTS_CACHE:-$HOME/.cache/kube-tts}
+BIN=$CACHE/bin
+mkdir -p "$BIN"
+
+if [[ ${1:-} == --print ]]; then echo "$BIN"; exit 0; fi
+
+log() { printf '\033[1m[build]\033[0m %s\n' "$*" >&2; }
+stamp() { date +%s; }
+
+k8s_bin=$BIN/k8s-$KUBERNETES_VERSION
+etcd_bin=$BIN/etcd-$ETCD_VERSION
+kwok_bin=$BIN/kwok-$KWOK_VERSION
+helm_bin=$BIN/helm-$HELM_VERSION
+
+build_kubernetes() {
+  local want=(kube-apiserver kube-controller-manager kube-scheduler kubectl) missing=0 b
+  for b in "${want[@]}"; do [[ -x $k8s_bin/$b ]] || missing=1; done
+  (( missing )) || return 0
+  local t0; t0=$(stamp)
+  local mod=$CACHE/src/k8s-wrapper-$KUBERNETES_VERSION
+  mkdir -p "$mod" "$k8s_bin.tmp"
+  log "kubernetes $KUBERNETES_VERSION: generating wrapper module in $mod"
+  local gomod
+  gomod=$(cd "$mod" && go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+  local staging_ver="v0.${KUBERNETES_VERSION#v1.}"
+  {
+    echo "module kubetts.local/k8s-wrapper"
+    echo
+    grep -E '^go [0-9]' "$gomod"
+    echo
+    echo "require k8s.io/kubernetes $KUBERNETES_VERSION"
+    echo
+    # every staging module the release requires as v0.0.0 is replaced by its published tag
+    grep -E '^\s+k8s\.io/[a-z0-9-]+ v0\.0\.0$' "$gomod" | awk -v v="$staging_ver" '{print "replace " $1 " => " $1 " " v}'
+  } > "$mod/go.mod"
+  log "kubernetes: $(grep -c '^replace' "$mod/go.mod") staging replaces; compiling (cold: tens of minutes on 2 cores)"
+  local ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION"
+  local major minor
+  major=${KUBERNETES_VERSION#v}; major=${major%%.*}
+  minor=${KUBERNETES_VERSION#v*.}; minor=${minor%%.*}
+  ldflags+=" -X k8s.io/component-base/version.gitMajor=$major -X k8s.io/component-base/version.gitMinor=$minor"
+  ldflags+=" -X k8s.io/component-base/version.gitTreeState=clean"
+  ldflags+=" -X k8s.io/client-go/pkg/version.gitVersion=$KUBERNETES_VERSION"
+  (cd "$mod" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$k8s_bin.tmp/" \
+      $(printf 'k8s.io/kubernetes/cmd/%s ' "${want[@]}"))
+  rm -rf "$k8s_bin"; mv "$k8s_bin.tmp" "$k8s_bin"
+  log "kubernetes: built in $(( $(stamp) - t0 )) s"
+}
+
+build_etcd() {
+  [[ -x $etcd_bin/etcd ]] && return 0
+  local t0; t0=$(stamp)
+  local mod=$CACHE/src/etcd-wrapper-$ETCD_VERSION
+  mkdir -p "$mod" "$etcd_bin.tmp"
+  cat > "$mod/go.mod" <<MOD
+module kubetts.local/etcd-wrapper
+
+go 1.24
+
+require go.etcd.io/etcd/server/v3 $ETCD_VERSION
+MOD
+  cat > "$mod/main.go" <<'GO'
+// Command etcd is etcd's own main, built from go.etcd.io/etcd/server/v3.
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
+GO
+  log "etcd $ETCD_VERSION: compiling"
+  (cd "$mod" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$etcd_bin.tmp/etcd" .)
+  rm -rf "$etcd_bin"; mv "$etcd_bin.tmp" "$etcd_bin"
+  log "etcd: built in $(( $(stamp) - t0 )) s"
+}
+
+go_install() { # name module version dest
+  local name=$1 module=$2 version=$3 dest=$4
+  [[ -x $dest/$name ]] && return 0
+  local t0; t0=$(stamp)
+  log "$name $version: go install"
+  mkdir -p "$dest.tmp"
+  GOBIN="$dest.tmp" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" "$module@$version"
+  rm -rf "$dest"; mv "$dest.tmp" "$dest"
+  log "$name: built in $(( $(stamp) - t0 )) s"
+}
+
+build_etcd
+go_install kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION" "$kwok_bin"
+go_install helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION" "$helm_bin"
+build_kubernetes
+
+# stable names for scripts: $BIN/current/<tool>
+mkdir -p "$BIN/current"
+for f in "$k8s_bin"/* "$etcd_bin/etcd" "$kwok_bin/kwok" "$helm_bin/helm"; do
+  ln -sfn "$f" "$BIN/current/$(basename "$f")"
+done
+log "binaries ready in $BIN/current"

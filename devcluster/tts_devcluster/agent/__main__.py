@@ -1,0 +1,38 @@
+"""``python -m tts_devcluster.agent``: run the node agent (started by ``make up``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+from ..kube import KubeClient
+from ..layout import repo_root
+from .agent import NodeAgent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--kubeconfig", type=Path, required=True)
+    parser.add_argument("--state-dir", type=Path, required=True, help="pod sandboxes and container logs")
+    parser.add_argument("--pki-dir", type=Path, required=True, help="CA and the kubelet-API serving certificate")
+    parser.add_argument("--path", action="append", default=[], help="directories put first on pods' PATH")
+    parser.add_argument("--health-port", type=int, default=int(os.environ.get("KUBETTS_AGENT_HEALTH_PORT", "10248")))
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # what a non-root container must be able to reach: the interpreter and the project itself
+    expose = sorted({os.path.realpath(sys.base_prefix), str(repo_root())})
+
+    async def run() -> None:
+        client = KubeClient.from_kubeconfig(args.kubeconfig)
+        agent = NodeAgent(client, args.state_dir, args.pki_dir, args.path, expose)
+        await agent.run(args.health_port)
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

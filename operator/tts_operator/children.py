@@ -1,0 +1,129 @@
+"""Desired child objects of a TtsDeployment (pure functions; unit-tested without a cluster)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tts_crds import names
+from tts_crds.models import TtsDeploymentSpec
+
+from .settings import OperatorSettings
+
+JSON = dict[str, Any]
+
+# Pods run as this non-root user; the inference image's Dockerfile creates it with the same id.
+RUN_AS_USER = 65532
+
+
+def owner_reference(owner: JSON) -> JSON:
+    meta = owner["metadata"]
+    return {
+        "apiVersion": names.API_VERSION,
+        "kind": names.DEPLOYMENT_KIND,
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def restricted_container_security() -> JSON:
+    """What the `restricted` Pod Security level requires of a container, plus a read-only root."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def inference_container(name: str, spec: TtsDeploymentSpec, settings: OperatorSettings) -> JSON:
+    http = {"port": "http"}
+    res = spec.resources
+    requests: JSON = {"cpu": res.cpu, "memory": res.memory}
+    limits: JSON = {"memory": res.memory}
+    if res.gpu > 0:
+        limits[res.gpu_resource_name] = res.gpu
+    env = [
+        {"name": "KUBETTS_ENGINE", "value": spec.engine.value},
+        {"name": "KUBETTS_MODEL_URI", "value": spec.model.uri},
+        {"name": "KUBETTS_PORT", "value": str(names.INFERENCE_PORT)},
+        {"name": "KUBETTS_DEPLOYMENT", "value": name},
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+        {"name": "HOME", "value": "/tmp"},
+        *({"name": e.name, "value": e.value} for e in spec.env),
+    ]
+    return {
+        "name": "inference",
+        "image": spec.image or settings.inference_image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["python", "-m", "tts_inference"],
+        "env": env,
+        "ports": [{"name": "http", "containerPort": names.INFERENCE_PORT, "protocol": "TCP"}],
+        # startup allows a long model load; readiness is the model being loaded and warmed
+        "startupProbe": {"httpGet": {"path": "/healthz", **http}, "periodSeconds": 2, "failureThreshold": 150,
+                         "timeoutSeconds": 2},
+        "readinessProbe": {"httpGet": {"path": "/readyz", **http}, "periodSeconds": 1, "failureThreshold": 2,
+                           "timeoutSeconds": 2},
+        "livenessProbe": {"httpGet": {"path": "/healthz", **http}, "periodSeconds": 10, "failureThreshold": 3,
+                          "timeoutSeconds": 5},
+        "resources": {"requests": requests, "limits": limits},
+        "securityContext": restricted_container_security(),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+
+
+def pod_spec(name: str, spec: TtsDeploymentSpec, settings: OperatorSettings) -> JSON:
+    tolerations = [t.model_dump(by_alias=True, exclude_none=True) for t in spec.tolerations]
+    node_selector = dict(spec.node_selector)
+    if spec.resources.gpu > 0:
+        tolerations.append({"key": names.GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"})
+        if spec.resources.gpu_product:
+            node_selector[names.GPU_PRODUCT_LABEL] = spec.resources.gpu_product
+    out: JSON = {
+        # inference pods never talk to the Kubernetes API
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": 30,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS_USER,
+            "runAsGroup": RUN_AS_USER,
+            "fsGroup": RUN_AS_USER,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [inference_container(name, spec, settings)],
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
+        "tolerations": tolerations,
+        "nodeSelector": node_selector,
+    }
+    if spec.priority_class_name:
+        out["priorityClassName"] = spec.priority_class_name
+    return out
+
+
+def deployment(owner: JSON, spec: TtsDeploymentSpec, settings: OperatorSettings) -> JSON:
+    """The apps/v1 Deployment of inference pods for ``owner`` (a TtsDeployment object)."""
+    name = owner["metadata"]["name"]
+    labels = names.inference_labels(name)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": names.child_name(name),
+            "namespace": owner["metadata"]["namespace"],
+            "labels": labels,
+            "ownerReferences": [owner_reference(owner)],
+        },
+        "spec": {
+            "replicas": spec.replicas,
+            "selector": {"matchLabels": names.inference_selector(name)},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "revisionHistoryLimit": 3,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": pod_spec(name, spec, settings),
+            },
+        },
+    }
