@@ -6,7 +6,6 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
-
 from tts_crds.http_errors import install
 
 from .routes import health, models, speech

@@ -6,14 +6,14 @@ import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request
-
 from tts_crds.http_errors import ApiError
 
 from .state import RouterState
 
 
 def get_state(request: Request) -> RouterState:
-    return request.app.state.router  # type: ignore[no-any-return]
+    state: RouterState = request.app.state.router
+    return state
 
 
 State = Annotated[RouterState, Depends(get_state)]
@@ -26,8 +26,12 @@ def require_key(request: Request, state: State) -> None:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
-        raise ApiError(401, "missing API key: send 'Authorization: Bearer <key>'", "missing_api_key",
-                       headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(
+            401,
+            "missing API key: send 'Authorization: Bearer <key>'",
+            "missing_api_key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     if not any(hmac.compare_digest(token.encode(), k.encode()) for k in state.keys):
         raise ApiError(401, "invalid API key", "invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
 

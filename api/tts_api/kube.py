@@ -56,8 +56,14 @@ class Cache:
                 await self._notify()
                 while True:
                     w = watch.Watch()
-                    async with w.stream(self._list, *self._args, **self._kwargs, resource_version=rv,
-                                        allow_watch_bookmarks=True, timeout_seconds=240) as stream:
+                    async with w.stream(
+                        self._list,
+                        *self._args,
+                        **self._kwargs,
+                        resource_version=rv,
+                        allow_watch_bookmarks=True,
+                        timeout_seconds=240,
+                    ) as stream:
                         async for event in stream:
                             obj = event["raw_object"]
                             rv = obj.get("metadata", {}).get("resourceVersion", rv)
@@ -77,6 +83,6 @@ class Cache:
                     continue
                 log.warning("%s watch failed: %s %s; retrying", self.kind, exc.status, exc.reason)
                 await asyncio.sleep(1)
-            except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 log.warning("%s watch lost (%s); retrying", self.kind, exc)
                 await asyncio.sleep(1)

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 
 import httpx
 from kubernetes_asyncio import client
-
 from tts_crds import names
 
 from .kube import Cache, api_client
@@ -46,8 +45,14 @@ async def router_state(settings: RouterSettings) -> AsyncIterator[RouterState]:
     namespace = settings.resolved_namespace()
     objects = client.CustomObjectsApi(api)
     core = client.CoreV1Api(api)
-    deployments = Cache("ttsdeployments", objects.list_namespaced_custom_object, names.GROUP, names.VERSION,
-                        namespace, names.DEPLOYMENT_PLURAL)
+    deployments = Cache(
+        "ttsdeployments",
+        objects.list_namespaced_custom_object,
+        names.GROUP,
+        names.VERSION,
+        namespace,
+        names.DEPLOYMENT_PLURAL,
+    )
     selector = f"{names.LABEL_COMPONENT}={names.COMPONENT_INFERENCE},{names.LABEL_MANAGED_BY}={names.MANAGER}"
     pods = Cache("pods", core.list_namespaced_pod, namespace, label_selector=selector)
     http = httpx.AsyncClient(
@@ -57,8 +62,9 @@ async def router_state(settings: RouterSettings) -> AsyncIterator[RouterState]:
     keys = settings.keys()
     if not keys and not settings.auth_disabled:
         log.warning("no API keys configured and auth is not disabled: every request will get 401")
-    state = RouterState(settings, namespace, api, deployments, pods, http,
-                        LeastOutstanding(settings.pod_concurrency), keys)
+    state = RouterState(
+        settings, namespace, api, deployments, pods, http, LeastOutstanding(settings.pod_concurrency), keys
+    )
     state.tasks = [asyncio.create_task(deployments.run()), asyncio.create_task(pods.run())]
     log.info("router serving TtsDeployments in namespace %s", namespace)
     try:

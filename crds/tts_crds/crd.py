@@ -13,9 +13,25 @@ JSON = dict[str, Any]
 
 # JSON Schema keywords a structural OpenAPI v3 schema for a CRD accepts from pydantic's output
 _KEEP = {
-    "type", "description", "default", "enum", "format", "pattern", "minimum", "maximum",
-    "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength", "minItems", "maxItems",
-    "items", "properties", "required", "additionalProperties", "nullable",
+    "type",
+    "description",
+    "default",
+    "enum",
+    "format",
+    "pattern",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "minLength",
+    "maxLength",
+    "minItems",
+    "maxItems",
+    "items",
+    "properties",
+    "required",
+    "additionalProperties",
+    "nullable",
 }
 
 
@@ -139,12 +155,15 @@ def deployment_crd() -> JSON:
     columns = [
         {"name": "Engine", "type": "string", "jsonPath": ".spec.engine"},
         _ready_column(),
-        {"name": "Replicas", "type": "integer", "jsonPath": ".status.readyReplicas",
-         "description": "Ready replicas"},
+        {"name": "Replicas", "type": "integer", "jsonPath": ".status.readyReplicas", "description": "Ready replicas"},
         {"name": "Desired", "type": "integer", "jsonPath": ".spec.replicas"},
         {"name": "Last Activity", "type": "date", "jsonPath": ".status.lastActivityTime"},
-        {"name": "Reason", "type": "string", "priority": 1,
-         "jsonPath": '.status.conditions[?(@.type=="Ready")].reason'},
+        {
+            "name": "Reason",
+            "type": "string",
+            "priority": 1,
+            "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
+        },
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]
     root = _root_schema(models.TtsDeploymentSpec, models.TtsDeploymentStatus, names.DEPLOYMENT_KIND)

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+from pydantic.json_schema import JsonDict
 
 MAX_NAME_LENGTH = 50
 NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
@@ -23,8 +24,8 @@ class _Model(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
 
-def cel(rule: str, message: str, field_path: str | None = None, reason: str | None = None) -> dict[str, str]:
-    out = {"rule": rule, "message": message}
+def cel(rule: str, message: str, field_path: str | None = None, reason: str | None = None) -> JsonDict:
+    out: JsonDict = {"rule": rule, "message": message}
     if field_path:
         out["fieldPath"] = field_path
     if reason:
@@ -55,14 +56,14 @@ class Condition(_Model):
 
     type: str = Field(description="Type of condition, e.g. Ready.", max_length=316)
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
-    reason: str = Field(default="", description="One-word CamelCase reason for the last transition.",
-                        max_length=1024)
-    message: str = Field(default="", description="Human-readable details about the last transition.",
-                         max_length=32768)
-    observed_generation: int | None = Field(default=None, ge=0,
-                                            description="The .metadata.generation this condition was set for.")
-    last_transition_time: str = Field(description="When the status last changed.",
-                                      json_schema_extra={"format": "date-time"})
+    reason: str = Field(default="", description="One-word CamelCase reason for the last transition.", max_length=1024)
+    message: str = Field(default="", description="Human-readable details about the last transition.", max_length=32768)
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The .metadata.generation this condition was set for."
+    )
+    last_transition_time: str = Field(
+        description="When the status last changed.", json_schema_extra={"format": "date-time"}
+    )
 
 
 CONDITIONS_EXTRA: dict[str, Any] = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}
@@ -79,7 +80,7 @@ class ModelSource(_Model):
             "volume), pvc://<claim>/<path> or file:///<path> (mounted read-only)."
         ),
         pattern=r"^(package://[A-Za-z0-9][A-Za-z0-9._-]*|hf://[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9._-]+(@[A-Za-z0-9._/-]+)?"
-                r"|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/.*)?|file:///.+)$",
+        r"|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/.*)?|file:///.+)$",
         max_length=1024,
     )
     secret_ref: LocalObjectReference | None = Field(
@@ -89,48 +90,53 @@ class ModelSource(_Model):
 
 
 class Resources(_Model):
-    gpu: int = Field(default=1, ge=0, le=16,
-                     description="GPUs per replica. 0 runs the engine on CPU nodes without GPU tolerations.")
+    gpu: int = Field(
+        default=1, ge=0, le=16, description="GPUs per replica. 0 runs the engine on CPU nodes without GPU tolerations."
+    )
     gpu_resource_name: str = Field(
         default="nvidia.com/gpu",
         description="Extended resource that represents a GPU, e.g. nvidia.com/gpu or a MIG profile such as "
-                    "nvidia.com/mig-1g.10gb.",
+        "nvidia.com/mig-1g.10gb.",
         pattern=r"^[a-z0-9.-]+/[a-z0-9._-]+$",
         max_length=253,
     )
     gpu_product: str = Field(
         default="",
-        description="If set, pods only run on nodes whose nvidia.com/gpu.product label equals this "
-                    "(e.g. NVIDIA-L4).",
+        description="If set, pods only run on nodes whose nvidia.com/gpu.product label equals this (e.g. NVIDIA-L4).",
         max_length=63,
     )
-    cpu: str = Field(default="1", description="CPU request per replica (a Kubernetes quantity).",
-                     pattern=QUANTITY_PATTERN)
-    memory: str = Field(default="2Gi", description="Memory request and limit per replica (a quantity).",
-                        pattern=QUANTITY_PATTERN)
+    cpu: str = Field(
+        default="1", description="CPU request per replica (a Kubernetes quantity).", pattern=QUANTITY_PATTERN
+    )
+    memory: str = Field(
+        default="2Gi", description="Memory request and limit per replica (a quantity).", pattern=QUANTITY_PATTERN
+    )
 
 
 class ScaleToZero(_Model):
     idle_seconds: int = Field(
-        default=300, ge=10, le=7 * 24 * 3600,
+        default=300,
+        ge=10,
+        le=7 * 24 * 3600,
         description="Seconds without requests (after the last one finished, or after becoming Ready) before the "
-                    "operator scales the deployment to minReplicas.",
+        "operator scales the deployment to minReplicas.",
     )
 
 
 class EnvVar(_Model):
-    name: str = Field(description="Environment variable name.", pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$",
-                      max_length=253)
+    name: str = Field(description="Environment variable name.", pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", max_length=253)
     value: str = Field(default="", description="Its value.", max_length=32768)
 
 
 class Toleration(_Model):
-    key: str = Field(default="", description="Taint key the toleration applies to; empty matches all keys.",
-                     max_length=253)
+    key: str = Field(
+        default="", description="Taint key the toleration applies to; empty matches all keys.", max_length=253
+    )
     operator: Literal["Exists", "Equal"] = Field(default="Equal", description="Exists or Equal.")
     value: str = Field(default="", description="Taint value for operator Equal.", max_length=63)
     effect: Literal["", "NoSchedule", "PreferNoSchedule", "NoExecute"] = Field(
-        default="", description="Taint effect to match; empty matches all effects.")
+        default="", description="Taint effect to match; empty matches all effects."
+    )
     toleration_seconds: int | None = Field(default=None, description="For NoExecute: how long the pod stays.")
 
 
@@ -138,44 +144,56 @@ class TtsDeploymentSpec(_Model):
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
-                cel("self.minReplicas <= self.maxReplicas", "minReplicas must not exceed maxReplicas",
-                    ".minReplicas"),
+                cel("self.minReplicas <= self.maxReplicas", "minReplicas must not exceed maxReplicas", ".minReplicas"),
                 cel("self.replicas <= self.maxReplicas", "replicas must not exceed maxReplicas", ".replicas"),
-                cel("!has(self.model.secretRef) || self.model.uri.startsWith('hf://')",
-                    "model.secretRef is only used with hf:// model sources", ".model.secretRef"),
+                cel(
+                    "!has(self.model.secretRef) || self.model.uri.startsWith('hf://')",
+                    "model.secretRef is only used with hf:// model sources",
+                    ".model.secretRef",
+                ),
             ]
         }
     )
 
     engine: Engine = Field(default=Engine.PIPER, description="Text-to-speech engine that serves the model.")
     model: ModelSource = Field(description="The model the engine loads.")
-    image: str = Field(default="", max_length=512,
-                       description="Inference image override; empty uses the operator's default image.")
-    replicas: int = Field(
-        default=1, ge=0, le=100,
-        description="Desired replicas. The scale subresource points here; the operator's autoscaler and the "
-                    "router's scale-from-zero write it within minReplicas..maxReplicas.",
+    image: str = Field(
+        default="", max_length=512, description="Inference image override; empty uses the operator's default image."
     )
-    min_replicas: int = Field(default=0, ge=0, le=100,
-                              description="Lower bound for autoscaling; 0 enables scale-to-zero.")
+    replicas: int = Field(
+        default=1,
+        ge=0,
+        le=100,
+        description="Desired replicas. The scale subresource points here; the operator's autoscaler and the "
+        "router's scale-from-zero write it within minReplicas..maxReplicas.",
+    )
+    min_replicas: int = Field(
+        default=0, ge=0, le=100, description="Lower bound for autoscaling; 0 enables scale-to-zero."
+    )
     max_replicas: int = Field(default=4, ge=1, le=100, description="Upper bound for autoscaling.")
-    scale_to_zero: ScaleToZero = Field(default_factory=ScaleToZero, description="Scale-to-zero behaviour.",
-                                       json_schema_extra={"default": {}})
-    target_concurrency: int = Field(default=4, ge=1, le=1024,
-                                    description="In-flight requests per ready replica before scaling up.")
+    scale_to_zero: ScaleToZero = Field(
+        default_factory=ScaleToZero, description="Scale-to-zero behaviour.", json_schema_extra={"default": {}}
+    )
+    target_concurrency: int = Field(
+        default=4, ge=1, le=1024, description="In-flight requests per ready replica before scaling up."
+    )
     activation_timeout_seconds: int = Field(
-        default=300, ge=1, le=3600,
+        default=300,
+        ge=1,
+        le=3600,
         description="How long the router holds a request while the deployment wakes from zero (then 504).",
     )
-    resources: Resources = Field(default_factory=Resources, description="Per-replica compute resources.",
-                                 json_schema_extra={"default": {}})
-    node_selector: dict[str, str] = Field(default_factory=dict,
-                                          description="Extra node labels the pods require.")
-    tolerations: list[Toleration] = Field(default_factory=list, max_length=32,
-                                          description="Extra tolerations (the GPU taint is tolerated automatically).")
+    resources: Resources = Field(
+        default_factory=Resources, description="Per-replica compute resources.", json_schema_extra={"default": {}}
+    )
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Extra node labels the pods require.")
+    tolerations: list[Toleration] = Field(
+        default_factory=list, max_length=32, description="Extra tolerations (the GPU taint is tolerated automatically)."
+    )
     priority_class_name: str = Field(default="", max_length=253, description="PriorityClass of the pods.")
-    env: list[EnvVar] = Field(default_factory=list, max_length=64,
-                              description="Extra environment variables for the inference container.")
+    env: list[EnvVar] = Field(
+        default_factory=list, max_length=64, description="Extra environment variables for the inference container."
+    )
 
 
 class TtsDeploymentStatus(_Model):
@@ -183,13 +201,20 @@ class TtsDeploymentStatus(_Model):
     replicas: int | None = Field(default=None, description="Pods that exist (ready or not).")
     ready_replicas: int | None = Field(default=None, description="Pods that are ready to serve.")
     selector: str | None = Field(default=None, description="Label selector of the pods (for the scale subresource).")
-    last_activity_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"},
-                                           description="When the router last saw a request for this model.")
-    scaled_to_zero_at: str | None = Field(default=None, json_schema_extra={"format": "date-time"},
-                                          description="When the operator last scaled the deployment to zero.")
+    last_activity_time: str | None = Field(
+        default=None,
+        json_schema_extra={"format": "date-time"},
+        description="When the router last saw a request for this model.",
+    )
+    scaled_to_zero_at: str | None = Field(
+        default=None,
+        json_schema_extra={"format": "date-time"},
+        description="When the operator last scaled the deployment to zero.",
+    )
     url: str | None = Field(default=None, description="In-cluster URL of the inference Service.")
-    conditions: list[Condition] = Field(default_factory=list, description="Ready, Available, Progressing, Degraded.",
-                                        json_schema_extra=CONDITIONS_EXTRA)
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Ready, Available, Progressing, Degraded.", json_schema_extra=CONDITIONS_EXTRA
+    )
 
 
 class TtsDeployment(_Model):
@@ -204,14 +229,17 @@ class AudioSource(_Model):
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
-                cel("has(self.configMapKeyRef) != has(self.secretKeyRef)",
-                    "exactly one of configMapKeyRef or secretKeyRef must be set"),
+                cel(
+                    "has(self.configMapKeyRef) != has(self.secretKeyRef)",
+                    "exactly one of configMapKeyRef or secretKeyRef must be set",
+                ),
             ]
         }
     )
 
-    config_map_key_ref: KeyReference | None = Field(default=None,
-                                                    description="ConfigMap key holding the clip (binaryData).")
+    config_map_key_ref: KeyReference | None = Field(
+        default=None, description="ConfigMap key holding the clip (binaryData)."
+    )
     secret_key_ref: KeyReference | None = Field(default=None, description="Secret key holding the clip.")
 
 
@@ -228,22 +256,33 @@ class TtsVoiceSpec(_Model):
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
-                cel("has(self.speaker) != has(self.reference)",
-                    "exactly one of speaker (a built-in speaker) or reference (a clip to clone) must be set"),
+                cel(
+                    "has(self.speaker) != has(self.reference)",
+                    "exactly one of speaker (a built-in speaker) or reference (a clip to clone) must be set",
+                ),
             ]
         }
     )
 
-    deployment: str = Field(description="Name of the TtsDeployment (same namespace) that speaks this voice.",
-                            pattern=NAME_PATTERN, max_length=MAX_NAME_LENGTH)
-    speaker: str | None = Field(default=None, max_length=253,
-                                description="A built-in speaker of a multi-speaker model.")
+    deployment: str = Field(
+        description="Name of the TtsDeployment (same namespace) that speaks this voice.",
+        pattern=NAME_PATTERN,
+        max_length=MAX_NAME_LENGTH,
+    )
+    speaker: str | None = Field(
+        default=None, max_length=253, description="A built-in speaker of a multi-speaker model."
+    )
     reference: Reference | None = Field(default=None, description="A reference clip for cloning engines.")
-    language: str = Field(default="en", max_length=35, pattern=r"^[a-zA-Z]{2,3}([-_][a-zA-Z0-9]{2,8})*$",
-                          description="BCP 47 language tag of the voice, e.g. en or zh-CN.")
+    language: str = Field(
+        default="en",
+        max_length=35,
+        pattern=r"^[a-zA-Z]{2,3}([-_][a-zA-Z0-9]{2,8})*$",
+        description="BCP 47 language tag of the voice, e.g. en or zh-CN.",
+    )
     description: str = Field(default="", max_length=1024, description="Free text shown in voice lists.")
-    defaults: VoiceDefaults = Field(default_factory=VoiceDefaults, description="Request defaults for this voice.",
-                                    json_schema_extra={"default": {}})
+    defaults: VoiceDefaults = Field(
+        default_factory=VoiceDefaults, description="Request defaults for this voice.", json_schema_extra={"default": {}}
+    )
 
 
 class AudioInfo(_Model):
@@ -255,8 +294,7 @@ class AudioInfo(_Model):
 class TtsVoiceStatus(_Model):
     observed_generation: int | None = Field(default=None, description="Generation the status describes.")
     audio: AudioInfo | None = Field(default=None, description="What the operator found in the reference clip.")
-    conditions: list[Condition] = Field(default_factory=list, description="Ready.",
-                                        json_schema_extra=CONDITIONS_EXTRA)
+    conditions: list[Condition] = Field(default_factory=list, description="Ready.", json_schema_extra=CONDITIONS_EXTRA)
 
 
 class TtsVoice(_Model):

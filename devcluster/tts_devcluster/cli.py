@@ -1,10 +1,10 @@
 """``kube-tts-dev``: the local cluster and the kube-tts platform on it.
 
-    kube-tts-dev cluster-up       control plane, nodes, node agent
-    kube-tts-dev platform-up      CRDs, operator, router, sample TtsDeployment; waits until it speaks
-    kube-tts-dev down [--wipe]    stop everything (--wipe also deletes .devcluster/)
-    kube-tts-dev status           which components run
-    kube-tts-dev logs NAME        a component's log (etcd, kube-apiserver, operator, router, …)
+kube-tts-dev cluster-up       control plane, nodes, node agent
+kube-tts-dev platform-up      CRDs, operator, router, sample TtsDeployment; waits until it speaks
+kube-tts-dev down [--wipe]    stop everything (--wipe also deletes .devcluster/)
+kube-tts-dev status           which components run
+kube-tts-dev logs NAME        a component's log (etcd, kube-apiserver, operator, router, …)
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from .layout import Layout
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="kube-tts-dev", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="kube-tts-dev", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("cluster-up", help="start the local control plane, nodes and node agent")
     pu = sub.add_parser("platform-up", help="install CRDs, start operator and router, deploy the sample")

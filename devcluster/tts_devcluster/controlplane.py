@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -46,8 +47,9 @@ class ClusterError(RuntimeError):
     pass
 
 
-def wait_for(what: str, check: Callable[[], bool], timeout: float, log_name: str | None = None,
-             layout: Layout | None = None) -> None:
+def wait_for(
+    what: str, check: Callable[[], bool], timeout: float, log_name: str | None = None, layout: Layout | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     t0 = time.monotonic()
     last_note = t0
@@ -85,7 +87,7 @@ def _https_ok(url: str, layout: Layout) -> bool:
     ctx = ssl.create_default_context(cafile=str(pki.ca_cert))
     ctx.load_cert_chain(str(pki.path("admin.crt")), str(pki.path("admin.key")))
     try:
-        with urllib.request.urlopen(url, context=ctx, timeout=2) as resp:  # noqa: S310 - fixed https URL
+        with urllib.request.urlopen(url, context=ctx, timeout=2) as resp:
             return resp.status == 200
     except (urllib.error.URLError, OSError):
         return False
@@ -93,7 +95,7 @@ def _https_ok(url: str, layout: Layout) -> bool:
 
 def _http_ok(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - fixed local URL
+        with urllib.request.urlopen(url, timeout=2) as resp:
             return resp.status == 200
     except (urllib.error.URLError, OSError):
         return False
@@ -102,7 +104,9 @@ def _http_ok(url: str) -> bool:
 def kubectl(layout: Layout, *args: str, input_: str | None = None, check: bool = True) -> str:
     proc = subprocess.run(
         [layout.tool("kubectl"), "--kubeconfig", str(layout.kubeconfig()), *args],
-        capture_output=True, text=True, input=input_,
+        capture_output=True,
+        text=True,
+        input=input_,
     )
     if check and proc.returncode != 0:
         raise ClusterError(f"kubectl {' '.join(args)}: {proc.stderr.strip()}")
@@ -117,8 +121,11 @@ class ControlPlane:
     # --- steps ------------------------------------------------------------------------------
 
     def check_binaries(self) -> None:
-        missing = [b for b in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok",
-                               "kubectl") if not (self.layout.bin / b).exists()]
+        missing = [
+            b
+            for b in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "kubectl")
+            if not (self.layout.bin / b).exists()
+        ]
         if missing:
             raise ClusterError(f"missing binaries {missing} in {self.layout.bin}: run `make build` first")
 
@@ -126,9 +133,16 @@ class ControlPlane:
         for d in (self.layout.state, self.layout.pki, self.layout.logs, self.layout.run, self.layout.pods):
             d.mkdir(parents=True, exist_ok=True)
         self.pki.ensure(
-            apiserver_sans=["127.0.0.1", BRIDGE_IP, KUBERNETES_SERVICE_IP, "localhost", "kubernetes",
-                            "kubernetes.default", "kubernetes.default.svc",
-                            "kubernetes.default.svc.cluster.local"],
+            apiserver_sans=[
+                "127.0.0.1",
+                BRIDGE_IP,
+                KUBERNETES_SERVICE_IP,
+                "localhost",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+            ],
             kubelet_sans=[BRIDGE_IP, "127.0.0.1"],
         )
         p = self.pki.path
@@ -139,26 +153,36 @@ class ControlPlane:
             ("kwok", "kwok", "kube-tts:kwok"),
             ("node-agent", "node-agent", "kube-tts:node-agent"),
         ):
-            write_kubeconfig(self.layout.kubeconfig(who), self.layout.apiserver_url, self.pki.ca_cert,
-                             p(f"{stem}.crt"), p(f"{stem}.key"), user)
+            write_kubeconfig(
+                self.layout.kubeconfig(who),
+                self.layout.apiserver_url,
+                self.pki.ca_cert,
+                p(f"{stem}.crt"),
+                p(f"{stem}.key"),
+                user,
+            )
         net.ensure_bridge()
 
     def start_etcd(self) -> None:
         self.layout.etcd_data.mkdir(parents=True, exist_ok=True, mode=0o700)
-        procs.start(self.layout, "etcd", [
-            self.layout.tool("etcd"),
-            "--name=devcluster",
-            f"--data-dir={self.layout.etcd_data}",
-            f"--listen-client-urls=http://127.0.0.1:{ETCD_CLIENT_PORT}",
-            f"--advertise-client-urls=http://127.0.0.1:{ETCD_CLIENT_PORT}",
-            f"--listen-peer-urls=http://127.0.0.1:{ETCD_PEER_PORT}",
-            f"--initial-advertise-peer-urls=http://127.0.0.1:{ETCD_PEER_PORT}",
-            f"--initial-cluster=devcluster=http://127.0.0.1:{ETCD_PEER_PORT}",
-            "--listen-metrics-urls=http://127.0.0.1:0",
-            "--quota-backend-bytes=2147483648",
-            "--log-level=warn",
-            "--unsafe-no-fsync",  # a throwaway dev store; fsync dominates apiserver latency here
-        ])
+        procs.start(
+            self.layout,
+            "etcd",
+            [
+                self.layout.tool("etcd"),
+                "--name=devcluster",
+                f"--data-dir={self.layout.etcd_data}",
+                f"--listen-client-urls=http://127.0.0.1:{ETCD_CLIENT_PORT}",
+                f"--advertise-client-urls=http://127.0.0.1:{ETCD_CLIENT_PORT}",
+                f"--listen-peer-urls=http://127.0.0.1:{ETCD_PEER_PORT}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{ETCD_PEER_PORT}",
+                f"--initial-cluster=devcluster=http://127.0.0.1:{ETCD_PEER_PORT}",
+                "--listen-metrics-urls=http://127.0.0.1:0",
+                "--quota-backend-bytes=2147483648",
+                "--log-level=warn",
+                "--unsafe-no-fsync",  # a throwaway dev store; fsync dominates apiserver latency here
+            ],
+        )
         wait_for("etcd", lambda: _http_ok(f"http://127.0.0.1:{ETCD_CLIENT_PORT}/health"), 60, "etcd", self.layout)
 
     def apiserver_argv(self) -> list[str]:
@@ -191,88 +215,123 @@ class ControlPlane:
 
     def start_apiserver(self) -> None:
         procs.start(self.layout, "kube-apiserver", self.apiserver_argv())
-        wait_for("kube-apiserver /readyz", lambda: _https_ok(f"{self.layout.apiserver_url}/readyz", self.layout),
-                 180, "kube-apiserver", self.layout)
+        wait_for(
+            "kube-apiserver /readyz",
+            lambda: _https_ok(f"{self.layout.apiserver_url}/readyz", self.layout),
+            180,
+            "kube-apiserver",
+            self.layout,
+        )
 
     def start_controllers(self) -> None:
         p = self.pki.path
         kcm = str(self.layout.kubeconfig("controller-manager"))
-        procs.start(self.layout, "kube-controller-manager", [
-            self.layout.tool("kube-controller-manager"),
-            f"--kubeconfig={kcm}",
-            f"--authentication-kubeconfig={kcm}",
-            f"--authorization-kubeconfig={kcm}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={CONTROLLER_MANAGER_PORT}",
-            "--leader-elect=false",
-            "--use-service-account-credentials=true",
-            f"--service-account-private-key-file={p('sa.key')}",
-            f"--root-ca-file={self.pki.ca_cert}",
-            f"--cluster-signing-cert-file={self.pki.ca_cert}",
-            f"--cluster-signing-key-file={p('ca.key')}",
-            "--allocate-node-cidrs=false",
-            f"--cluster-cidr={POD_NETWORK}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller",
-            "--v=1",
-        ])
+        procs.start(
+            self.layout,
+            "kube-controller-manager",
+            [
+                self.layout.tool("kube-controller-manager"),
+                f"--kubeconfig={kcm}",
+                f"--authentication-kubeconfig={kcm}",
+                f"--authorization-kubeconfig={kcm}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={CONTROLLER_MANAGER_PORT}",
+                "--leader-elect=false",
+                "--use-service-account-credentials=true",
+                f"--service-account-private-key-file={p('sa.key')}",
+                f"--root-ca-file={self.pki.ca_cert}",
+                f"--cluster-signing-cert-file={self.pki.ca_cert}",
+                f"--cluster-signing-key-file={p('ca.key')}",
+                "--allocate-node-cidrs=false",
+                f"--cluster-cidr={POD_NETWORK}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller",
+                "--v=1",
+            ],
+        )
         sched = str(self.layout.kubeconfig("scheduler"))
-        procs.start(self.layout, "kube-scheduler", [
-            self.layout.tool("kube-scheduler"),
-            f"--kubeconfig={sched}",
-            f"--authentication-kubeconfig={sched}",
-            f"--authorization-kubeconfig={sched}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={SCHEDULER_PORT}",
-            "--leader-elect=false",
-            "--v=1",
-        ])
+        procs.start(
+            self.layout,
+            "kube-scheduler",
+            [
+                self.layout.tool("kube-scheduler"),
+                f"--kubeconfig={sched}",
+                f"--authentication-kubeconfig={sched}",
+                f"--authorization-kubeconfig={sched}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={SCHEDULER_PORT}",
+                "--leader-elect=false",
+                "--v=1",
+            ],
+        )
 
     def apply_nodes(self) -> None:
         spec = yaml.safe_load((self.layout.config / "nodes.yaml").read_text())
-        docs = []
+        docs: list[dict[str, Any]] = []
         for node in spec:
-            docs.append({
-                "apiVersion": "v1",
-                "kind": "Node",
-                "metadata": {
-                    "name": node["name"],
-                    "labels": {
-                        "kubernetes.io/hostname": node["name"],
-                        "kubernetes.io/os": "linux",
-                        "kubernetes.io/arch": "amd64",
-                        "type": "kwok",
-                        **node.get("labels", {}),
+            docs.append(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Node",
+                    "metadata": {
+                        "name": node["name"],
+                        "labels": {
+                            "kubernetes.io/hostname": node["name"],
+                            "kubernetes.io/os": "linux",
+                            "kubernetes.io/arch": "amd64",
+                            "type": "kwok",
+                            **node.get("labels", {}),
+                        },
+                        "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
                     },
-                    "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
-                },
-                "spec": {"podCIDR": node["podCIDR"], "podCIDRs": [node["podCIDR"]], "taints": node.get("taints", [])},
-                "status": {"capacity": node["capacity"], "allocatable": node["capacity"]},
-            })
+                    "spec": {
+                        "podCIDR": node["podCIDR"],
+                        "podCIDRs": [node["podCIDR"]],
+                        "taints": node.get("taints", []),
+                    },
+                    "status": {"capacity": node["capacity"], "allocatable": node["capacity"]},
+                }
+            )
         existing = set(kubectl(self.layout, "get", "nodes", "-o", "name", check=False).split())
         fresh = [d for d in docs if f"node/{d['metadata']['name']}" not in existing]
         if fresh:
-            kubectl(self.layout, "create", "-f", "-", input_=json.dumps({"apiVersion": "v1", "kind": "List",
-                                                                          "items": fresh}))
+            kubectl(
+                self.layout,
+                "create",
+                "-f",
+                "-",
+                input_=json.dumps({"apiVersion": "v1", "kind": "List", "items": fresh}),
+            )
 
     def start_kwok(self) -> None:
-        procs.start(self.layout, "kwok", [
-            self.layout.tool("kwok"),
-            f"--kubeconfig={self.layout.kubeconfig('kwok')}",
-            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-            f"--config={self.layout.config / 'kwok-stages.yaml'}",
-            f"--node-ip={BRIDGE_IP}",
-            "--node-lease-duration-seconds=40",
-        ])
+        procs.start(
+            self.layout,
+            "kwok",
+            [
+                self.layout.tool("kwok"),
+                f"--kubeconfig={self.layout.kubeconfig('kwok')}",
+                "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+                f"--config={self.layout.config / 'kwok-stages.yaml'}",
+                f"--node-ip={BRIDGE_IP}",
+                "--node-lease-duration-seconds=40",
+            ],
+        )
 
     def start_agent(self) -> None:
-        procs.start(self.layout, "node-agent", [
-            sys.executable, "-m", "tts_devcluster.agent",
-            f"--kubeconfig={self.layout.kubeconfig('node-agent')}",
-            f"--state-dir={self.layout.pods}",
-            f"--pki-dir={self.layout.pki}",
-            f"--path={self.layout.venv_bin}",
-        ], env={"PYTHONUNBUFFERED": "1"})
+        procs.start(
+            self.layout,
+            "node-agent",
+            [
+                sys.executable,
+                "-m",
+                "tts_devcluster.agent",
+                f"--kubeconfig={self.layout.kubeconfig('node-agent')}",
+                f"--state-dir={self.layout.pods}",
+                f"--pki-dir={self.layout.pki}",
+                f"--path={self.layout.venv_bin}",
+            ],
+            env={"PYTHONUNBUFFERED": "1"},
+        )
         wait_for("node agent", lambda: _agent_healthy(), 60, "node-agent", self.layout)
 
     def wait_nodes_ready(self, timeout: float = 90) -> None:
@@ -293,10 +352,17 @@ class ControlPlane:
         wait_for("nodes Ready", ready, timeout, "kwok", self.layout)
 
     def wait_default_serviceaccount(self) -> None:
-        wait_for("the default ServiceAccount (controller-manager up)",
-                 lambda: bool(kubectl(self.layout, "get", "serviceaccount", "default", "-n", "default",
-                                      "-o", "name", check=False).strip()),
-                 90, "kube-controller-manager", self.layout)
+        wait_for(
+            "the default ServiceAccount (controller-manager up)",
+            lambda: bool(
+                kubectl(
+                    self.layout, "get", "serviceaccount", "default", "-n", "default", "-o", "name", check=False
+                ).strip()
+            ),
+            90,
+            "kube-controller-manager",
+            self.layout,
+        )
 
     # --- entry points -----------------------------------------------------------------------
 

@@ -84,12 +84,16 @@ class KubeClient:
         params: dict[str, str] | None = None,
         body: Any = None,
         content_type: str = "application/json",
-        timeout: float = 30,
+        timeout: float = 30,  # noqa: ASYNC109 - a per-request aiohttp timeout
     ) -> JSON:
         data = None if body is None else json.dumps(body)
         headers = {"Content-Type": content_type} if data is not None else {}
         async with self.session.request(
-            method, self.server + path, params=params, data=data, headers=headers,
+            method,
+            self.server + path,
+            params=params,
+            data=data,
+            headers=headers,
             timeout=aiohttp.ClientTimeout(total=timeout),
         ) as resp:
             text = await resp.text()
@@ -138,8 +142,13 @@ class KubeClient:
 
 
 async def informer(
-    client: KubeClient, path: str, on_event: Any, *, params: dict[str, str] | None = None,
-    on_sync: Any = None, retry_delay: float = 1.0,
+    client: KubeClient,
+    path: str,
+    on_event: Any,
+    *,
+    params: dict[str, str] | None = None,
+    on_sync: Any = None,
+    retry_delay: float = 1.0,
 ) -> None:
     """List then watch ``path`` forever, calling ``on_event(type, obj)``; re-lists on expiry or error.
 
@@ -163,6 +172,6 @@ async def informer(
             raise
         except WatchExpired:
             log.info("watch of %s expired; re-listing", path)
-        except (aiohttp.ClientError, ApiError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError, ApiError, OSError) as exc:
             log.warning("watch of %s failed (%s); retrying in %.0fs", path, exc, retry_delay)
             await asyncio.sleep(retry_delay)

@@ -78,7 +78,7 @@ def create_pod_netns(pod_uid: str, ip: str) -> PodNetwork:
     """A fresh namespace with ``lo`` and ``eth0`` (ip/16, default route via the bridge)."""
     ns = netns_name(pod_uid)
     # interface names are limited to 15 characters
-    digest = hashlib.sha1(pod_uid.encode()).hexdigest()[:8]
+    digest = hashlib.sha1(pod_uid.encode(), usedforsecurity=False).hexdigest()[:8]
     host_if, pod_if = f"vkt{digest}", f"vkp{digest}"
     if ns in list_netns():
         delete_pod_netns(ns)

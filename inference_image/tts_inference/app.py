@@ -13,7 +13,6 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-
 from tts_crds.http_errors import ApiError, install
 from tts_crds.speech import MEDIA_TYPES, SpeechRequest
 
@@ -34,10 +33,13 @@ class Metrics:
         r = self.registry
         self.requests = Counter("kubetts_inference_requests", "Speech requests by outcome", ["code"], registry=r)
         self.inflight = Gauge("kubetts_inference_inflight_requests", "Requests being synthesised", registry=r)
-        self.queued = Gauge("kubetts_inference_queued_requests", "Requests waiting for a synthesis slot",
-                            registry=r)
-        self.latency = Histogram("kubetts_inference_first_audio_seconds", "Time to the first audio chunk",
-                                 registry=r, buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30))
+        self.queued = Gauge("kubetts_inference_queued_requests", "Requests waiting for a synthesis slot", registry=r)
+        self.latency = Histogram(
+            "kubetts_inference_first_audio_seconds",
+            "Time to the first audio chunk",
+            registry=r,
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+        )
         self.audio_seconds = Counter("kubetts_inference_audio_seconds", "Seconds of audio produced", registry=r)
         self.ready = Gauge("kubetts_inference_model_ready", "1 once the model is loaded and warmed up", registry=r)
 
@@ -70,15 +72,23 @@ class EngineHost:
         self.load_seconds = time.monotonic() - t0
         self.ready = True
         self.metrics.ready.set(1)
-        log.info("model ready in %.1fs (sample rate %d Hz, voices: %s)", self.load_seconds,
-                 self.engine.sample_rate, ", ".join(v.id for v in self.engine.voices()))
+        log.info(
+            "model ready in %.1fs (sample rate %d Hz, voices: %s)",
+            self.load_seconds,
+            self.engine.sample_rate,
+            ", ".join(v.id for v in self.engine.voices()),
+        )
 
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         limit = self.settings.max_concurrency + self.settings.max_queue
         if self.inflight + self.queued >= limit:
-            raise ApiError(429, f"server busy: {self.inflight} in flight and {self.queued} queued",
-                           "rate_limit_exceeded", headers={"Retry-After": "1"})
+            raise ApiError(
+                429,
+                f"server busy: {self.inflight} in flight and {self.queued} queued",
+                "rate_limit_exceeded",
+                headers={"Retry-After": "1"},
+            )
         self.queued += 1
         self.metrics.queued.inc()
         try:
@@ -132,7 +142,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install(app)
 
     def host_of(request: Request) -> EngineHost:
-        return request.app.state.host  # type: ignore[no-any-return]
+        host: EngineHost = request.app.state.host
+        return host
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
@@ -176,25 +187,43 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "data": [{"id": v.id, "name": v.name, "language": v.language} for v in host.engine.voices()],
         }
 
-    @app.post("/v1/audio/speech", tags=["speech"], response_class=Response,
-              responses={200: {"content": {m: {} for m in MEDIA_TYPES.values()}}})
+    @app.post(
+        "/v1/audio/speech",
+        tags=["speech"],
+        response_class=Response,
+        responses={200: {"content": {m: {} for m in MEDIA_TYPES.values()}}},
+    )
     async def speech(body: SpeechRequest, request: Request) -> Response:
         host = host_of(request)
         if not host.ready:
             metrics.requests.labels("503").inc()
             raise ApiError(503, "model is not loaded yet", "model_not_ready", headers={"Retry-After": "2"})
         if len(body.input) > settings.max_input_chars:
-            raise ApiError(400, f"input is {len(body.input)} characters; the limit is {settings.max_input_chars}",
-                           "input_too_long", "input")
+            raise ApiError(
+                400,
+                f"input is {len(body.input)} characters; the limit is {settings.max_input_chars}",
+                "input_too_long",
+                "input",
+            )
         if body.ref_audio:
-            raise ApiError(400, f"engine {settings.engine} cannot clone voices; ref_audio is not accepted",
-                           "cloning_not_supported", "ref_audio")
+            raise ApiError(
+                400,
+                f"engine {settings.engine} cannot clone voices; ref_audio is not accepted",
+                "cloning_not_supported",
+                "ref_audio",
+            )
         if body.response_format not in audio.SUPPORTED:
-            raise ApiError(400, f"response_format {body.response_format!r} is not supported yet; use one of "
-                           f"{', '.join(sorted(audio.SUPPORTED))}", "unsupported_format", "response_format")
+            raise ApiError(
+                400,
+                f"response_format {body.response_format!r} is not supported yet; use one of "
+                f"{', '.join(sorted(audio.SUPPORTED))}",
+                "unsupported_format",
+                "response_format",
+            )
         if body.stream_format != "audio":
-            raise ApiError(400, "stream_format 'sse' is not supported yet", "unsupported_stream_format",
-                           "stream_format")
+            raise ApiError(
+                400, "stream_format 'sse' is not supported yet", "unsupported_stream_format", "stream_format"
+            )
         try:
             voice = host.engine.resolve_voice(body.voice)
         except EngineError as exc:

@@ -26,8 +26,9 @@ def encode(samples: np.ndarray, sample_rate: int, fmt: str) -> bytes:
     if fmt == "pcm":
         return samples.astype("<i2", copy=False).tobytes()
     if fmt not in _SNDFILE:
-        raise UnsupportedFormat(f"response_format {fmt!r} is not supported by this server yet; "
-                                f"use one of {', '.join(sorted(SUPPORTED))}")
+        raise UnsupportedFormat(
+            f"response_format {fmt!r} is not supported by this server yet; use one of {', '.join(sorted(SUPPORTED))}"
+        )
     container, subtype = _SNDFILE[fmt]
     buf = io.BytesIO()
     sf.write(buf, samples, sample_rate, format=container, subtype=subtype)

@@ -14,15 +14,15 @@ def now() -> str:
     return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def set_condition(conditions: list[JSON], ctype: str, ok: bool | None, reason: str, message: str,
-                  generation: int | None, at: str) -> list[JSON]:
+def set_condition(
+    conditions: list[JSON], ctype: str, ok: bool | None, reason: str, message: str, generation: int | None, at: str
+) -> list[JSON]:
     """Return ``conditions`` with ``ctype`` set; lastTransitionTime only moves when status changes."""
     status = "Unknown" if ok is None else ("True" if ok else "False")
     out = [c for c in conditions if c.get("type") != ctype]
     prev = next((c for c in conditions if c.get("type") == ctype), None)
     since = prev["lastTransitionTime"] if prev and prev.get("status") == status else at
-    cond: JSON = {"type": ctype, "status": status, "reason": reason, "message": message,
-                  "lastTransitionTime": since}
+    cond: JSON = {"type": ctype, "status": status, "reason": reason, "message": message, "lastTransitionTime": since}
     if generation is not None:
         cond["observedGeneration"] = generation
     out.append(cond)

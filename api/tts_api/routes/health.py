@@ -19,5 +19,4 @@ async def healthz() -> dict[str, str]:
 async def readyz(state: State) -> JSONResponse:
     if state.synced:
         return JSONResponse({"status": "ready"})
-    return JSONResponse({"status": "syncing", "detail": "waiting for the first list of TtsDeployments and Pods"},
-                        503)
+    return JSONResponse({"status": "syncing", "detail": "waiting for the first list of TtsDeployments and Pods"}, 503)

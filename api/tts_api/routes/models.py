@@ -6,7 +6,6 @@ import datetime as dt
 from typing import Any
 
 from fastapi import APIRouter
-
 from tts_crds.http_errors import ApiError
 
 from ..deps import Authenticated, State
@@ -22,7 +21,7 @@ def _created(obj: dict[str, Any]) -> int:
 def model_entry(state: State, obj: dict[str, Any]) -> dict[str, Any]:
     name = obj["metadata"]["name"]
     status = obj.get("status") or {}
-    ready_cond = next((c for c in status.get("conditions", []) if c.get("type") == "Ready"), {})
+    ready_cond: dict[str, Any] = next((c for c in status.get("conditions", []) if c.get("type") == "Ready"), {})
     return {
         "id": name,
         "object": "model",

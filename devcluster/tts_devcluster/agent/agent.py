@@ -91,8 +91,9 @@ class GpuAllocator:
 
 
 class NodeAgent:
-    def __init__(self, client: KubeClient, state_dir: Path, pki_dir: Path, path_dirs: list[str],
-                 expose: list[str]) -> None:
+    def __init__(
+        self, client: KubeClient, state_dir: Path, pki_dir: Path, path_dirs: list[str], expose: list[str]
+    ) -> None:
         self.client = client
         self.state_dir = state_dir
         self.pki_dir = pki_dir
@@ -117,12 +118,18 @@ class NodeAgent:
 
     # --- events ----------------------------------------------------------------------------
 
-    async def event(self, pod: JSON, reason: str, message: str, warning: bool = False,
-                    container: str | None = None) -> None:
+    async def event(
+        self, pod: JSON, reason: str, message: str, warning: bool = False, container: str | None = None
+    ) -> None:
         meta = pod["metadata"]
         node = pod["spec"].get("nodeName", "")
-        involved: JSON = {"apiVersion": "v1", "kind": "Pod", "namespace": meta["namespace"],
-                          "name": meta["name"], "uid": meta["uid"]}
+        involved: JSON = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "namespace": meta["namespace"],
+            "name": meta["name"],
+            "uid": meta["uid"],
+        }
         if container:
             involved["fieldPath"] = f"spec.containers{{{container}}}"
         ts = now_iso()
@@ -202,8 +209,7 @@ class NodeAgent:
             return
         worker = PodWorker(self, pod, node)
         self.workers[uid] = worker
-        log.info("pod %s/%s assigned to %s: starting", pod["metadata"]["namespace"], pod["metadata"]["name"],
-                 node.name)
+        log.info("pod %s/%s assigned to %s: starting", pod["metadata"]["namespace"], pod["metadata"]["name"], node.name)
         worker.start()
 
     async def on_pod_sync(self, pods: list[JSON]) -> None:
@@ -284,10 +290,11 @@ class NodeAgent:
                 continue
             services.append((ns, name, ip))
             for port in svc["spec"].get("ports", []):
-                endpoints = []
+                endpoints: list[tuple[str, int]] = []
                 for sl in by_service.get((ns, name), []):
-                    target = next((p["port"] for p in sl.get("ports") or [] if p.get("name", "") == port.get("name", "")),
-                                  None)
+                    target = next(
+                        (p["port"] for p in sl.get("ports") or [] if p.get("name", "") == port.get("name", "")), None
+                    )
                     if target is None:
                         continue
                     for ep in sl.get("endpoints", []):
@@ -340,7 +347,7 @@ class NodeAgent:
         data = path.read_bytes()
         if "tailLines" in q:
             lines = data.splitlines(keepends=True)
-            data = b"".join(lines[-int(q["tailLines"]):]) if int(q["tailLines"]) > 0 else b""
+            data = b"".join(lines[-int(q["tailLines"]) :]) if int(q["tailLines"]) > 0 else b""
         if "limitBytes" in q:
             data = data[: int(q["limitBytes"])]
         await resp.write(data)
@@ -363,7 +370,7 @@ class NodeAgent:
     def kubelet_app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/containerLogs/{ns}/{pod}/{container}", self.container_logs)
-        app.router.add_get("/healthz", lambda _r: web.Response(text="ok"))
+        app.router.add_get("/healthz", _healthz)
         return app
 
     def kubelet_ssl(self) -> ssl.SSLContext:
@@ -390,18 +397,27 @@ class NodeAgent:
         self.cleanup_stale()
         await self.refresh_nodes()
         health = web.Application()
-        health.router.add_get("/healthz", lambda _r: web.Response(text="ok"))
+        health.router.add_get("/healthz", _healthz)
         runners = []
-        for app, host, port, ctx in ((health, "127.0.0.1", health_port, None),
-                                     (self.kubelet_app(), BRIDGE_IP, KUBELET_PORT, self.kubelet_ssl())):
+        for app, host, port, ctx in (
+            (health, "127.0.0.1", health_port, None),
+            (self.kubelet_app(), BRIDGE_IP, KUBELET_PORT, self.kubelet_ssl()),
+        ):
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
             await web.TCPSite(runner, host, port, ssl_context=ctx).start()
             runners.append(runner)
         log.info("node agent serving %d node(s): %s", len(self.nodes), ", ".join(sorted(self.nodes)))
         tasks = [
-            asyncio.create_task(informer(self.client, "/api/v1/pods", self.on_pod,
-                                         params={"fieldSelector": "spec.nodeName!="}, on_sync=self.on_pod_sync)),
+            asyncio.create_task(
+                informer(
+                    self.client,
+                    "/api/v1/pods",
+                    self.on_pod,
+                    params={"fieldSelector": "spec.nodeName!="},
+                    on_sync=self.on_pod_sync,
+                )
+            ),
             asyncio.create_task(self.services_loop()),
             asyncio.create_task(self.token_loop()),
             asyncio.create_task(self.reap_loop()),
@@ -420,3 +436,7 @@ class NodeAgent:
         if self._http:
             await self._http.close()
         await self.client.close()
+
+
+async def _healthz(_request: web.Request) -> web.Response:
+    return web.Response(text="ok")

@@ -53,8 +53,16 @@ def field_value(pod: JSON, path: str, pod_ip: str, node_ip: str) -> str:
 
 _QUANTITY = re.compile(r"^([0-9.]+)([a-zA-Z]*)$")
 _SUFFIX = {
-    "": 1, "m": 0.001, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40,
+    "": 1,
+    "m": 0.001,
+    "k": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
 }
 
 
@@ -163,13 +171,15 @@ def probe_spec(container: JSON, probe: JSON | None) -> ProbeSpec | None:
 # --- status --------------------------------------------------------------------------------
 
 
-def condition(ctype: str, ok: bool, now: str, previous: list[JSON], reason: str | None = None,
-              message: str | None = None) -> JSON:
+def condition(
+    ctype: str, ok: bool, now: str, previous: list[JSON], reason: str | None = None, message: str | None = None
+) -> JSON:
     """A pod condition whose lastTransitionTime moves only when the status flips."""
     status = "True" if ok else "False"
     prev = next((c for c in previous if c.get("type") == ctype), None)
-    since = prev["lastTransitionTime"] if prev and prev.get("status") == status and prev.get(
-        "lastTransitionTime") else now
+    since = (
+        prev["lastTransitionTime"] if prev and prev.get("status") == status and prev.get("lastTransitionTime") else now
+    )
     out: JSON = {"type": ctype, "status": status, "lastProbeTime": None, "lastTransitionTime": since}
     if reason and not ok:
         out["reason"] = reason

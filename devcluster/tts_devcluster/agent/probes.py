@@ -17,7 +17,10 @@ async def run_probe(
         if spec.kind == "http":
             url = f"{spec.scheme.lower()}://{pod_ip}:{spec.port}{spec.path}"
             async with session.get(
-                url, headers=spec.headers, allow_redirects=False, ssl=False,
+                url,
+                headers=spec.headers,
+                allow_redirects=False,
+                ssl=False,
                 timeout=aiohttp.ClientTimeout(total=spec.timeout),
             ) as resp:
                 if 200 <= resp.status < 400:
@@ -35,8 +38,11 @@ async def run_probe(
             if user is not None:
                 argv += ["-S", str(user[0]), "-G", str(user[1])]
             proc = await asyncio.create_subprocess_exec(
-                *argv, "--", *spec.command,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                *argv,
+                "--",
+                *spec.command,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
             )
             try:
                 out, _ = await asyncio.wait_for(proc.communicate(), spec.timeout)
@@ -47,7 +53,7 @@ async def run_probe(
             if proc.returncode == 0:
                 return True, ""
             return False, f"command exited {proc.returncode}: {out.decode(errors='replace')[:200]}"
-    except (TimeoutError, asyncio.TimeoutError):
+    except TimeoutError:
         return False, f"{spec.kind} probe timed out after {spec.timeout}s"
     except (aiohttp.ClientError, OSError) as exc:
         return False, f"{spec.kind} probe failed: {exc}"

