@@ -23,7 +23,7 @@ help: ## Show this help
 	  /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
 
 .PHONY: up
-up: venv build ## Start the local cluster and kube-tts on it, deploy the sample model and speak once
+up: deps venv build ## Start the local cluster and kube-tts on it, deploy the sample model and speak once
 	@$(DEV) cluster-up
 	@$(DEV) platform-up
 
@@ -32,7 +32,7 @@ down: ## Stop the local cluster and everything on it (keeps .devcluster/ state)
 	@if [ -x $(DEV) ]; then $(DEV) down; fi
 
 .PHONY: test
-test: venv build lint ## Lint, then every test: unit, component, integration (starts the cluster if needed)
+test: deps venv build lint ## Lint, then every test: unit, component, integration (starts the cluster if needed)
 	$(PYTEST) tests
 
 ##@ Finer-grained
@@ -42,7 +42,7 @@ test-unit: venv ## Unit tests only (pure logic, seconds)
 	$(PYTEST) tests/unit
 
 .PHONY: test-integration
-test-integration: venv build ## Integration tests against the local cluster
+test-integration: deps venv build ## Integration tests against the local cluster
 	$(PYTEST) tests/integration
 
 .PHONY: lint
@@ -78,6 +78,10 @@ $(VENV_STAMP): pyproject.toml
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -e '.[dev]'
 	@rm -f $(VENV)/.installed-*; touch $@
+
+.PHONY: deps
+deps: ## Install missing Debian packages the local cluster needs (iproute2, iptables, …)
+	@devcluster/install-deps.sh
 
 .PHONY: build
 build: ## Build (or find in the cache) kube-apiserver, etcd, kwok, kubectl, helm from Go modules

@@ -19,6 +19,15 @@ mkdir -p "$BIN"
 if [[ ${1:-} == --print ]]; then echo "$BIN"; exit 0; fi
 
 log() { printf '\033[1m[build]\033[0m %s\n' "$*" >&2; }
+
+# `go build -v` names each package as it compiles: show a count every 100 packages so a long cold
+# build visibly progresses; anything else (compiler errors) passes through unchanged.
+progress() {
+  awk -v what="$1" '
+    /^[A-Za-z0-9_.~-]+(\/[A-Za-z0-9_.~+-]+)*$/ { n++; if (n % 100 == 0) { printf "[build]   %s: %d packages compiled\n", what, n; fflush() } next }
+    { print; fflush() }
+    END { if (n) printf "[build]   %s: %d packages compiled\n", what, n }' >&2
+}
 stamp() { date +%s; }
 
 k8s_bin=$BIN/k8s-$KUBERNETES_VERSION
@@ -55,8 +64,8 @@ build_kubernetes() {
   ldflags+=" -X k8s.io/component-base/version.gitMajor=$major -X k8s.io/component-base/version.gitMinor=$minor"
   ldflags+=" -X k8s.io/component-base/version.gitTreeState=clean"
   ldflags+=" -X k8s.io/client-go/pkg/version.gitVersion=$KUBERNETES_VERSION"
-  (cd "$mod" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$k8s_bin.tmp/" \
-      $(printf 'k8s.io/kubernetes/cmd/%s ' "${want[@]}"))
+  (cd "$mod" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -v -trimpath -ldflags "$ldflags" -o "$k8s_bin.tmp/" \
+      $(printf 'k8s.io/kubernetes/cmd/%s ' "${want[@]}") 2>&1) | progress kubernetes
   rm -rf "$k8s_bin"; mv "$k8s_bin.tmp" "$k8s_bin"
   log "kubernetes: built in $(( $(stamp) - t0 )) s"
 }
@@ -86,7 +95,8 @@ import (
 func main() { etcdmain.Main(os.Args) }
 GO
   log "etcd $ETCD_VERSION: compiling"
-  (cd "$mod" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$etcd_bin.tmp/etcd" .)
+  (cd "$mod" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -v -trimpath -ldflags "-s -w" -o "$etcd_bin.tmp/etcd" . 2>&1) \
+    | progress etcd
   rm -rf "$etcd_bin"; mv "$etcd_bin.tmp" "$etcd_bin"
   log "etcd: built in $(( $(stamp) - t0 )) s"
 }
@@ -97,7 +107,7 @@ go_install() { # name module version dest
   local t0; t0=$(stamp)
   log "$name $version: go install"
   mkdir -p "$dest.tmp"
-  GOBIN="$dest.tmp" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" "$module@$version"
+  GOBIN="$dest.tmp" CGO_ENABLED=0 go install -v -trimpath -ldflags "-s -w" "$module@$version" 2>&1 | progress "$name"
   rm -rf "$dest"; mv "$dest.tmp" "$dest"
   log "$name: built in $(( $(stamp) - t0 )) s"
 }

@@ -252,3 +252,24 @@ def test_services_route_by_cluster_ip_and_name(kube: Kube, namespace: str):
     logs = kube.run("logs", "-n", namespace, "client").stdout
     assert done["status"]["phase"] == "Succeeded", logs
     assert "STATUS 200" in logs
+
+
+def test_volume_over_the_checkout_does_not_hide_the_program(kube: Kube, namespace: str, repo_root):
+    # Like an emptyDir at /tmp when the checkout lives under /tmp: the program must still run.
+    kube.apply(
+        pod(
+            "shadowed",
+            ["python", "-c", "import tts_crds, sys; print('IMPORTED', sys.version_info[:2])"],
+            restartPolicy="Never",
+            securityContext={"runAsUser": 4242, "runAsNonRoot": True},
+            volumes=[{"name": "scratch", "emptyDir": {}}],
+            container={"volumeMounts": [{"name": "scratch", "mountPath": str(repo_root)}]},
+        ),
+        namespace,
+    )
+    done = kube.wait_pod(
+        namespace, "shadowed", lambda p: p["status"].get("phase") in ("Succeeded", "Failed"), what="finished"
+    )
+    logs = kube.run("logs", "-n", namespace, "shadowed").stdout
+    assert done["status"]["phase"] == "Succeeded", logs
+    assert "IMPORTED (3, 11)" in logs

@@ -6,6 +6,7 @@ import time
 import uuid
 
 import httpx
+from openai import OpenAI
 
 from tests.helpers import decode_wav, eventually
 
@@ -72,6 +73,12 @@ def test_apply_wait_ready_and_speak(kube: Kube, router: Router):
                 f"\napply -> first spoken request: {first_spoken:.1f}s; {audio.duration:.2f}s of audio, "
                 f"RMS {audio.rms:.0f}"
             )
+            # the unmodified OpenAI SDK speaks to the router
+            sdk = OpenAI(base_url=f"{router.url}/v1", api_key=router.key)
+            spoken = sdk.audio.speech.create(
+                model=name, voice="default", input="Hello from the OpenAI SDK.", response_format="wav"
+            )
+            assert decode_wav(spoken.content).duration > 0.8
             unauthenticated = httpx.post(f"{router.url}/v1/audio/speech", json={"model": name, "input": "hi"})
             assert unauthenticated.status_code == 401
             assert unauthenticated.json()["error"]["code"] == "missing_api_key"

@@ -30,7 +30,6 @@ MS_NOSUID = 2
 MS_NODEV = 4
 MS_REMOUNT = 32
 MS_BIND = 4096
-MS_MOVE = 8192
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
 PR_SET_NO_NEW_PRIVS = 38
@@ -59,16 +58,32 @@ def mount(source: str | None, target: str, fstype: str | None, flags: int, data:
     )
 
 
-def bind(source: str, target: str, read_only: bool) -> None:
-    src = Path(source)
+class Source:
+    """A path opened (O_PATH) before anything is mounted, so a later mount cannot hide it.
+
+    Example: an emptyDir mounted at /tmp would otherwise hide every source under /tmp,
+    including this pod's own sandbox when the checkout lives there.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.is_dir = os.path.isdir(path)
+        self.fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+
+    @property
+    def handle(self) -> str:
+        return f"/proc/self/fd/{self.fd}"
+
+
+def bind(source: Source, target: str, read_only: bool) -> None:
     tgt = Path(target)
-    if src.is_dir():
+    if source.is_dir:
         tgt.mkdir(parents=True, exist_ok=True)
     else:
         tgt.parent.mkdir(parents=True, exist_ok=True)
         if not tgt.exists():
             tgt.touch()
-    mount(source, target, None, MS_BIND | MS_REC)
+    mount(source.handle, target, None, MS_BIND | MS_REC)
     if read_only:
         mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
 
@@ -78,32 +93,41 @@ def _world_traversable(path: Path) -> bool:
     return bool(mode & stat.S_IXOTH)
 
 
-def expose(paths: list[str], staging: str) -> None:
-    """Make ``paths`` reachable for a non-root user when an ancestor is private (e.g. /root).
+def cover_private_ancestors(image: list[Source]) -> None:
+    """Cover each private ancestor of an image path (e.g. /root, mode 0700) with a tmpfs.
 
-    A container image keeps its runtime world-readable; this host keeps Python under /root
-    (mode 0700). In the pod's own mount namespace the first private ancestor is covered by a
-    tmpfs (mode 0755) into which only the needed paths are bind-mounted back. The host's
-    directory is not changed and nothing else under it becomes visible.
+    A container image keeps its runtime world-readable; this host may keep Python under /root.
+    In the pod's own mount namespace the first private ancestor is covered by an empty tmpfs
+    (mode 0755); ``restore_image`` then binds only the needed paths back. The host's directory is
+    not changed and nothing else under it becomes visible to the pod.
     """
-    blockers: dict[str, list[str]] = {}
-    for raw in paths:
-        p = Path(raw).resolve()
-        for ancestor in reversed(p.parents):
+    blockers = set()
+    for src in image:
+        for ancestor in reversed(Path(src.path).parents):
             if ancestor != Path("/") and not _world_traversable(ancestor):
-                blockers.setdefault(str(ancestor), []).append(str(p))
+                blockers.add(str(ancestor))
                 break
-    for blocker, needed in blockers.items():
-        staged = []
-        for i, path in enumerate(sorted(set(needed))):
-            hold = os.path.join(staging, f"expose-{abs(hash(blocker))}-{i}")
-            os.makedirs(hold, exist_ok=True)
-            mount(path, hold, None, MS_BIND | MS_REC)
-            staged.append((hold, path))
+    for blocker in sorted(blockers):
         mount("tmpfs", blocker, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m")
-        for hold, path in staged:
-            os.makedirs(path, exist_ok=True)
-            mount(hold, path, None, MS_MOVE)
+
+
+def restore_image(image: list[Source]) -> None:
+    """Bind back every image path that a tmpfs or a volume now hides.
+
+    The "image" here is the host's filesystem: when a pod mounts an emptyDir at /tmp and the
+    checkout lives under /tmp, the program must still be found where it was.
+    """
+    for src in image:
+        want = os.fstat(src.fd)
+        try:
+            have = os.stat(src.path)
+            if (have.st_dev, have.st_ino) == (want.st_dev, want.st_ino):
+                continue
+        except OSError:
+            pass
+        os.makedirs(src.path, exist_ok=True)
+        # not MS_REC: a recursive bind would carry along the very mount that hides the path
+        mount(src.handle, src.path, None, MS_BIND)
 
 
 def enter_namespaces(spec: dict) -> None:
@@ -122,14 +146,17 @@ def enter_namespaces(spec: dict) -> None:
 
 
 def setup_filesystem(spec: dict) -> None:
-    if spec.get("uid") not in (None, 0) and spec.get("expose"):
-        expose(spec["expose"], spec["staging"])
-    for m in spec.get("mounts", []):
-        bind(m["source"], m["target"], m.get("readOnly", False))
-    for etc in ("hosts", "resolv.conf", "hostname"):
-        src = spec.get("etc", {}).get(etc)
-        if src:
-            bind(src, f"/etc/{etc}", read_only=False)
+    # Open every source first: a volume mounted at /tmp must not hide a source under /tmp.
+    image = [Source(str(Path(p).resolve())) for p in spec.get("expose", [])]
+    mounts = [(Source(m["source"]), m["target"], m.get("readOnly", False)) for m in spec.get("mounts", [])]
+    etc = [(Source(src), f"/etc/{name}") for name, src in spec.get("etc", {}).items() if src]
+    if spec.get("uid") not in (None, 0):
+        cover_private_ancestors(image)
+    for source, target in etc:
+        bind(source, target, read_only=False)
+    for source, target, read_only in mounts:
+        bind(source, target, read_only)
+    restore_image(image)
     if spec.get("readOnlyRoot"):
         mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY)
 

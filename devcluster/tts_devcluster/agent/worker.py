@@ -353,8 +353,6 @@ class PodWorker:
                 raise ContainerConfigError(f"volumeMount {m['name']!r} has no volume")
             source = base / m["subPath"] if m.get("subPath") else base
             mounts.append({"source": str(source), "target": m["mountPath"], "readOnly": bool(m.get("readOnly"))})
-        staging = self.dir / "staging" / c.name
-        staging.mkdir(parents=True, exist_ok=True)
         return {
             "argv": argv,
             "env": env,
@@ -373,7 +371,6 @@ class PodWorker:
                 "hostname": str(self.dir / "etc" / "hostname"),
             },
             "expose": self.agent.expose_paths,
-            "staging": str(staging),
         }
 
     async def _run_once(self, c: Container) -> int:

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Install the Debian packages the local cluster and the tests need, if any are missing.
+# The node agent drives iproute2 and iptables (pod network namespaces, service NAT) as root.
+set -euo pipefail
+packages=(iproute2 iptables util-linux ca-certificates sox python3-venv)
+missing=()
+for pkg in "${packages[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+((${#missing[@]})) || exit 0
+if [[ $(id -u) != 0 ]]; then
+  echo "missing Debian packages: ${missing[*]} (run as root, or: sudo apt-get install ${missing[*]})" >&2
+  exit 1
+fi
+echo "[deps] installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
