@@ -95,7 +95,13 @@ def kube(cluster: Layout) -> Kube:
 
 
 @pytest.fixture(scope="session")
-def router(cluster: Layout) -> Router:
+def crds(cluster: Layout) -> None:
+    """The kube-tts CRDs, installed and Established."""
+    platform.install_crds(cluster)
+
+
+@pytest.fixture(scope="session")
+def router(cluster: Layout, crds: None) -> Router:
     """CRDs, operator and router (the sample model is not needed by the tests)."""
     assert cli.main(["platform-up", "--no-sample"]) == 0
     return Router(platform.router_url(), platform.ensure_api_key(cluster), platform.NAMESPACE)

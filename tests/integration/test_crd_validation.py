@@ -8,6 +8,8 @@ import pytest
 
 from .conftest import Kube
 
+pytestmark = pytest.mark.usefixtures("crds")
+
 BASE = {
     "apiVersion": "tts.kubetts.io/v1alpha1",
     "kind": "TtsDeployment",
