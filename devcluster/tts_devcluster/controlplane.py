@@ -8,7 +8,6 @@ Every step is idempotent: a component that already runs and answers is left alon
 from __future__ import annotations
 
 import json
-import os
 import ssl
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import yaml
 
 from . import net, procs
 from .layout import (
+    AGENT_HEALTH_PORT,
     APISERVER_PORT,
     BRIDGE_IP,
     CONTROLLER_MANAGER_PORT,
@@ -33,6 +33,7 @@ from .layout import (
     SCHEDULER_PORT,
     SERVICE_CIDR,
     Layout,
+    node_pod_cidr,
 )
 from .pki import Pki
 
@@ -285,8 +286,8 @@ class ControlPlane:
                         "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
                     },
                     "spec": {
-                        "podCIDR": node["podCIDR"],
-                        "podCIDRs": [node["podCIDR"]],
+                        "podCIDR": node_pod_cidr(node["podSubnet"]),
+                        "podCIDRs": [node_pod_cidr(node["podSubnet"])],
                         "taints": node.get("taints", []),
                     },
                     "status": {"capacity": node["capacity"], "allocatable": node["capacity"]},
@@ -329,6 +330,7 @@ class ControlPlane:
                 f"--state-dir={self.layout.pods}",
                 f"--pki-dir={self.layout.pki}",
                 f"--path={self.layout.venv_bin}",
+                f"--health-port={AGENT_HEALTH_PORT}",
             ],
             env={"PYTHONUNBUFFERED": "1"},
         )
@@ -402,4 +404,4 @@ class ControlPlane:
 
 
 def _agent_healthy() -> bool:
-    return _http_ok(f"http://127.0.0.1:{os.environ.get('KUBETTS_AGENT_HEALTH_PORT', '10248')}/healthz")
+    return _http_ok(f"http://127.0.0.1:{AGENT_HEALTH_PORT}/healthz")

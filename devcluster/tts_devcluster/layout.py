@@ -12,27 +12,39 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+# Several local clusters can run side by side (one per checkout, e.g. parallel work in git
+# worktrees): KUBETTS_INSTANCE=N (0-9) shifts every address, port and host-network name.
+INSTANCE = int(os.environ.get("KUBETTS_INSTANCE", "0"))
+if not 0 <= INSTANCE <= 9:
+    raise ValueError("KUBETTS_INSTANCE must be 0-9")
+
 # Pod network: one Linux bridge on the host; every pod gets its own network namespace with a
 # veth into it. The host side of the bridge is also where the apiserver and the node agent's
 # kubelet API are reachable from pods.
-BRIDGE = "kubetts0"
-BRIDGE_IP = "10.244.0.1"
-POD_NETWORK = "10.244.0.0/16"
-SERVICE_CIDR = "10.96.0.0/16"
-KUBERNETES_SERVICE_IP = "10.96.0.1"
+BRIDGE = f"kubetts{INSTANCE}"
+BRIDGE_IP = f"10.{244 + INSTANCE}.0.1"
+POD_NETWORK = f"10.{244 + INSTANCE}.0.0/16"
+SERVICE_CIDR = f"10.{96 + INSTANCE}.0.0/16"
+KUBERNETES_SERVICE_IP = f"10.{96 + INSTANCE}.0.1"
 CLUSTER_DOMAIN = "cluster.local"
 
-APISERVER_PORT = int(os.environ.get("KUBETTS_APISERVER_PORT", "6443"))
-ETCD_CLIENT_PORT = int(os.environ.get("KUBETTS_ETCD_PORT", "2379"))
+APISERVER_PORT = 6443 + INSTANCE
+ETCD_CLIENT_PORT = 2379 + 10 * INSTANCE
 ETCD_PEER_PORT = ETCD_CLIENT_PORT + 1
-KUBELET_PORT = 10250
-CONTROLLER_MANAGER_PORT = 10257
-SCHEDULER_PORT = 10259
-ROUTER_PORT = 8080
+KUBELET_PORT = 10250  # on BRIDGE_IP, so it does not collide between instances
+AGENT_HEALTH_PORT = 10248 + 100 * INSTANCE
+CONTROLLER_MANAGER_PORT = 10257 + 100 * INSTANCE
+SCHEDULER_PORT = 10259 + 100 * INSTANCE
+ROUTER_PORT = 8080 + INSTANCE
 
 # the name prefix of everything the cluster creates in the host's network stack
-NETNS_PREFIX = "kt-"
-IPTABLES_CHAIN = "KUBETTS-SERVICES"
+NETNS_PREFIX = f"kt{INSTANCE}-"
+IPTABLES_CHAIN = f"KUBETTS{INSTANCE}-SERVICES"
+
+
+def node_pod_cidr(index: int) -> str:
+    """The /24 of the pod network that node number ``index`` (1, 2, …) hands out."""
+    return f"10.{244 + INSTANCE}.{index}.0/24"
 
 
 def repo_root() -> Path:

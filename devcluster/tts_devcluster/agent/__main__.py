@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from ..kube import KubeClient
-from ..layout import repo_root
+from ..layout import AGENT_HEALTH_PORT, repo_root
 from .agent import NodeAgent
 
 
@@ -20,7 +20,7 @@ def main() -> None:
     parser.add_argument("--state-dir", type=Path, required=True, help="pod sandboxes and container logs")
     parser.add_argument("--pki-dir", type=Path, required=True, help="CA and the kubelet-API serving certificate")
     parser.add_argument("--path", action="append", default=[], help="directories put first on pods' PATH")
-    parser.add_argument("--health-port", type=int, default=int(os.environ.get("KUBETTS_AGENT_HEALTH_PORT", "10248")))
+    parser.add_argument("--health-port", type=int, default=AGENT_HEALTH_PORT)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # what a non-root container must be able to reach: the interpreter and the project itself

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from .. import net
 from ..kube import ApiError, KubeClient, informer
-from ..layout import BRIDGE_IP, CLUSTER_DOMAIN, KUBELET_PORT
+from ..layout import BRIDGE_IP, CLUSTER_DOMAIN, KUBELET_PORT, KUBERNETES_SERVICE_IP
 from .podspec import DEFAULT_PATH
 from .worker import PodWorker, now_iso
 
@@ -102,7 +102,7 @@ class NodeAgent:
         self.expose_paths = expose
         self.ipam = Ipam()
         self.gpus = GpuAllocator()
-        self.kubernetes_service = ("10.96.0.1", 443)
+        self.kubernetes_service = (KUBERNETES_SERVICE_IP, 443)
         self.nodes: dict[str, NodeInfo] = {}
         self.workers: dict[str, PodWorker] = {}
         self.env_cache: dict[tuple[str, str, str], dict[str, str]] = {}
