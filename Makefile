@@ -50,7 +50,7 @@ lint: venv ## ruff (lint and format check), mypy, CRD drift
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m tts_crds --check
-	$(VENV)/bin/mypy operator/tts_operator api/tts_api inference_image/tts_inference crds/tts_crds devcluster/tts_devcluster
+	$(VENV)/bin/mypy
 
 .PHONY: crds
 crds: venv ## Regenerate crds/*.yaml from the models in crds/tts_crds

@@ -155,16 +155,12 @@ def deployment_crd() -> JSON:
     columns = [
         {"name": "Engine", "type": "string", "jsonPath": ".spec.engine"},
         _ready_column(),
-        {"name": "Replicas", "type": "integer", "jsonPath": ".status.readyReplicas", "description": "Ready replicas"},
-        {"name": "Desired", "type": "integer", "jsonPath": ".spec.replicas"},
+        {"name": "Replicas", "type": "string", "jsonPath": ".status.replicaCounts", "description": "ready/desired"},
         {"name": "Last Activity", "type": "date", "jsonPath": ".status.lastActivityTime"},
-        {
-            "name": "Reason",
-            "type": "string",
-            "priority": 1,
-            "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
-        },
+        {"name": "Reason", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].reason'},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        {"name": "GPU", "type": "integer", "priority": 1, "jsonPath": ".spec.resources.gpu"},
+        {"name": "Model", "type": "string", "priority": 1, "jsonPath": ".spec.model.uri"},
     ]
     root = _root_schema(models.TtsDeploymentSpec, models.TtsDeploymentStatus, names.DEPLOYMENT_KIND)
     return _crd(names.DEPLOYMENT_KIND, names.DEPLOYMENT_PLURAL, "ttsd", root, columns, scale=True)

@@ -212,6 +212,14 @@ class TtsDeploymentStatus(_Model):
         description="When the operator last scaled the deployment to zero.",
     )
     url: str | None = Field(default=None, description="In-cluster URL of the inference Service.")
+    replica_counts: str | None = Field(
+        default=None, description="Ready and desired replicas as 'ready/desired' (for kubectl get)."
+    )
+    speakers: list[str] | None = Field(
+        default=None,
+        max_length=1024,
+        description="Built-in speakers the engine reported for this model (kept while scaled to zero).",
+    )
     conditions: list[Condition] = Field(
         default_factory=list, description="Ready, Available, Progressing, Degraded.", json_schema_extra=CONDITIONS_EXTRA
     )

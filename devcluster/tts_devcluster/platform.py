@@ -73,7 +73,18 @@ def _http_ok(url: str) -> bool:
 
 def start_components(layout: Layout) -> None:
     env = {"KUBECONFIG": str(layout.kubeconfig()), "PYTHONUNBUFFERED": "1"}
-    procs.start(layout, "operator", [sys.executable, "-m", "tts_operator"], env=env)
+    procs.start(
+        layout,
+        "operator",
+        [sys.executable, "-m", "tts_operator"],
+        env={
+            **env,
+            # the router runs outside the cluster here, so its metrics are a fixed URL
+            "KUBETTS_ROUTER_METRICS_URLS": f"{router_url()}/metrics",
+            "KUBETTS_AUTOSCALE_PERIOD_SECONDS": "2",
+            "KUBETTS_LEASE_NAMESPACE": NAMESPACE,
+        },
+    )
     procs.start(
         layout,
         "router",
@@ -125,7 +136,12 @@ def wait_ready(layout: Layout, name: str, timeout: float = 300) -> float:
         if note != last:
             say(f"  {name}: {note} ({time.monotonic() - t0:.1f}s)")
             last = note
-        return bool(cond and cond["status"] == "True")
+        pod_ready = any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for p in pods
+            for c in p.get("status", {}).get("conditions", [])
+        )
+        return bool(cond and cond["status"] == "True" and pod_ready)
 
     wait_for(f"TtsDeployment {name} Ready", ready, timeout, "operator", layout)
     return time.monotonic() - t0

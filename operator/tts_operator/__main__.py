@@ -1,21 +1,57 @@
-"""``python -m tts_operator``: run the operator (standalone, one replica, for now)."""
+"""``python -m tts_operator``: run the operator; with leader election only the Lease holder acts."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 
 import kopf
+from kubernetes_asyncio import client, config
 
 from . import handlers  # noqa: F401  (registers the handlers)
+from .leader import LeaseLock, LostLeadership
 from .settings import OperatorSettings
+
+log = logging.getLogger("tts_operator")
+
+
+async def run(settings: OperatorSettings) -> int:
+    namespaces = settings.namespaces
+    operate = kopf.operator(standalone=True, clusterwide=not namespaces, namespaces=namespaces)
+    if not settings.leader_election:
+        await operate
+        return 0
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        await config.load_kube_config()
+    async with client.ApiClient() as api:
+        lock = LeaseLock(api, settings.resolved_lease_namespace(), settings.lease_name, settings.lease_duration_seconds)
+        await lock.acquire()
+        operator = asyncio.create_task(operate)
+        holder = asyncio.create_task(lock.hold())
+        done, _ = await asyncio.wait({operator, holder}, return_when=asyncio.FIRST_COMPLETED)
+        if holder in done:
+            operator.cancel()
+            await asyncio.gather(operator, return_exceptions=True)
+            exc = holder.exception()
+            log.error("stopping: %s", exc if isinstance(exc, LostLeadership) else "lease renewal failed")
+            return 1
+        holder.cancel()
+        await asyncio.gather(holder, return_exceptions=True)
+        await lock.release()
+        operator.result()
+    return 0
 
 
 def main() -> None:
     settings = OperatorSettings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    namespaces = settings.namespaces
-    asyncio.run(kopf.operator(standalone=True, clusterwide=not namespaces, namespaces=namespaces))
+    # Kopf logs every successful handler and timer run at INFO: with a timer per object every few
+    # seconds that drowns what matters. Our own log lines say what was done.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    sys.exit(asyncio.run(run(settings)))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,9 @@
-"""Desired child objects of a TtsDeployment (pure functions; unit-tested without a cluster)."""
+"""Desired child objects of a TtsDeployment (pure functions; unit-tested without a cluster).
+
+Children have deterministic names (``tts-<name>``), the kube-tts labels and a controller owner
+reference, so deleting the TtsDeployment garbage-collects them and the operator re-creates one
+that was deleted by hand.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from typing import Any
 from tts_crds import names
 from tts_crds.models import TtsDeploymentSpec
 
+from . import model_source
 from .settings import OperatorSettings
 
 JSON = dict[str, Any]
@@ -27,6 +33,16 @@ def owner_reference(owner: JSON) -> JSON:
     }
 
 
+def child_metadata(owner: JSON) -> JSON:
+    name = owner["metadata"]["name"]
+    return {
+        "name": names.child_name(name),
+        "namespace": owner["metadata"]["namespace"],
+        "labels": names.inference_labels(name),
+        "ownerReferences": [owner_reference(owner)],
+    }
+
+
 def restricted_container_security() -> JSON:
     """What the `restricted` Pod Security level requires of a container, plus a read-only root."""
     return {
@@ -38,7 +54,7 @@ def restricted_container_security() -> JSON:
     }
 
 
-def inference_container(name: str, spec: TtsDeploymentSpec, settings: OperatorSettings) -> JSON:
+def inference_container(name: str, spec: TtsDeploymentSpec, image: str, plan: model_source.ModelPlan) -> JSON:
     http = {"port": "http"}
     res = spec.resources
     requests: JSON = {"cpu": res.cpu, "memory": res.memory}
@@ -52,11 +68,12 @@ def inference_container(name: str, spec: TtsDeploymentSpec, settings: OperatorSe
         {"name": "KUBETTS_DEPLOYMENT", "value": name},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
         {"name": "HOME", "value": "/tmp"},
+        *plan.env,
         *({"name": e.name, "value": e.value} for e in spec.env),
     ]
     return {
         "name": "inference",
-        "image": spec.image or settings.inference_image,
+        "image": image,
         "imagePullPolicy": "IfNotPresent",
         "command": ["python", "-m", "tts_inference"],
         "env": env,
@@ -82,11 +99,15 @@ def inference_container(name: str, spec: TtsDeploymentSpec, settings: OperatorSe
         },
         "resources": {"requests": requests, "limits": limits},
         "securityContext": restricted_container_security(),
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *plan.mounts],
     }
 
 
 def pod_spec(name: str, spec: TtsDeploymentSpec, settings: OperatorSettings) -> JSON:
+    image = spec.image or settings.inference_image
+    plan = model_source.plan(
+        spec.model, image, restricted_container_security(), settings.hf_endpoint, settings.model_cache_size
+    )
     tolerations = [t.model_dump(by_alias=True, exclude_none=True) for t in spec.tolerations]
     node_selector = dict(spec.node_selector)
     if spec.resources.gpu > 0:
@@ -105,8 +126,9 @@ def pod_spec(name: str, spec: TtsDeploymentSpec, settings: OperatorSettings) -> 
             "fsGroup": RUN_AS_USER,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "containers": [inference_container(name, spec, settings)],
-        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
+        "initContainers": plan.init_containers,
+        "containers": [inference_container(name, spec, image, plan)],
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}, *plan.volumes],
         "tolerations": tolerations,
         "nodeSelector": node_selector,
     }
@@ -118,24 +140,49 @@ def pod_spec(name: str, spec: TtsDeploymentSpec, settings: OperatorSettings) -> 
 def deployment(owner: JSON, spec: TtsDeploymentSpec, settings: OperatorSettings) -> JSON:
     """The apps/v1 Deployment of inference pods for ``owner`` (a TtsDeployment object)."""
     name = owner["metadata"]["name"]
-    labels = names.inference_labels(name)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {
-            "name": names.child_name(name),
-            "namespace": owner["metadata"]["namespace"],
-            "labels": labels,
-            "ownerReferences": [owner_reference(owner)],
-        },
+        "metadata": child_metadata(owner),
         "spec": {
             "replicas": spec.replicas,
             "selector": {"matchLabels": names.inference_selector(name)},
+            # never fewer ready pods than desired during a roll-out: models take time to load
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "revisionHistoryLimit": 3,
+            "progressDeadlineSeconds": 900,
             "template": {
-                "metadata": {"labels": labels},
+                "metadata": {"labels": names.inference_labels(name)},
                 "spec": pod_spec(name, spec, settings),
             },
         },
+    }
+
+
+def service(owner: JSON) -> JSON:
+    """ClusterIP Service in front of the inference pods (the router itself routes by pod IP)."""
+    name = owner["metadata"]["name"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": child_metadata(owner),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": names.inference_selector(name),
+            "ports": [{"name": "http", "port": names.INFERENCE_PORT, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def pod_disruption_budget(owner: JSON, spec: TtsDeploymentSpec) -> JSON | None:
+    """At most one pod evicted at a time, but only when there is more than one replica:
+    a PDB over a single replica would block every node drain."""
+    if spec.replicas <= 1:
+        return None
+    name = owner["metadata"]["name"]
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": child_metadata(owner),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": names.inference_selector(name)}},
     }

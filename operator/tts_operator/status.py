@@ -1,17 +1,112 @@
-"""TtsDeployment status computed from its child Deployment (pure)."""
+"""TtsDeployment status from its child Deployment and pods (pure; unit-tested).
+
+Conditions (metav1.Condition shape):
+- ``Ready``: at least one replica serves now. Reasons when False name what to do about it:
+  ``ScaledToZero``, ``InsufficientGPU``, ``Unschedulable``, ``CrashLooping``, ``ModelFetchFailed``,
+  ``ModelFetching``, ``ModelLoading``, ``Starting``, ``Creating``.
+- ``Available``: every desired replica is ready (True with ``ScaledToZero`` when none is desired).
+- ``Progressing``: a roll-out or scale is under way (``RollingOut``, ``Scaling``), else False ``Stable``.
+- ``Degraded``: something needs attention (same reasons as the failing ``Ready`` ones, plus
+  ``ProgressDeadlineExceeded``), else False ``AsExpected``.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass, field
 from typing import Any
 
 from tts_crds import names
 
 JSON = dict[str, Any]
 
+# most specific first: the Ready reason is the first that applies
+PROBLEMS = ("InsufficientGPU", "Unschedulable", "CrashLooping", "ModelFetchFailed")
+WAITING = ("ModelFetching", "ModelLoading", "Starting")
 
-def now() -> str:
+
+def now_iso() -> str:
     return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def parse_time(value: str | None) -> float | None:
+    if not value:
+        return None
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def iso(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+@dataclass
+class PodFindings:
+    """What the pods of one TtsDeployment are doing, reason -> pod messages."""
+
+    total: int = 0
+    ready: int = 0
+    reasons: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, reason: str, message: str) -> None:
+        self.reasons.setdefault(reason, []).append(message)
+
+    def first(self, candidates: tuple[str, ...]) -> tuple[str, str] | None:
+        for reason in candidates:
+            if reason in self.reasons:
+                msgs = self.reasons[reason]
+                more = f" (and {len(msgs) - 1} more)" if len(msgs) > 1 else ""
+                return reason, msgs[0] + more
+        return None
+
+
+def _waiting_reason(statuses: list[JSON]) -> tuple[str, str] | None:
+    for cs in statuses:
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") == "CrashLoopBackOff":
+            last = ((cs.get("lastState") or {}).get("terminated") or {}).get("exitCode")
+            return "CrashLoopBackOff", f"container {cs['name']} keeps exiting (last exit code {last})"
+    return None
+
+
+def analyse_pods(pods: list[JSON], gpu_resource: str) -> PodFindings:
+    out = PodFindings()
+    for pod in pods:
+        meta = pod.get("metadata", {})
+        if meta.get("deletionTimestamp"):
+            continue
+        out.total += 1
+        name = meta.get("name", "?")
+        status = pod.get("status") or {}
+        conditions = {c.get("type"): c for c in status.get("conditions") or []}
+        if conditions.get("Ready", {}).get("status") == "True":
+            out.ready += 1
+            continue
+        scheduled = conditions.get("PodScheduled", {})
+        if scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
+            message = scheduled.get("message", "")
+            if f"Insufficient {gpu_resource}" in message or "Insufficient nvidia.com/" in message:
+                out.add("InsufficientGPU", f"pod {name} cannot be scheduled: {message}")
+            else:
+                out.add("Unschedulable", f"pod {name} cannot be scheduled: {message}")
+            continue
+        init = status.get("initContainerStatuses") or []
+        crash = _waiting_reason(init)
+        if crash:
+            out.add("ModelFetchFailed", f"pod {name}: {crash[1]}")
+            continue
+        if any("running" in (cs.get("state") or {}) for cs in init):
+            out.add("ModelFetching", f"pod {name} is fetching the model")
+            continue
+        crash = _waiting_reason(status.get("containerStatuses") or [])
+        if crash:
+            out.add("CrashLooping", f"pod {name}: {crash[1]}")
+            continue
+        running = [cs for cs in status.get("containerStatuses") or [] if "running" in (cs.get("state") or {})]
+        if running:
+            out.add("ModelLoading", f"pod {name} is loading the model")
+        else:
+            out.add("Starting", f"pod {name} is {status.get('phase', 'Pending').lower()}")
+    return out
 
 
 def set_condition(
@@ -29,30 +124,102 @@ def set_condition(
     return sorted(out, key=lambda c: c["type"])
 
 
-def deployment_status(owner: JSON, child: JSON | None, at: str | None = None) -> JSON:
-    """The status patch for ``owner`` given the child Deployment (or None if it does not exist yet)."""
-    at = at or now()
-    meta = owner["metadata"]
-    gen = meta.get("generation")
-    prev = owner.get("status", {}).get("conditions", []) or []
-    name = meta["name"]
-    desired = owner.get("spec", {}).get("replicas", 1)
-    cstatus = (child or {}).get("status", {})
-    ready = int(cstatus.get("readyReplicas", 0) or 0)
-    replicas = int(cstatus.get("replicas", 0) or 0)
+def condition_of(obj: JSON, ctype: str) -> JSON | None:
+    return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == ctype), None)
+
+
+def _progress(desired: int, child: JSON | None) -> tuple[bool, str, str, bool]:
+    """(progressing, reason, message, deadline_exceeded) from the child Deployment's status."""
     if child is None:
-        ok, reason, message = False, "Creating", "the inference Deployment does not exist yet"
-    elif ready > 0:
-        ok, reason, message = True, "Serving", f"{ready} of {desired} replica(s) ready"
-    elif desired == 0:
-        ok, reason, message = False, "ScaledToZero", "no replicas; the router wakes the model on the next request"
+        return True, "Creating", "creating the inference Deployment", False
+    st = child.get("status") or {}
+    gen = (child.get("metadata") or {}).get("generation")
+    deadline = any(
+        c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded"
+        for c in st.get("conditions") or []
+    )
+    replicas = int(st.get("replicas") or 0)
+    updated = int(st.get("updatedReplicas") or 0)
+    if st.get("observedGeneration") != gen or updated < desired or replicas > desired:
+        if updated < desired or (replicas > updated):
+            return True, "RollingOut", f"{updated} of {desired} replica(s) updated", deadline
+        return True, "Scaling", f"{replicas} replica(s), {desired} desired", deadline
+    if replicas < desired:
+        return True, "Scaling", f"{replicas} replica(s), {desired} desired", deadline
+    return False, "Stable", "no roll-out or scaling in progress", deadline
+
+
+def deployment_status(
+    owner: JSON,
+    child: JSON | None,
+    pods: list[JSON],
+    gpu_resource: str = names.DEFAULT_GPU_RESOURCE,
+    at: str = "",
+    observed_generation: int | None = None,
+) -> JSON:
+    """The status patch for ``owner`` given its child Deployment (None if missing) and pods.
+
+    ``observed_generation`` is the generation whose spec the operator has applied (defaults to
+    the current one); it is what ``status.observedGeneration`` and the conditions report.
+    """
+    at = at or now_iso()
+    meta = owner["metadata"]
+    gen = observed_generation if observed_generation is not None else meta.get("generation")
+    prev = (owner.get("status") or {}).get("conditions") or []
+    name = meta["name"]
+    desired = int((owner.get("spec") or {}).get("replicas", 1))
+    found = analyse_pods(pods, gpu_resource)
+    ready = found.ready
+    problem = found.first(PROBLEMS)
+    waiting = found.first(WAITING)
+
+    if ready > 0:
+        ready_c = (True, "Serving", f"{ready} of {desired} replica(s) ready")
+    elif desired == 0 and found.total == 0:
+        ready_c = (False, "ScaledToZero", "scaled to zero; the next request wakes the model")
+    elif child is None:
+        ready_c = (False, "Creating", "the inference Deployment is being created")
+    elif problem:
+        ready_c = (False, *problem)
+    elif waiting:
+        ready_c = (False, *waiting)
     else:
-        ok, reason, message = False, "Starting", f"0 of {desired} replica(s) ready (loading the model)"
+        ready_c = (False, "Starting", f"waiting for {desired} pod(s) to be created")
+
+    if desired == 0:
+        available_c = (True, "ScaledToZero", "no replicas desired")
+    elif ready >= desired:
+        available_c = (True, "AllReplicasReady", f"{ready} of {desired} replica(s) ready")
+    else:
+        available_c = (False, "ReplicasUnavailable", f"{ready} of {desired} replica(s) ready")
+
+    progressing, p_reason, p_message, deadline = _progress(desired, child)
+    if problem:
+        degraded_c = (True, *problem)
+    elif deadline:
+        degraded_c = (True, "ProgressDeadlineExceeded", "the roll-out has not progressed for 15 minutes")
+    else:
+        degraded_c = (False, "AsExpected", "")
+
+    conditions = prev
+    for ctype, (ok, reason, message) in (
+        ("Ready", ready_c),
+        ("Available", available_c),
+        ("Progressing", (progressing, p_reason, p_message)),
+        ("Degraded", degraded_c),
+    ):
+        conditions = set_condition(conditions, ctype, ok, reason, message, gen, at)
     return {
         "observedGeneration": gen,
-        "replicas": replicas,
+        "replicas": found.total,
         "readyReplicas": ready,
+        "replicaCounts": f"{ready}/{desired}",
         "selector": names.selector_string(names.inference_selector(name)),
         "url": f"http://{names.child_name(name)}.{meta['namespace']}.svc:{names.INFERENCE_PORT}",
-        "conditions": set_condition(prev, "Ready", ok, reason, message, gen, at),
+        "conditions": conditions,
     }
+
+
+def changed(current: JSON, patch: JSON) -> bool:
+    """Would merging ``patch`` into ``current`` change anything?"""
+    return any(current.get(k) != v for k, v in patch.items())

@@ -51,7 +51,7 @@ def test_deployment_crd_has_scale_and_status_subresources_and_columns():
     }
     assert "status" in version["subresources"]
     columns = [c["name"] for c in version["additionalPrinterColumns"]]
-    assert columns[:3] == ["Engine", "Ready", "Replicas"]
+    assert columns[:5] == ["Engine", "Ready", "Replicas", "Last Activity", "Reason"]
     assert deployment_crd()["spec"]["names"]["shortNames"] == ["ttsd"]
 
 

@@ -2,7 +2,6 @@ from tts_crds import names
 from tts_crds.models import TtsDeploymentSpec
 from tts_operator import children
 from tts_operator.settings import OperatorSettings
-from tts_operator.status import deployment_status, set_condition
 
 OWNER = {
     "apiVersion": names.API_VERSION,
@@ -77,22 +76,25 @@ def test_probes_point_at_the_inference_health_endpoints():
     assert c["image"] == "img:1"
 
 
-def test_status_ready_follows_child_ready_replicas():
-    child = {"status": {"replicas": 1, "readyReplicas": 1}}
-    status = deployment_status(OWNER, child, at="2026-01-01T00:00:00Z")
-    ready = status["conditions"][0]
-    assert (ready["type"], ready["status"], ready["reason"]) == ("Ready", "True", "Serving")
-    assert status["observedGeneration"] == 3
-    assert status["selector"] == "app.kubernetes.io/component=inference,tts.kubetts.io/deployment=joe"
-    starting = deployment_status(OWNER, {"status": {"replicas": 1}}, at="2026-01-01T00:00:01Z")
-    assert starting["conditions"][0]["status"] == "False"
-    assert starting["conditions"][0]["reason"] == "Starting"
-    assert deployment_status(OWNER, None)["conditions"][0]["reason"] == "Creating"
+def test_service_and_pdb():
+    owner = OWNER
+    svc = children.service(owner)
+    assert svc["metadata"]["name"] == "tts-joe"
+    assert svc["spec"]["selector"] == {"app.kubernetes.io/component": "inference", "tts.kubetts.io/deployment": "joe"}
+    assert svc["spec"]["ports"][0]["port"] == 8000
+    one = TtsDeploymentSpec.model_validate({"model": {"uri": "package://x"}, "replicas": 1})
+    two = TtsDeploymentSpec.model_validate({"model": {"uri": "package://x"}, "replicas": 2})
+    assert children.pod_disruption_budget(owner, one) is None
+    pdb = children.pod_disruption_budget(owner, two)
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["metadata"]["ownerReferences"][0]["uid"] == "u-1"
 
 
-def test_condition_transition_time_moves_only_on_change():
-    first = set_condition([], "Ready", True, "Serving", "", 1, "t1")
-    same = set_condition(first, "Ready", True, "Serving", "still", 1, "t2")
-    flipped = set_condition(same, "Ready", False, "Starting", "", 1, "t3")
-    assert same[0]["lastTransitionTime"] == "t1"
-    assert flipped[0]["lastTransitionTime"] == "t3"
+def test_hf_model_adds_fetch_init_container_and_read_only_mount():
+    dep = build(model={"uri": "hf://org/voice@v2", "secretRef": {"name": "tok"}})
+    pod = dep["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["initContainers"]] == ["fetch-model"]
+    assert pod["initContainers"][0]["image"] == "img:1"
+    assert {"name": "model", "mountPath": "/models", "readOnly": True} in container(dep)["volumeMounts"]
+    env = {e["name"]: e.get("value") for e in container(dep)["env"]}
+    assert env["KUBETTS_MODEL_DIR"] == "/models"

@@ -109,6 +109,7 @@ class NodeAgent:
         self._services: list[tuple[str, str, str]] = []  # (namespace, name, clusterIP)
         self._rules_text = ""
         self._http: aiohttp.ClientSession | None = None
+        self.synced = asyncio.Event()  # the first pod list has been handled
 
     @property
     def http(self) -> aiohttp.ClientSession:
@@ -213,10 +214,14 @@ class NodeAgent:
         worker.start()
 
     async def on_pod_sync(self, pods: list[JSON]) -> None:
+        """A (re-)list: start or update every listed pod, stop those that are gone."""
         present = {p["metadata"]["uid"] for p in pods}
         for uid in [u for u in self.workers if u not in present]:
             worker = self.workers.pop(uid)
             await worker.stop_now()
+        for pod in pods:
+            await self.on_pod("SYNC", pod)
+        self.synced.set()
 
     async def reap_loop(self) -> None:
         while True:
@@ -367,6 +372,11 @@ class NodeAgent:
         await resp.write_eof()
         return resp
 
+    async def _healthz_synced(self, _request: web.Request) -> web.Response:
+        if not self.synced.is_set():
+            return web.Response(status=503, text="syncing pods")
+        return web.Response(text="ok")
+
     def kubelet_app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/containerLogs/{ns}/{pod}/{container}", self.container_logs)
@@ -397,7 +407,7 @@ class NodeAgent:
         self.cleanup_stale()
         await self.refresh_nodes()
         health = web.Application()
-        health.router.add_get("/healthz", _healthz)
+        health.router.add_get("/healthz", self._healthz_synced)
         runners = []
         for app, host, port, ctx in (
             (health, "127.0.0.1", health_port, None),

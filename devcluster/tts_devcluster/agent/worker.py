@@ -111,6 +111,8 @@ class PodWorker:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"pod {self.ns}/{self.name}")
+        # say at once that nothing runs yet (after an agent restart the old status claims Ready)
+        self._mark_dirty()
 
     def update(self, pod: JSON) -> None:
         self.pod = pod

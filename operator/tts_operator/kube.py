@@ -1,0 +1,177 @@
+"""Every Kubernetes and HTTP call the operator makes (the handlers stay free of client details)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import aiohttp
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+from tts_crds import names
+
+from . import autoscale
+
+log = logging.getLogger("tts_operator")
+JSON = dict[str, Any]
+FIELD_MANAGER = names.MANAGER
+APPLY = "application/apply-patch+yaml"
+
+
+class Kube:
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        self.apps = client.AppsV1Api(api)
+        self.core = client.CoreV1Api(api)
+        self.policy = client.PolicyV1Api(api)
+        self.objects = client.CustomObjectsApi(api)
+
+    def to_dict(self, obj: Any) -> JSON:
+        out: JSON = self.api.sanitize_for_serialization(obj)
+        return out
+
+    # --- children: server-side apply, field manager kube-tts-operator ----------------------
+
+    async def apply(self, obj: JSON) -> JSON:
+        name, ns = obj["metadata"]["name"], obj["metadata"]["namespace"]
+        kw: dict[str, Any] = {"field_manager": FIELD_MANAGER, "force": True, "_content_type": APPLY}
+        kind = obj["kind"]
+        result: Any
+        if kind == "Deployment":
+            result = await self.apps.patch_namespaced_deployment(name, ns, obj, **kw)
+        elif kind == "Service":
+            result = await self.core.patch_namespaced_service(name, ns, obj, **kw)
+        elif kind == "PodDisruptionBudget":
+            result = await self.policy.patch_namespaced_pod_disruption_budget(name, ns, obj, **kw)
+        else:
+            raise ValueError(f"cannot apply {kind}")
+        return self.to_dict(result)
+
+    async def delete_pdb(self, namespace: str, name: str) -> None:
+        try:
+            await self.policy.delete_namespaced_pod_disruption_budget(name, namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    async def get_deployment(self, namespace: str, name: str) -> JSON | None:
+        try:
+            return self.to_dict(await self.apps.read_namespaced_deployment(name, namespace))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def list_pods(self, namespace: str, selector: str) -> list[JSON]:
+        pods = await self.core.list_namespaced_pod(namespace, label_selector=selector)
+        return [self.to_dict(p) for p in pods.items]
+
+    # --- custom resources -------------------------------------------------------------------
+
+    async def get_tts_deployment(self, namespace: str, name: str) -> JSON | None:
+        try:
+            obj: JSON = await self.objects.get_namespaced_custom_object(
+                names.GROUP, names.VERSION, namespace, names.DEPLOYMENT_PLURAL, name
+            )
+            return obj
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def patch_status(self, plural: str, namespace: str, name: str, status: JSON) -> None:
+        await self.objects.patch_namespaced_custom_object_status(
+            names.GROUP,
+            names.VERSION,
+            namespace,
+            plural,
+            name,
+            {"status": status},
+            _content_type="application/merge-patch+json",
+        )  # type: ignore[call-arg]
+
+    async def read_key(self, namespace: str, kind: str, name: str, key: str) -> bytes | None:
+        """A ConfigMap (data or binaryData) or Secret value; None when the object or key is missing."""
+        import base64
+
+        try:
+            if kind == "configMapKeyRef":
+                cm = await self.core.read_namespaced_config_map(name, namespace)
+                if cm.binary_data and key in cm.binary_data:
+                    return base64.b64decode(cm.binary_data[key])
+                if cm.data and key in cm.data:
+                    return str(cm.data[key]).encode()
+                return None
+            secret = await self.core.read_namespaced_secret(name, namespace)
+            if secret.data and key in secret.data:
+                return base64.b64decode(secret.data[key])
+            return None
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    # --- routers ----------------------------------------------------------------------------
+
+    async def router_metrics_urls(self, selector: str, namespace: str, static: list[str]) -> list[str]:
+        if namespace:
+            pods = await self.core.list_namespaced_pod(namespace, label_selector=selector)
+        else:
+            pods = await self.core.list_pod_for_all_namespaces(label_selector=selector)
+        urls = list(static)
+        for pod in pods.items:
+            ready = any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
+            if ready and pod.status.pod_ip and not pod.metadata.deletion_timestamp:
+                urls.append(f"http://{pod.status.pod_ip}:{names.ROUTER_PORT}/metrics")
+        return urls
+
+
+_scrape_errors: dict[str, str] = {}
+
+
+def _scrape_problem(url: str, problem: str | None) -> None:
+    """Log a scrape problem when it starts or changes, and its end: not every period."""
+    before = _scrape_errors.get(url)
+    if problem and problem != before:
+        log.warning("cannot scrape router metrics %s: %s (no autoscaling decisions without them)", url, problem)
+        _scrape_errors[url] = problem
+    elif not problem and before:
+        log.info("router metrics %s answer again", url)
+        del _scrape_errors[url]
+
+
+async def scrape(session: aiohttp.ClientSession, urls: list[str]) -> dict[tuple[str, str], autoscale.Load] | None:
+    """Sum the load of every router; None when no router answered (no decisions then)."""
+
+    async def one(url: str) -> dict[tuple[str, str], autoscale.Load] | None:
+        try:
+            async with session.get(url, timeout=aiohttp.ClientTimeout(total=3)) as resp:
+                if resp.status != 200:
+                    _scrape_problem(url, f"HTTP {resp.status}")
+                    return None
+                loads = autoscale.parse_router_metrics(await resp.text())
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
+            _scrape_problem(url, str(exc) or exc.__class__.__name__)
+            return None
+        _scrape_problem(url, None)
+        return loads
+
+    results = [r for r in await asyncio.gather(*(one(u) for u in urls)) if r is not None]
+    if not results:
+        return None
+    return autoscale.merge(results)
+
+
+async def engine_speakers(session: aiohttp.ClientSession, pod_ip: str) -> list[str] | None:
+    """The built-in speakers an inference pod reports (GET /v1/audio/voices)."""
+    url = f"http://{pod_ip}:{names.INFERENCE_PORT}/v1/audio/voices"
+    try:
+        async with session.get(url, timeout=aiohttp.ClientTimeout(total=5)) as resp:
+            if resp.status != 200:
+                return None
+            body = await resp.json()
+            return [str(v["id"]) for v in body.get("data", [])]
+    except (TimeoutError, aiohttp.ClientError, OSError, ValueError, KeyError) as exc:
+        log.info("cannot read speakers from %s: %s", url, exc)
+        return None
