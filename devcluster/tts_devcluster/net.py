@@ -44,6 +44,9 @@ def ensure_bridge() -> None:
         _run("ip", "addr", "add", f"{BRIDGE_IP}/{prefix}", "dev", BRIDGE)
     _run("ip", "link", "set", BRIDGE, "up")
     Path("/proc/sys/net/ipv4/ip_forward").write_text("1")
+    # bridged pod-to-pod replies must pass conntrack so service DNAT is undone on the way back
+    # (kube-proxy relies on the same br_netfilter setting)
+    Path("/proc/sys/net/bridge/bridge-nf-call-iptables").write_text("1")
     _ensure_nat_chains()
 
 
@@ -121,6 +124,7 @@ class ServiceRule:
 
 
 REJECT_CHAIN = f"{IPTABLES_CHAIN}-REJECT"
+HAIRPIN_CHAIN = f"{IPTABLES_CHAIN}-HAIRPIN"
 
 
 def _ensure_chain(table: str, chain: str, hooks: Iterable[str]) -> None:
@@ -139,32 +143,30 @@ def _remove_chain(table: str, chain: str, hooks: Iterable[str]) -> None:
     _run("iptables", "-t", table, "-X", chain, check=False)
 
 
-_MASQUERADE = ("POSTROUTING", "-s", POD_NETWORK, "-m", "conntrack", "--ctstate", "DNAT", "-j", "MASQUERADE")
-
-
 def _ensure_nat_chains() -> None:
     _ensure_chain("nat", IPTABLES_CHAIN, ("PREROUTING", "OUTPUT"))
+    _ensure_chain("nat", HAIRPIN_CHAIN, ("POSTROUTING",))
     _ensure_chain("filter", REJECT_CHAIN, ("INPUT", "FORWARD", "OUTPUT"))
-    # Replies from a pod to a pod that reached it through a service IP must come back through
-    # the host so conntrack can undo the DNAT (the "hairpin" case kube-proxy masquerades too).
-    if _run("iptables", "-t", "nat", "-C", *_MASQUERADE, check=False).returncode != 0:
-        _run("iptables", "-t", "nat", "-A", *_MASQUERADE)
 
 
 def _remove_nat_chains() -> None:
     _remove_chain("nat", IPTABLES_CHAIN, ("PREROUTING", "OUTPUT"))
+    _remove_chain("nat", HAIRPIN_CHAIN, ("POSTROUTING",))
     _remove_chain("filter", REJECT_CHAIN, ("INPUT", "FORWARD", "OUTPUT"))
-    _run("iptables", "-t", "nat", "-D", *_MASQUERADE, check=False)
 
 
 def render_service_rules(rules: Iterable[ServiceRule]) -> str:
-    """iptables-restore input that replaces both service chains atomically (pure, tested).
+    """iptables-restore input that replaces the service chains atomically (pure, tested).
 
     A service with ready endpoints DNATs to one of them, chosen uniformly; a service without
     any is rejected at once (connection refused) instead of timing out, as kube-proxy does.
+    Only a pod reaching *itself* through a service is masqueraded (the reply would otherwise
+    never return through the NAT); every other connection keeps its source address, so
+    NetworkPolicies see who is really calling.
     """
-    nat = ["*nat", f":{IPTABLES_CHAIN} - [0:0]"]
+    nat = ["*nat", f":{IPTABLES_CHAIN} - [0:0]", f":{HAIRPIN_CHAIN} - [0:0]"]
     flt = ["*filter", f":{REJECT_CHAIN} - [0:0]"]
+    endpoint_ips: set[str] = set()
     for rule in sorted(rules, key=lambda r: (r.cluster_ip, r.port, r.protocol)):
         proto = rule.protocol.lower()
         match = f"-d {rule.cluster_ip}/32 -p {proto} -m {proto} --dport {rule.port}"
@@ -177,8 +179,15 @@ def render_service_rules(rules: Iterable[ServiceRule]) -> str:
         for i, (ip, port) in enumerate(sorted(rule.endpoints)):
             prob = "" if i == n - 1 else f" -m statistic --mode random --probability {1 / (n - i):.5f}"
             nat.append(f"-A {IPTABLES_CHAIN} {match}{prob} -j DNAT --to-destination {ip}:{port}")
+            endpoint_ips.add(ip)
+    nat += [f"-A {HAIRPIN_CHAIN} -s {ip}/32 -d {ip}/32 -j MASQUERADE" for ip in sorted(endpoint_ips)]
     return "\n".join([*nat, "COMMIT", *flt, "COMMIT"]) + "\n"
 
 
 def apply_service_rules(rules: Iterable[ServiceRule]) -> None:
     _run("iptables-restore", "--noflush", input_=render_service_rules(rules))
+
+
+def apply_pod_filter(netns: str, rules: str) -> None:
+    """Replace the filter table inside a pod's own network namespace (NetworkPolicy)."""
+    _run("ip", "netns", "exec", netns, "iptables-restore", input_=rules)

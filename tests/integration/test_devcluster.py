@@ -273,3 +273,60 @@ def test_volume_over_the_checkout_does_not_hide_the_program(kube: Kube, namespac
     logs = kube.run("logs", "-n", namespace, "shadowed").stdout
     assert done["status"]["phase"] == "Succeeded", logs
     assert "IMPORTED (3, 11)" in logs
+
+
+FETCH_WEB = textwrap.dedent("""
+    import sys, time, urllib.request as u
+    url = sys.argv[1]
+    for attempt in range(10):
+        try:
+            print('STATUS', u.urlopen(url, timeout=3).read().decode().strip(), flush=True)
+            break
+        except OSError as exc:
+            last = exc
+            time.sleep(0.5)
+    else:
+        print('FAILED', last, flush=True)
+""")
+
+WHO_CALLS = textwrap.dedent("""
+    import http.server
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = self.client_address[0].encode()
+            self.send_response(200); self.send_header('Content-Length', str(len(body))); self.end_headers()
+            self.wfile.write(body)
+    http.server.HTTPServer(('', 8000), H).serve_forever()
+""")
+
+
+def test_network_policy_admits_only_selected_peers_and_sees_real_sources(kube: Kube, namespace: str):
+    kube.apply(pod("server", ["python", "-c", WHO_CALLS], container={
+        "ports": [{"name": "http", "containerPort": 8000}],
+        "readinessProbe": {"tcpSocket": {"port": 8000}, "periodSeconds": 1}}), namespace)
+    kube.run("label", "pod", "server", "-n", namespace, "role=server")
+    kube.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "server"},
+                "spec": {"selector": {"role": "server"}, "ports": [{"port": 80, "targetPort": 8000}]}}, namespace)
+    kube.apply({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "only-clients"},
+                "spec": {"podSelector": {"matchLabels": {"role": "server"}},
+                         "ingress": [{"from": [{"podSelector": {"matchLabels": {"role": "client"}}}],
+                                      "ports": [{"port": "http"}]}]}}, namespace)
+    kube.wait_pod(namespace, "server", pod_ready, what="ready")
+    server_ip = kube.get("pod", "server", namespace)["status"]["podIP"]
+    for name, role in (("friend", "client"), ("stranger", "other")):
+        spec = pod(name, ["python", "-c", FETCH_WEB, "http://server/"], restartPolicy="Never")
+        spec["metadata"]["labels"] = {"role": role}
+        kube.apply(spec, namespace)
+    results = {}
+    for name in ("friend", "stranger"):
+        done = kube.wait_pod(namespace, name, lambda p: p["status"].get("phase") in ("Succeeded", "Failed"),
+                             timeout=60, what="finished")
+        results[name] = (kube.run("logs", "-n", namespace, name).stdout, done["status"]["podIP"])
+    friend_logs, friend_ip = results["friend"]
+    # through the Service, the server sees the caller's own pod IP (no masquerade)
+    assert f"STATUS {friend_ip}" in friend_logs, friend_logs
+    assert "FAILED" in results["stranger"][0], results["stranger"][0]
+    # the node itself (kubelet probes, host processes) is always admitted
+    import httpx
+
+    assert httpx.get(f"http://{server_ip}:8000/", timeout=5).status_code == 200

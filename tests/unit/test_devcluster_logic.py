@@ -108,3 +108,6 @@ def test_service_rules_spread_evenly_and_reject_without_endpoints():
     assert "probability" not in dnat[2]
     assert "-d 10.96.0.11/32 -p tcp -m tcp --dport 80 -j REJECT --reject-with tcp-reset" in text
     assert text.count("COMMIT") == 2
+    # only a pod reaching itself is masqueraded; everyone else keeps their address
+    hairpin = [line for line in text.splitlines() if "MASQUERADE" in line]
+    assert len(hairpin) == 3 and all("-s 10.244.1." in h and "-d 10.244.1." in h for h in hairpin)

@@ -23,6 +23,7 @@ from aiohttp import web
 from .. import net
 from ..kube import ApiError, KubeClient, informer
 from ..layout import BRIDGE_IP, CLUSTER_DOMAIN, KUBELET_PORT, KUBERNETES_SERVICE_IP
+from . import netpol
 from .podspec import DEFAULT_PATH
 from .worker import PodWorker, now_iso
 
@@ -269,14 +270,32 @@ class NodeAgent:
             out.append((ip, names))
         return out
 
-    async def services_loop(self) -> None:
-        """Poll Services and EndpointSlices; reprogram NAT and hosts files when they change."""
+    async def network_loop(self) -> None:
+        """Poll Services, EndpointSlices and NetworkPolicies; reprogram NAT, hosts files and pod
+        firewalls when they change (kube-proxy's and a CNI's policy agent's jobs, in one loop)."""
         while True:
             try:
                 await self._sync_services()
+                await self._sync_policies()
             except (ApiError, aiohttp.ClientError, OSError, net.NetError) as exc:
-                log.warning("service sync failed: %s", exc)
+                log.warning("network sync failed: %s", exc)
             await asyncio.sleep(1.0)
+
+    async def _sync_policies(self) -> None:
+        policies = (await self.client.get("/apis/networking.k8s.io/v1/networkpolicies"))["items"]
+        pods: list[JSON] = []
+        namespaces: dict[str, JSON] = {}
+        if policies:
+            pods = (await self.client.get("/api/v1/pods"))["items"]
+            namespaces = {n["metadata"]["name"]: n for n in (await self.client.get("/api/v1/namespaces"))["items"]}
+        for worker in list(self.workers.values()):
+            if not worker.netns:
+                continue
+            allows = netpol.ingress_allows(worker.pod, policies, pods, namespaces) if policies else None
+            text = netpol.render_filter(allows, BRIDGE_IP)
+            if text != worker.filter_rules:
+                await asyncio.to_thread(net.apply_pod_filter, worker.netns, text)
+                worker.filter_rules = text
 
     async def _sync_services(self) -> None:
         svcs = (await self.client.get("/api/v1/services"))["items"]
@@ -428,7 +447,7 @@ class NodeAgent:
                     on_sync=self.on_pod_sync,
                 )
             ),
-            asyncio.create_task(self.services_loop()),
+            asyncio.create_task(self.network_loop()),
             asyncio.create_task(self.token_loop()),
             asyncio.create_task(self.reap_loop()),
         ]

@@ -92,6 +92,7 @@ class PodWorker:
         self.dir = agent.state_dir / self.uid
         self.ip = ""
         self.netns: str | None = None
+        self.filter_rules = ""  # iptables filter table last applied in the pod's netns
         self.volumes = Volumes()
         self.gpus: list[int] = []
         self.start_time = pod.get("status", {}).get("startTime") or now_iso()
