@@ -25,7 +25,7 @@ def kokoro_config() -> dict:
         "style_dim": 128,  # fixed by KModel, which slices the style vector at 128
         "n_mels": 80,
         "n_layer": 1,
-        "max_dur": 20,
+        "max_dur": 4,  # short random durations keep the noise-like output short
         "dropout": 0.0,
         "text_encoder_kernel_size": 5,
         "plbert": {
