@@ -59,7 +59,9 @@ def decode_audio(data: bytes) -> Audio:
         stream = container.streams.audio[0]
         rate = stream.codec_context.sample_rate
         resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
-        parts = [out.to_ndarray().reshape(-1) for frame in container.decode(stream) for out in resampler.resample(frame)]
+        parts = [
+            out.to_ndarray().reshape(-1) for frame in container.decode(stream) for out in resampler.resample(frame)
+        ]
     return Audio(rate, 1, np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16))
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 # every symbol misaki's espeak G2P emits for English, plus punctuation: the tiny model's vocabulary
 _SYMBOLS = (
-    " !',-.:;?abcdefhijklmnopqrstuvwxyzæçðøħŋœǀǁǂǃɐɑɒɓɔɕɗɘəɚɛɜɞɟɠɡɢɣɤɥɦɧɨɪɫɬɭɮɯɰɱɲɳɴɵɶɸɹɺɻɽɾʀʁʂʃʄʈʉʊʋʌʍʎʏʐʑʒʔʕʘʙʛʜʝʟʡʢʤʧʰʲʷˈˌːˑ˞ˠˤ̩θχᵊᵻAIOQSWYʣʦ"
+    " !',-.:;?abcdefhijklmnopqrstuvwxyzAIOQSWYʣʦ"
+    "æçðøħŋœǀǁǂǃɐɑɒɓɔɕɗɘəɚɛɜɞɟɠɡɢɣɤɥɦɧɨɪɫɬɭɮɯɰɱɲɳɴɵɶɸɹɺɻɽɾʀʁʂʃʄʈʉʊʋʌʍʎʏʐʑʒʔʕʘʙʛʜʝʟʡʢʤʧʰʲʷˈˌːˑ˞ˠˤ̩θχᵊᵻ"
 )
 
 
@@ -88,7 +89,12 @@ def pocket_config(n_bins: int) -> dict:
             "dtype": "float32",
             "flow": {"depth": 1, "dim": 32},
             "transformer": {"d_model": 64, "hidden_scale": 2, "max_period": 10000, "num_heads": 2, "num_layers": 1},
-            "lookup_table": {"dim": 64, "n_bins": n_bins, "tokenizer": "tokenizers", "tokenizer_path": "tokenizer.json"},
+            "lookup_table": {
+                "dim": 64,
+                "n_bins": n_bins,
+                "tokenizer": "tokenizers",
+                "tokenizer_path": "tokenizer.json",
+            },
         },
         "mimi": {
             "dtype": "float32",
@@ -148,10 +154,15 @@ def build_pocket(root: Path, voices: tuple[str, ...] = ("tiny_voice",)) -> Path:
     # build the architecture from the config, as pocket-tts does, and save its random weights
     absolute = {**config}
     absolute["flow_lm"] = {**config["flow_lm"]}
-    absolute["flow_lm"]["lookup_table"] = {**config["flow_lm"]["lookup_table"], "tokenizer_path": str(root / "tokenizer.json")}
+    absolute["flow_lm"]["lookup_table"] = {
+        **config["flow_lm"]["lookup_table"],
+        "tokenizer_path": str(root / "tokenizer.json"),
+    }
     absolute["weights_path"] = None
     model = TTSModel._from_pydantic_config_with_weights(Config(**absolute), 0.3, 1, None, -4.0)
-    safetensors.torch.save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(root / "model.safetensors"))
+    safetensors.torch.save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()}, str(root / "model.safetensors")
+    )
     (root / "voices").mkdir(exist_ok=True)
     t = np.arange(24000 * 2) / 24000
     for name in voices:

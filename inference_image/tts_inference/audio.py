@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import io
 from collections.abc import Iterable
 from dataclasses import dataclass
+from fractions import Fraction
 
 import av
 import av.filter
@@ -78,7 +80,9 @@ class StreamEncoder:
         self.fmt = fmt
         self.in_rate = sample_rate
         self.rate = output_rate(fmt, sample_rate)
-        self._resampler = soxr.ResampleStream(sample_rate, self.rate, 1, dtype="int16") if self.rate != sample_rate else None
+        self._resampler = (
+            soxr.ResampleStream(sample_rate, self.rate, 1, dtype="int16") if self.rate != sample_rate else None
+        )
         self._samples = 0
         self._container: av.container.OutputContainer | None = None
         if fmt == "pcm":
@@ -86,7 +90,7 @@ class StreamEncoder:
         muxer, codec = _CODECS[fmt]
         self._sink = _Sink()
         self._container = av.open(self._sink, mode="w", format=muxer, options=_MUXER_OPTIONS.get(muxer, {}))
-        self._stream = self._container.add_stream(codec, rate=self.rate, layout="mono")
+        self._stream: av.AudioStream = self._container.add_stream(codec, rate=self.rate, layout="mono")  # type: ignore[assignment]
         if fmt == "mp3":
             self._stream.bit_rate = 64000
         elif fmt in ("opus", "aac"):
@@ -130,10 +134,8 @@ class StreamEncoder:
     def close(self) -> None:
         """Release the encoder without finishing the file (the client went away)."""
         if self._container is not None:
-            try:
+            with contextlib.suppress(av.error.FFmpegError, OSError, ValueError):
                 self._container.close()
-            except (av.error.FFmpegError, OSError, ValueError):
-                pass
             self._container = None
 
 
@@ -163,7 +165,7 @@ def change_tempo(samples: np.ndarray, sample_rate: int, factor: float) -> np.nda
         rest /= 0.5
     stages.append(rest)
     graph = av.filter.Graph()
-    node = graph.add_abuffer(format="s16", sample_rate=sample_rate, layout="mono", time_base=f"1/{sample_rate}")
+    node = graph.add_abuffer(format="s16", sample_rate=sample_rate, layout="mono", time_base=Fraction(1, sample_rate))
     src = node
     for stage in stages:
         nxt = graph.add("atempo", f"{stage:.6f}")
@@ -183,6 +185,7 @@ def change_tempo(samples: np.ndarray, sample_rate: int, factor: float) -> np.nda
             got = sink.pull()
         except (av.error.BlockingIOError, av.error.EOFError):
             break
+        assert isinstance(got, av.AudioFrame)
         out.append(got.to_ndarray().reshape(-1))
     return np.concatenate(out).astype(np.int16) if out else np.zeros(0, dtype=np.int16)
 

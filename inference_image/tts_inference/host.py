@@ -46,7 +46,9 @@ class Metrics:
         self.synthesis_seconds = Counter(
             "kubetts_inference_synthesis_seconds", "Wall seconds spent synthesising", registry=r
         )
-        self.chunks = Counter("kubetts_inference_chunks", "Audio chunks (about one per sentence) synthesised", registry=r)
+        self.chunks = Counter(
+            "kubetts_inference_chunks", "Audio chunks (about one per sentence) synthesised", registry=r
+        )
         self.cancelled = Counter(
             "kubetts_inference_cancelled_requests", "Syntheses stopped early because the client went away", registry=r
         )
@@ -87,7 +89,7 @@ class Job:
     def _produce(self, loop: asyncio.AbstractEventLoop) -> None:
         engine, metrics, stop = self.host.engine, self.host.metrics, self.options.stop
         t0 = time.monotonic()
-        gen = engine.synthesize(self.sentences, self.voice, self.options)
+        gen = iter(engine.synthesize(self.sentences, self.voice, self.options))
         try:
             for chunk in gen:
                 metrics.chunks.inc()
@@ -101,7 +103,9 @@ class Job:
             log.exception("synthesis failed")
             loop.call_soon_threadsafe(self._queue.put_nowait, _Failed(exc))
         finally:
-            gen.close()
+            close = getattr(gen, "close", None)  # generators release what they hold (e.g. a model lock)
+            if close is not None:
+                close()
             metrics.synthesis_seconds.inc(time.monotonic() - t0)
             if stop.is_set():
                 metrics.cancelled.inc()

@@ -10,7 +10,10 @@ _SENTENCE_END = re.compile(r"""(?<=[.!?…])["'”’)\]]*\s+|(?<=[。！？])["
 _CLAUSE_END = re.compile(r"(?<=[,;:，；：、—])\s*")
 # abbreviations that end in a full stop without ending the sentence
 _ABBREVIATIONS = frozenset(
-    "mr mrs ms dr prof sr jr st vs etc e.g i.e no fig inc ltd co corp mt approx dept est vol".split()
+    {
+        *("mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "etc", "e.g", "i.e", "a.m", "p.m"),
+        *("no", "fig", "inc", "ltd", "co", "corp", "mt", "approx", "dept", "est", "vol"),
+    }
 )
 
 

@@ -55,7 +55,10 @@ def test_espeak_speaks_english_by_default(espeak):
     assert audio.sample_rate == 22050 and 1.0 < audio.duration < 6.0 and audio.rms > 500
 
 
-@pytest.mark.parametrize(("voice", "text"), [("cmn", "你好，今天天气很好。"), ("zh", "我们去公园吧。"), ("yue", "你好嗎？"), ("de", "Guten Tag!")])
+@pytest.mark.parametrize(
+    ("voice", "text"),
+    [("cmn", "你好，今天天气很好。"), ("zh", "我们去公园吧。"), ("yue", "你好嗎？"), ("de", "Guten Tag!")],
+)
 def test_espeak_speaks_many_languages(espeak, voice, text):
     audio = decode_wav(speak(espeak, voice=voice, input=text).content)
     assert audio.duration > 0.5 and audio.rms > 500

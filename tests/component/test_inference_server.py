@@ -64,7 +64,9 @@ def test_readyz_is_503_until_loaded():
 def test_a_model_that_cannot_load_stays_unready_and_says_why(tmp_path):
     app = create_app(Settings(engine="piper", model_uri=f"file://{tmp_path}"))
     with TestClient(app) as c:
-        body = eventually(lambda: c.get("/readyz").json() if c.get("/readyz").json()["status"] == "failed" else None, 30)
+        body = eventually(
+            lambda: c.get("/readyz").json() if c.get("/readyz").json()["status"] == "failed" else None, 30
+        )
         assert "no .onnx model" in body["error"]
         assert c.get("/readyz").status_code == 503
 
@@ -178,7 +180,9 @@ def test_disconnect_stops_synthesis(live):
     status = eventually(lambda: s if (s := live.get("/v1/status").json())["inflight_requests"] == 0 else None, 10)
     assert status["queued_requests"] == 0
     # and the slot is free again: the next request is served
-    assert live.post("/v1/audio/speech", json={"model": "m", "input": TEXT, "response_format": "wav"}).status_code == 200
+    assert (
+        live.post("/v1/audio/speech", json={"model": "m", "input": TEXT, "response_format": "wav"}).status_code == 200
+    )
 
 
 def test_beyond_concurrency_and_queue_is_429_with_retry_after():

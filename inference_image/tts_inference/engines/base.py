@@ -94,7 +94,7 @@ class Engine(abc.ABC):
         """Engine-specific facts for /v1/status (e.g. which phonemiser runs)."""
         return {}
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (optional hook: engines without resources keep the default)
         """Release the model (and GPU memory) at shutdown."""
 
     def resolve_voice(self, voice: str) -> str:

@@ -27,7 +27,7 @@ _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctype
 
 
 class _EspeakVoice(ctypes.Structure):
-    _fields_ = [  # noqa: RUF012 (ctypes wants a plain list)
+    _fields_ = [
         ("name", ctypes.c_char_p),
         ("languages", ctypes.c_void_p),
         ("identifier", ctypes.c_char_p),
@@ -54,9 +54,9 @@ def _languages(ptr: int | None) -> list[str]:
 
 
 def wpm_and_tempo(speed: float) -> tuple[int, float]:
-    """espeak speaks 80–450 words a minute: the rest of ``speed`` is made up by a tempo change."""
+    """espeak speaks 80 to 450 words a minute: the rest of ``speed`` is made up by a tempo change."""
     wanted = _DEFAULT_WPM * speed
-    wpm = int(round(min(max(wanted, _MIN_WPM), _MAX_WPM)))
+    wpm = round(min(max(wanted, _MIN_WPM), _MAX_WPM))
     return wpm, wanted / wpm
 
 
@@ -81,7 +81,7 @@ class EspeakEngine(Engine):
         except ImportError as exc:
             raise EngineUnavailable("engine 'espeak' needs the Python package 'espeakng-loader'") from exc
         library = espeakng_loader.get_library_path()
-        scheme, _, rest = self.model_uri.partition("://")
+        scheme = self.model_uri.partition("://")[0]
         if scheme in ("package", "espeak", ""):
             return library, Path(espeakng_loader.get_data_path())
         data = model_location(self.model_uri, self.model_dir)
