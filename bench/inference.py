@@ -58,11 +58,11 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
-async def one(client: httpx.AsyncClient, fmt: str, rate: int) -> Sample:
+async def one(client: httpx.AsyncClient, fmt: str, rate: int, text: str = PARAGRAPH) -> Sample:
     t0 = time.perf_counter()
     first = 0.0
     size = 0
-    body = {"model": "bench", "input": PARAGRAPH, "response_format": fmt}
+    body = {"model": "bench", "input": text, "response_format": fmt}
     async with client.stream("POST", "/v1/audio/speech", json=body) as r:
         r.raise_for_status()
         async for chunk in r.aiter_raw():
@@ -123,6 +123,12 @@ def run_engine(name: str, uri: str, args: argparse.Namespace) -> list[dict]:
         ready_s = time.perf_counter() - t0
         status = httpx.get(f"{url}/v1/status").json()
         rate = status["sample_rate"]
+
+        async def long_text() -> Sample:
+            async with httpx.AsyncClient(base_url=url, timeout=300) as client:
+                return await one(client, args.format, rate, " ".join([PARAGRAPH] * 5))
+
+        streamed = asyncio.run(long_text())
         for c in args.concurrency:
             deadline = time.perf_counter() + args.max_seconds
             samples, wall = asyncio.run(level(url, c, args.requests, args.format, rate, deadline))
@@ -141,6 +147,7 @@ def run_engine(name: str, uri: str, args: argparse.Namespace) -> list[dict]:
                     "rps": len(samples) / wall,
                     "rss": peak_rss_mib(proc.pid),
                     "gpu": status.get("gpu_memory"),
+                    "long": streamed,
                 }
             )
     finally:
@@ -160,7 +167,10 @@ def main() -> None:
     args = parser.parse_args()
     engines = [e.split("=", 1) for e in (args.engine or DEFAULT_ENGINES)]
 
-    print(f"# {platform.node()}: {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, Python {platform.python_version()}")
+    print(
+        f"# {os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
     print(f"# text: {len(PARAGRAPH)} characters, 4 sentences; server max_concurrency={args.server_concurrency}")
     header = (
         f"{'engine':<11} {'device':<6} {'conc':>4} {'reqs':>4} {'RTF p50':>8} {'TTFA p50':>9} {'TTFA max':>9} "
@@ -175,8 +185,17 @@ def main() -> None:
                 f"{r['ttfa_p50'] * 1000:>7.0f}ms {r['ttfa_max'] * 1000:>7.0f}ms {r['throughput']:>9.1f} "
                 f"{r['rps']:>6.2f} {r['rss']:>6.0f}MiB {r['ready_s']:>5.1f}s"
             )
+            if r["concurrency"] == args.concurrency[-1]:
+                long: Sample = r["long"]
+                print(
+                    f"{'':<11} streaming a 20-sentence text ({long.audio:.0f} s of audio): first audio after "
+                    f"{long.first_audio * 1000:.0f} ms, last after {long.total:.1f} s"
+                )
             if r["gpu"]:
-                print(f"{'':<11} GPU memory used {r['gpu']['used_bytes'] / 2**20:.0f} MiB of {r['gpu']['total_bytes'] / 2**20:.0f} MiB")
+                print(
+                    f"{'':<11} GPU memory used {r['gpu']['used_bytes'] / 2**20:.0f} MiB "
+                    f"of {r['gpu']['total_bytes'] / 2**20:.0f} MiB"
+                )
 
 
 if __name__ == "__main__":
