@@ -22,6 +22,20 @@ def _ends_with_abbreviation(piece: str) -> bool:
     return last in _ABBREVIATIONS or (len(last) == 1 and last.isalpha())
 
 
+def cut_at_spaces(text: str, limit: int) -> list[str]:
+    """Cut ``text`` into pieces of at most ``limit`` characters, at spaces where there are any."""
+    out: list[str] = []
+    rest = text.strip()
+    while len(rest) > limit:
+        cut = rest.rfind(" ", 0, limit)
+        cut = cut if cut > 0 else limit
+        out.append(rest[:cut].strip())
+        rest = rest[cut:].strip()
+    if rest:
+        out.append(rest)
+    return out
+
+
 def _split_long(sentence: str, max_chars: int) -> list[str]:
     """Split an over-long sentence at clause punctuation, then at spaces, never mid-word if avoidable."""
     if len(sentence) <= max_chars:
@@ -33,11 +47,9 @@ def _split_long(sentence: str, max_chars: int) -> list[str]:
             out.append(current)
             current = ""
         current = f"{current} {clause}".strip() if current else clause
-        while len(current) > max_chars:
-            cut = current.rfind(" ", 0, max_chars)
-            cut = cut if cut > 0 else max_chars
-            out.append(current[:cut].strip())
-            current = current[cut:].strip()
+        if len(current) > max_chars:
+            *done, current = cut_at_spaces(current, max_chars)
+            out.extend(done)
     if current:
         out.append(current)
     return out

@@ -10,10 +10,9 @@ import soundfile as sf
 from tts_inference import audio
 from tts_inference.engines import EngineUnavailable, ModelLoadError, load_engine
 from tts_inference.engines.espeak import wpm_and_tempo
-from tts_inference.engines.kokoro import split_phonemes
 from tts_inference.engines.pocket import resolve_config
 from tts_inference.engines.torch_support import require
-from tts_inference.text import split_sentences
+from tts_inference.text import cut_at_spaces, split_sentences
 
 from tests.helpers import decode_audio, wav_bytes
 
@@ -193,10 +192,11 @@ def test_oversized_reference_clips_are_refused_before_decoding():
 # --- engine helpers -----------------------------------------------------------------------------
 def test_phonemes_are_cut_at_spaces_within_the_context():
     ps = "hə lˈoʊ wˈɜːld " * 20
-    pieces = split_phonemes(ps, 50)
+    pieces = cut_at_spaces(ps, 50)
     assert all(len(p) <= 50 for p in pieces)
     assert "".join(pieces).replace(" ", "") == ps.replace(" ", "")
-    assert split_phonemes("", 50) == []
+    assert cut_at_spaces("", 50) == []
+    assert cut_at_spaces("x" * 120, 50) == ["x" * 50, "x" * 50, "x" * 20], "no spaces: hard cuts"
 
 
 def test_pocket_config_paths_resolve_against_the_model_directory(tmp_path):

@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 
 from ..audio import to_int16
-from . import torch_support
-from .base import Engine, ModelLoadError, SynthesisOptions, Voice, model_location
+from ..text import cut_at_spaces
+from .base import ModelLoadError, SynthesisOptions, Voice, model_location
+from .torch_support import TorchEngine
 
 log = logging.getLogger(__name__)
 
@@ -35,28 +36,12 @@ LANGUAGES: dict[str, tuple[str, str]] = {
 }
 
 
-def split_phonemes(phonemes: str, limit: int) -> list[str]:
-    """Cut a phoneme string into pieces of at most ``limit`` symbols, at spaces where possible."""
-    out: list[str] = []
-    rest = phonemes.strip()
-    while len(rest) > limit:
-        cut = rest.rfind(" ", 0, limit)
-        cut = cut if cut > 0 else limit
-        out.append(rest[:cut].strip())
-        rest = rest[cut:].strip()
-    if rest:
-        out.append(rest)
-    return out
-
-
-class KokoroEngine(Engine):
+class KokoroEngine(TorchEngine):
     name = "kokoro"
+    packages = ("kokoro", "misaki")
 
     def __init__(self, model_uri: str, model_dir: str, device: str = "auto") -> None:
         super().__init__(model_uri, model_dir, device)
-        self._torch: Any = None
-        self._model: Any = None
-        self._device = "cpu"
         self._packs: dict[str, Any] = {}
         self._g2p: dict[str, Any] = {}
         self._g2p_kind = ""
@@ -87,14 +72,10 @@ class KokoroEngine(Engine):
         return espeak.EspeakG2P(language=language)
 
     def load(self) -> None:
-        torch_support.offline_hub()
-        (torch,) = torch_support.require("kokoro", "torch")
-        torch_support.require("kokoro", "kokoro", "misaki")
+        torch = self._start_torch()
         from kokoro.model import KModel
 
         config, checkpoint, voice_files = self._files()
-        self._torch = torch
-        self._device = torch_support.pick_device(torch, self.requested_device)
         try:
             model = KModel(repo_id="hexgrad/Kokoro-82M", config=str(config), model=str(checkpoint))
         except (OSError, RuntimeError, KeyError, ValueError, AssertionError) as exc:
@@ -126,21 +107,11 @@ class KokoroEngine(Engine):
     def default_voice(self) -> str:
         return "af_heart" if "af_heart" in self._packs else self.voices()[0].id
 
-    @property
-    def device(self) -> str:
-        return self._device
-
-    def gpu_memory(self) -> dict[str, int] | None:
-        return torch_support.gpu_memory(self._torch, self._device) if self._torch else None
-
     def details(self) -> dict[str, str]:
         return {"g2p": self._g2p_kind or "espeak"}
 
-    def close(self) -> None:
-        self._model = None
+    def _release_model(self) -> None:
         self._packs.clear()
-        if self._torch is not None:
-            torch_support.release(self._torch, self._device)
 
     def synthesize(self, sentences: list[str], voice: str, options: SynthesisOptions) -> Iterator[np.ndarray]:
         assert self._model is not None, "load() first"
@@ -150,7 +121,7 @@ class KokoroEngine(Engine):
         limit = self._model.context_length - 2
         for text in sentences:
             phonemes, _ = g2p(text)
-            for piece in split_phonemes(phonemes or "", limit):
+            for piece in cut_at_spaces(phonemes or "", limit):
                 if options.stop.is_set():
                     return
                 style = pack[min(len(piece), len(pack)) - 1]

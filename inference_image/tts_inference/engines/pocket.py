@@ -24,8 +24,8 @@ import numpy as np
 import yaml
 
 from ..audio import Clip, change_tempo, decode_clip, resample, to_int16
-from . import torch_support
-from .base import Engine, EngineError, ModelLoadError, SynthesisOptions, Voice, model_location
+from .base import EngineError, ModelLoadError, SynthesisOptions, Voice, model_location
+from .torch_support import TorchEngine
 
 log = logging.getLogger(__name__)
 
@@ -58,24 +58,20 @@ def resolve_config(config: dict[str, Any], root: Path) -> dict[str, Any]:
     return out
 
 
-class PocketEngine(Engine):
+class PocketEngine(TorchEngine):
     name = "pocket-tts"
+    packages = ("pocket_tts",)
     can_clone = True
     parameters = frozenset({"temperature", "seed"})
 
     def __init__(self, model_uri: str, model_dir: str, device: str = "auto") -> None:
         super().__init__(model_uri, model_dir, device)
-        self._torch: Any = None
-        self._model: Any = None
-        self._device = "cpu"
         self._states: dict[str, Any] = {}
         self._default_temp = 0.3
         self._lock = threading.Lock()
 
     def load(self) -> None:
-        torch_support.offline_hub()
-        (torch,) = torch_support.require("pocket-tts", "torch")
-        torch_support.require("pocket-tts", "pocket_tts")
+        self._start_torch()
         from pocket_tts.models.tts_model import TTSModel
 
         root = model_location(self.model_uri, self.model_dir)
@@ -86,8 +82,6 @@ class PocketEngine(Engine):
             config = resolve_config(yaml.safe_load(config_path.read_text()), root)
         except yaml.YAMLError as exc:
             raise ModelLoadError(f"config.yaml does not parse: {exc}") from exc
-        self._torch = torch
-        self._device = torch_support.pick_device(torch, self.requested_device)
         # pocket-tts takes a config path: write the resolved one to the pod's writable /tmp
         with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
             yaml.safe_dump(config, f)
@@ -125,18 +119,8 @@ class PocketEngine(Engine):
     def default_voice(self) -> str:
         return self.voices()[0].id if self._states else ""
 
-    @property
-    def device(self) -> str:
-        return self._device
-
-    def gpu_memory(self) -> dict[str, int] | None:
-        return torch_support.gpu_memory(self._torch, self._device) if self._torch else None
-
-    def close(self) -> None:
-        self._model = None
+    def _release_model(self) -> None:
         self._states.clear()
-        if self._torch is not None:
-            torch_support.release(self._torch, self._device)
 
     def validate(self, voice: str, options: SynthesisOptions) -> str:
         if options.reference is not None:

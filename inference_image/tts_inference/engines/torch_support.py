@@ -8,7 +8,7 @@ import os
 from types import ModuleType
 from typing import Any
 
-from .base import EngineUnavailable
+from .base import Engine, EngineUnavailable
 
 
 def offline_hub() -> None:
@@ -57,3 +57,41 @@ def release(torch: Any, device: str) -> None:
     gc.collect()
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
+
+
+class TorchEngine(Engine):
+    """What the torch engines share: the import guard, device choice, GPU memory and its release."""
+
+    #: Python packages the engine imports besides torch
+    packages: tuple[str, ...] = ()
+
+    def __init__(self, model_uri: str, model_dir: str, device: str = "auto") -> None:
+        super().__init__(model_uri, model_dir, device)
+        self._torch: Any = None
+        self._model: Any = None
+        self._device = "cpu"
+
+    def _start_torch(self) -> Any:
+        """Import torch and the engine's packages (or say why not) and pick the device; returns torch."""
+        offline_hub()
+        (torch,) = require(self.name, "torch")
+        require(self.name, *self.packages)
+        self._torch = torch
+        self._device = pick_device(torch, self.requested_device)
+        return torch
+
+    @property
+    def device(self) -> str:
+        return self._device
+
+    def gpu_memory(self) -> dict[str, int] | None:
+        return gpu_memory(self._torch, self._device) if self._torch is not None else None
+
+    def _release_model(self) -> None:
+        """Drop engine-specific references (voices, caches) that hold tensors."""
+
+    def close(self) -> None:
+        self._model = None
+        self._release_model()
+        if self._torch is not None:
+            release(self._torch, self._device)
