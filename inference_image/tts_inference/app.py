@@ -203,12 +203,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except EngineError as exc:
             raise fail(400, str(exc), "voice_not_found", "voice") from exc
         sentences = split_sentences(body.input, settings.max_sentence_chars)
+        encoder = audio.StreamEncoder(body.response_format, host.engine.sample_rate)
         try:
             job = await host.start(sentences, voice, options)
-        except ApiError as exc:
-            metrics.requests.labels(str(exc.status)).inc()
+        except BaseException as exc:  # 429, or the client left while queued
+            encoder.close()
+            if isinstance(exc, ApiError):
+                metrics.requests.labels(str(exc.status)).inc()
             raise
-        encoder = audio.StreamEncoder(body.response_format, host.engine.sample_rate)
         headers = {"X-Sample-Rate": str(encoder.rate), "Cache-Control": "no-store"}
         if body.stream_format == "sse":
             content = sse_stream(job, encoder, body)
