@@ -30,11 +30,7 @@ def test_espeak_speaks_mandarin_through_the_router_as_sse(kube: Kube, router: Ro
         )
         headers = {"Authorization": f"Bearer {router.key}"}
         with httpx.Client(base_url=router.url, headers=headers, timeout=60) as client:
-            eventually(
-                lambda: any(m["id"] == name and m["ready"] for m in client.get("/v1/models").json()["data"]),
-                timeout=30,
-                what="router sees the model ready",
-            )
+            router.wait_model_ready(client, name)
             body = {
                 "model": name,
                 "voice": "cmn",
