@@ -45,6 +45,10 @@ test-unit: venv ## Unit tests only (pure logic, seconds)
 test-integration: deps venv build ## Integration tests against the local cluster
 	$(PYTEST) tests/integration
 
+.PHONY: bench
+bench: venv ## Benchmark the inference engines that run here (RTF, time to first audio, throughput); see docs/benchmarks.md
+	$(PY) bench/inference.py
+
 .PHONY: lint
 lint: venv ## ruff (lint and format check), mypy, CRD drift
 	$(VENV)/bin/ruff check .

@@ -49,3 +49,65 @@ def decode_wav(data: bytes) -> Audio:
         assert w.getsampwidth() == 2, "expected 16-bit PCM"
         frames = w.readframes(w.getnframes())
         return Audio(w.getframerate(), w.getnchannels(), np.frombuffer(frames, dtype="<i2"))
+
+
+def decode_audio(data: bytes) -> Audio:
+    """Decode any container FFmpeg reads (what browsers and ffprobe use) to int16 mono."""
+    import av
+
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.audio[0]
+        rate = stream.codec_context.sample_rate
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
+        parts = [
+            out.to_ndarray().reshape(-1) for frame in container.decode(stream) for out in resampler.resample(frame)
+        ]
+    return Audio(rate, 1, np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16))
+
+
+def decode_pcm(data: bytes, sample_rate: int) -> Audio:
+    return Audio(sample_rate, 1, np.frombuffer(data, dtype="<i2"))
+
+
+def wav_bytes(samples: np.ndarray, sample_rate: int) -> bytes:
+    """A float or int16 mono clip as a WAV file (libsndfile)."""
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, samples, sample_rate, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+class LiveServer:
+    """A real uvicorn server on a loopback port in a thread: for timing and disconnect tests that an
+    in-process ASGI transport cannot show."""
+
+    def __init__(self, app) -> None:
+        import socket
+        import threading
+
+        import uvicorn
+
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self._sock]}, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self._thread.start()
+        eventually(lambda: self.server.started, timeout=30, what="uvicorn to start")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self._thread.join(timeout=30)
+        self._sock.close()
+
+
+def metric(text: str, name: str) -> float:
+    """The value of an unlabelled Prometheus sample in /metrics text."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in metrics")

@@ -37,6 +37,9 @@ class Engine(StrEnum):
     """Engines the inference image knows (one module each in tts_inference.engines)."""
 
     PIPER = "piper"
+    ESPEAK = "espeak"
+    KOKORO = "kokoro"
+    POCKET_TTS = "pocket-tts"
 
 
 # --- shared pieces ---------------------------------------------------------------------------

@@ -42,3 +42,15 @@ class SpeechRequest(BaseModel):
     )
     ref_audio: str | None = Field(default=None, description="Base64 reference clip for ad-hoc cloning.")
     ref_text: str | None = Field(default=None, max_length=2000, description="Transcript of ref_audio.")
+    temperature: float | None = Field(
+        default=None, ge=0.0, le=2.0, description="Sampling temperature, for engines that sample (pocket-tts)."
+    )
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0, description="Nucleus sampling, for engines that take it.")
+    seed: int | None = Field(
+        default=None, ge=0, le=2**32 - 1, description="Random seed, for engines that sample (repeatable output)."
+    )
+
+    def engine_parameters(self) -> dict[str, float | int]:
+        """The optional sampling parameters the request sets."""
+        params = {"temperature": self.temperature, "top_p": self.top_p, "seed": self.seed}
+        return {k: v for k, v in params.items() if v is not None}

@@ -3,122 +3,48 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import json
 import logging
-import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from typing import Any
 
-import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from tts_crds.http_errors import ApiError, install
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import Receive, Scope, Send
+from tts_crds.http_errors import ApiError, error_body, install
 from tts_crds.speech import MEDIA_TYPES, SpeechRequest
 
 from . import audio
-from .engines import Engine, EngineError, ModelLoadError, load_engine
+from .engines import EngineError, SynthesisOptions
+from .host import EngineHost, Job, Metrics
 from .settings import Settings
+from .text import split_sentences
 
 log = logging.getLogger("tts_inference")
 
-WARMUP_TEXT = "Warming up."
+SSE_MEDIA_TYPE = "text/event-stream"
 
 
-@dataclass
-class Metrics:
-    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+class SpeechResponse(StreamingResponse):
+    """A streamed synthesis that always ends its job: finished, failed, or abandoned by the client."""
 
-    def __post_init__(self) -> None:
-        r = self.registry
-        self.requests = Counter("kubetts_inference_requests", "Speech requests by outcome", ["code"], registry=r)
-        self.inflight = Gauge("kubetts_inference_inflight_requests", "Requests being synthesised", registry=r)
-        self.queued = Gauge("kubetts_inference_queued_requests", "Requests waiting for a synthesis slot", registry=r)
-        self.latency = Histogram(
-            "kubetts_inference_first_audio_seconds",
-            "Time to the first audio chunk",
-            registry=r,
-            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
-        )
-        self.audio_seconds = Counter("kubetts_inference_audio_seconds", "Seconds of audio produced", registry=r)
-        self.ready = Gauge("kubetts_inference_model_ready", "1 once the model is loaded and warmed up", registry=r)
+    def __init__(self, job: Job, content: AsyncIterator[bytes], media_type: str, headers: dict[str, str]) -> None:
+        super().__init__(content, media_type=media_type, headers=headers)
+        self.job = job
 
-
-class EngineHost:
-    """Owns the engine: loads it in the background, bounds concurrency, streams chunks."""
-
-    def __init__(self, settings: Settings, metrics: Metrics) -> None:
-        self.settings = settings
-        self.metrics = metrics
-        self.engine: Engine = load_engine(settings.engine, settings.model_uri, settings.model_dir)
-        self.ready = False
-        self.error: str | None = None
-        self.load_seconds: float | None = None
-        self._slots = asyncio.Semaphore(settings.max_concurrency)
-        self.inflight = 0
-        self.queued = 0
-
-    async def load(self) -> None:
-        t0 = time.monotonic()
-        log.info("loading %s model %s", self.settings.engine, self.settings.model_uri)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await asyncio.to_thread(self.engine.load)
-            # one synthesis so the first real request does not pay for lazy initialisation
-            await asyncio.to_thread(lambda: list(self.engine.synthesize(WARMUP_TEXT, "default", 1.0)))
-        except (ModelLoadError, EngineError, OSError, RuntimeError) as exc:
-            self.error = str(exc)
-            log.error("model failed to load: %s", exc)
-            return
-        self.load_seconds = time.monotonic() - t0
-        self.ready = True
-        self.metrics.ready.set(1)
-        log.info(
-            "model ready in %.1fs (sample rate %d Hz, voices: %s)",
-            self.load_seconds,
-            self.engine.sample_rate,
-            ", ".join(v.id for v in self.engine.voices()),
-        )
-
-    @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        limit = self.settings.max_concurrency + self.settings.max_queue
-        if self.inflight + self.queued >= limit:
-            raise ApiError(
-                429,
-                f"server busy: {self.inflight} in flight and {self.queued} queued",
-                "rate_limit_exceeded",
-                headers={"Retry-After": "1"},
-            )
-        self.queued += 1
-        self.metrics.queued.inc()
-        try:
-            await self._slots.acquire()
+            await super().__call__(scope, receive, send)
         finally:
-            self.queued -= 1
-            self.metrics.queued.dec()
-        self.inflight += 1
-        self.metrics.inflight.inc()
-        try:
-            yield
-        finally:
-            self.inflight -= 1
-            self.metrics.inflight.dec()
-            self._slots.release()
+            if self.job.close():
+                self.job.host.metrics.requests.labels("499").inc()  # nginx's "client closed request"
 
-    async def chunks(self, text: str, voice: str, speed: float) -> AsyncIterator[np.ndarray]:
-        """Sentence chunks, synthesised one at a time in a worker thread; stops when the consumer does."""
-        it = iter(self.engine.synthesize(text, voice, speed))
-        t0 = time.monotonic()
-        first = True
-        while True:
-            chunk = await asyncio.to_thread(next, it, None)
-            if chunk is None:
-                return
-            if first:
-                self.metrics.latency.observe(time.monotonic() - t0)
-                first = False
-            self.metrics.audio_seconds.inc(len(chunk) / self.engine.sample_rate)
-            yield chunk
+
+def sse_event(payload: dict[str, Any]) -> bytes:
+    return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -132,6 +58,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         loader = asyncio.create_task(host.load())
         yield
         loader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loader
+        await host.close()
 
     app = FastAPI(
         title="kube-tts inference",
@@ -144,6 +73,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def host_of(request: Request) -> EngineHost:
         host: EngineHost = request.app.state.host
         return host
+
+    def fail(
+        status: int, message: str, code: str, param: str | None = None, headers: dict[str, str] | None = None
+    ) -> ApiError:
+        metrics.requests.labels(str(status)).inc()
+        return ApiError(status, message, code, param, headers=headers)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
@@ -165,15 +100,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/v1/status", tags=["status"])
     async def status(request: Request) -> dict:
         host = host_of(request)
+        engine = host.engine
         return {
             "engine": settings.engine,
             "model": settings.model_uri,
-            "device": host.engine.device,
+            "device": engine.device,
+            "gpu_memory": engine.gpu_memory() if host.ready else None,
             "ready": host.ready,
             "error": host.error,
-            "sample_rate": host.engine.sample_rate if host.ready else None,
+            "load_seconds": host.load_seconds,
+            "sample_rate": engine.sample_rate if host.ready else None,
+            "can_clone": engine.can_clone,
+            "parameters": sorted(engine.parameters),
+            "details": engine.details() if host.ready else {},
             "inflight_requests": host.inflight,
             "queued_requests": host.queued,
+            "max_concurrency": settings.max_concurrency,
+            "max_queue": settings.max_queue,
         }
 
     @app.get("/v1/audio/voices", tags=["speech"])
@@ -183,67 +126,140 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise ApiError(503, "model is not loaded yet", "model_not_ready", headers={"Retry-After": "2"})
         return {
             "object": "list",
-            "default": host.engine.default_voice,
+            "default": settings.default_voice or host.engine.default_voice,
+            "can_clone": host.engine.can_clone,
             "data": [{"id": v.id, "name": v.name, "language": v.language} for v in host.engine.voices()],
         }
 
-    @app.post(
-        "/v1/audio/speech",
-        tags=["speech"],
-        response_class=Response,
-        responses={200: {"content": {m: {} for m in MEDIA_TYPES.values()}}},
-    )
-    async def speech(body: SpeechRequest, request: Request) -> Response:
-        host = host_of(request)
-        if not host.ready:
-            metrics.requests.labels("503").inc()
-            raise ApiError(503, "model is not loaded yet", "model_not_ready", headers={"Retry-After": "2"})
+    async def options_for(body: SpeechRequest, host: EngineHost) -> SynthesisOptions:
+        """Check everything about a request that can be checked before audio starts (4xx here, never later)."""
+        engine = host.engine
+        if not body.input.strip():
+            raise fail(400, "input is empty", "invalid_value", "input")
         if len(body.input) > settings.max_input_chars:
-            raise ApiError(
+            raise fail(
                 400,
                 f"input is {len(body.input)} characters; the limit is {settings.max_input_chars}",
                 "input_too_long",
                 "input",
             )
-        if body.ref_audio:
-            raise ApiError(
-                400,
-                f"engine {settings.engine} cannot clone voices; ref_audio is not accepted",
-                "cloning_not_supported",
-                "ref_audio",
-            )
-        if body.response_format not in audio.SUPPORTED:
-            raise ApiError(
-                400,
-                f"response_format {body.response_format!r} is not supported yet; use one of "
-                f"{', '.join(sorted(audio.SUPPORTED))}",
-                "unsupported_format",
-                "response_format",
-            )
-        if body.stream_format != "audio":
-            raise ApiError(
-                400, "stream_format 'sse' is not supported yet", "unsupported_stream_format", "stream_format"
-            )
-        try:
-            voice = host.engine.resolve_voice(body.voice)
-        except EngineError as exc:
-            raise ApiError(400, str(exc), "voice_not_found", "voice") from exc
-        rate = host.engine.sample_rate
-        headers = {"X-Sample-Rate": str(rate)}
-        if body.response_format == "pcm":
-            # raw s16le streams sentence by sentence
-            async def stream() -> AsyncIterator[bytes]:
-                async with host.slot():
-                    async for chunk in host.chunks(body.input, voice, body.speed):
-                        yield audio.encode(chunk, rate, "pcm")
-                metrics.requests.labels("200").inc()
+        if body.instructions:
+            raise fail(400, f"engine {engine.name} does not take instructions", "unsupported_parameter", "instructions")
+        for name in body.engine_parameters():
+            if name not in engine.parameters:
+                takes = ", ".join(sorted(engine.parameters)) or "none"
+                raise fail(
+                    400,
+                    f"engine {engine.name} does not take {name} (it takes: {takes})",
+                    "unsupported_parameter",
+                    name,
+                )
+        reference = None
+        if body.ref_audio is not None:
+            if not engine.can_clone:
+                raise fail(
+                    400,
+                    f"engine {engine.name} cannot clone voices; ref_audio is not accepted",
+                    "cloning_not_supported",
+                    "ref_audio",
+                )
+            try:
+                reference = await asyncio.to_thread(
+                    audio.decode_reference,
+                    body.ref_audio,
+                    settings.ref_audio_min_seconds,
+                    settings.ref_audio_max_seconds,
+                    settings.ref_audio_max_bytes,
+                )
+            except audio.AudioInputError as exc:
+                raise fail(400, str(exc), "invalid_ref_audio", "ref_audio") from exc
+        elif body.ref_text:
+            raise fail(400, "ref_text needs ref_audio", "invalid_value", "ref_text")
+        return SynthesisOptions(
+            speed=body.speed,
+            temperature=body.temperature,
+            top_p=body.top_p,
+            seed=body.seed,
+            reference=reference,
+            reference_text=body.ref_text,
+        )
 
-            return StreamingResponse(stream(), media_type=MEDIA_TYPES["pcm"], headers=headers)
-        async with host.slot():
-            parts = [c async for c in host.chunks(body.input, voice, body.speed)]
-        samples = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
-        data = await asyncio.to_thread(audio.encode, samples, rate, body.response_format)
-        metrics.requests.labels("200").inc()
-        return Response(data, media_type=MEDIA_TYPES[body.response_format], headers=headers)
+    @app.post(
+        "/v1/audio/speech",
+        tags=["speech"],
+        response_class=Response,
+        responses={200: {"content": {**{m: {} for m in MEDIA_TYPES.values()}, SSE_MEDIA_TYPE: {}}}},
+    )
+    async def speech(body: SpeechRequest, request: Request) -> Response:
+        host = host_of(request)
+        if not host.ready:
+            raise fail(503, "model is not loaded yet", "model_not_ready", None, {"Retry-After": "2"})
+        options = await options_for(body, host)
+        wanted = body.voice
+        if wanted in ("", "default") and settings.default_voice:
+            wanted = settings.default_voice
+        try:
+            voice = host.engine.validate(wanted, options)
+        except EngineError as exc:
+            raise fail(400, str(exc), "voice_not_found", "voice") from exc
+        sentences = split_sentences(body.input, settings.max_sentence_chars)
+        encoder = audio.StreamEncoder(body.response_format, host.engine.sample_rate)
+        try:
+            job = await host.start(sentences, voice, options)
+        except BaseException as exc:  # 429, or the client left while queued
+            encoder.close()
+            if isinstance(exc, ApiError):
+                metrics.requests.labels(str(exc.status)).inc()
+            raise
+        headers = {"X-Sample-Rate": str(encoder.rate), "Cache-Control": "no-store"}
+        if body.stream_format == "sse":
+            content = sse_stream(job, encoder, body)
+            return SpeechResponse(job, content, SSE_MEDIA_TYPE, {**headers, "X-Accel-Buffering": "no"})
+        return SpeechResponse(job, audio_stream(job, encoder), MEDIA_TYPES[body.response_format], headers)
+
+    async def audio_stream(job: Job, encoder: audio.StreamEncoder) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in job.chunks():
+                data = await asyncio.to_thread(encoder.feed, chunk)
+                if data:
+                    yield data
+            yield await asyncio.to_thread(encoder.finish)
+            metrics.requests.labels("200").inc()
+        except Exception:
+            # the status line has gone: all that is left is to cut the stream short
+            metrics.requests.labels("500").inc()
+            raise
+        finally:
+            encoder.close()
+
+    async def sse_stream(job: Job, encoder: audio.StreamEncoder, body: SpeechRequest) -> AsyncIterator[bytes]:
+        def delta(data: bytes) -> bytes:
+            return sse_event({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()})
+
+        try:
+            async for chunk in job.chunks():
+                data = await asyncio.to_thread(encoder.feed, chunk)
+                if data:
+                    yield delta(data)
+            tail = await asyncio.to_thread(encoder.finish)
+            if tail:
+                yield delta(tail)
+            chars = len(body.input)
+            yield sse_event(
+                {
+                    "type": "speech.audio.done",
+                    # engines do not count tokens: usage counts input characters
+                    "usage": {"input_tokens": chars, "output_tokens": 0, "total_tokens": chars},
+                    "audio_seconds": round(job.samples / job.host.engine.sample_rate, 3),
+                    "sample_rate": encoder.rate,
+                }
+            )
+            metrics.requests.labels("200").inc()
+        except Exception as exc:
+            log.exception("synthesis failed mid-stream")
+            metrics.requests.labels("500").inc()
+            yield sse_event({"type": "error", **error_body(f"synthesis failed: {exc}", "synthesis_failed", None, 500)})
+        finally:
+            encoder.close()
 
     return app

@@ -1,35 +1,272 @@
-"""Audio encoding through libsndfile (soundfile). Pure functions over int16 mono arrays."""
+"""Audio encoding, decoding and tempo through maintained libraries (FFmpeg via PyAV, libsoxr, libsndfile).
+
+Pure functions and small stateful encoders over mono int16 arrays; no network or file I/O.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import contextlib
 import io
+from collections.abc import Iterable
+from dataclasses import dataclass
+from fractions import Fraction
 
+import av
+import av.filter
 import numpy as np
 import soundfile as sf
+import soxr
 
-# response_format -> (libsndfile container, subtype)
-_SNDFILE = {
-    "wav": ("WAV", "PCM_16"),
-    "flac": ("FLAC", "PCM_16"),
-    "mp3": ("MP3", "MPEG_LAYER_III"),
+# response_format -> (FFmpeg muxer, FFmpeg encoder)
+_CODECS: dict[str, tuple[str, str]] = {
+    "mp3": ("mp3", "libmp3lame"),
+    "opus": ("ogg", "libopus"),
+    "aac": ("adts", "aac"),
+    "flac": ("flac", "flac"),
+    "wav": ("wav", "pcm_s16le"),
 }
+_MUXER_OPTIONS: dict[str, dict[str, str]] = {
+    # Ogg buffers a second of pages by default: flush a page every 20 ms of audio instead, so each
+    # sentence leaves as soon as it is encoded
+    "ogg": {"page_duration": "20000"},
+}
+FORMATS = frozenset({*_CODECS, "pcm"})
 
-SUPPORTED = frozenset({*_SNDFILE, "pcm"})
+
+class AudioInputError(ValueError):
+    """A client-supplied clip that cannot be used (not base64, not audio, too short or long)."""
 
 
-class UnsupportedFormat(ValueError):
-    pass
+def output_rate(fmt: str, sample_rate: int) -> int:
+    """The rate ``fmt`` is encoded at: the model's own where the codec takes it, else the next one up."""
+    if fmt == "pcm":
+        return sample_rate
+    rates = av.codec.Codec(_CODECS[fmt][1], "w").audio_rates
+    if not rates or sample_rate in rates:
+        return sample_rate
+    higher = [r for r in rates if r >= sample_rate]
+    return min(higher) if higher else max(rates)
+
+
+class _Sink:
+    """A non-seekable write target: muxers write headers for streaming (unknown length) and never seek back."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+
+    def write(self, data: bytes | memoryview) -> int:
+        self._parts.append(bytes(data))
+        return len(data)
+
+    def take(self) -> bytes:
+        out = b"".join(self._parts)
+        self._parts.clear()
+        return out
+
+
+class StreamEncoder:
+    """Encode a stream of int16 mono chunks into one continuous file of ``fmt``.
+
+    ``feed(chunk)`` returns the bytes ready to send after that chunk (possibly empty), ``finish()``
+    the rest. Concatenated, they form one valid file; WAV carries the streaming size 0xFFFFFFFF and
+    FLAC an unknown length, since headers cannot be rewritten after they were sent.
+    """
+
+    def __init__(self, fmt: str, sample_rate: int) -> None:
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown format {fmt!r}")
+        self.fmt = fmt
+        self.in_rate = sample_rate
+        self.rate = output_rate(fmt, sample_rate)
+        self._resampler = (
+            soxr.ResampleStream(sample_rate, self.rate, 1, dtype="int16") if self.rate != sample_rate else None
+        )
+        self._samples = 0
+        self._container: av.container.OutputContainer | None = None
+        if fmt == "pcm":
+            return
+        muxer, codec = _CODECS[fmt]
+        self._sink = _Sink()
+        self._container = av.open(self._sink, mode="w", format=muxer, options=_MUXER_OPTIONS.get(muxer, {}))
+        self._stream: av.AudioStream = self._container.add_stream(codec, rate=self.rate, layout="mono")  # type: ignore[assignment]
+        if fmt == "mp3":
+            self._stream.bit_rate = 64000
+        elif fmt in ("opus", "aac"):
+            self._stream.bit_rate = 48000
+
+    def _encode(self, samples: np.ndarray | None) -> None:
+        assert self._container is not None
+        if samples is None:
+            packets = self._stream.encode(None)
+        else:
+            frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+            frame.sample_rate = self.rate
+            frame.pts = self._samples
+            self._samples += len(samples)
+            packets = self._stream.encode(frame)
+        for packet in packets:
+            self._container.mux(packet)
+
+    def feed(self, chunk: np.ndarray) -> bytes:
+        samples = np.ascontiguousarray(chunk, dtype=np.int16)
+        if self._resampler is not None:
+            samples = self._resampler.resample_chunk(samples)
+        if self._container is None:
+            return samples.astype("<i2", copy=False).tobytes()
+        if len(samples):
+            self._encode(samples)
+        return self._sink.take()
+
+    def finish(self) -> bytes:
+        if self._resampler is not None:
+            rest = self._resampler.resample_chunk(np.zeros(0, dtype=np.int16), last=True)
+            if len(rest) and self._container is not None:
+                self._encode(rest)
+        if self._container is None:
+            return b""
+        self._encode(None)
+        self._container.close()
+        self._container = None
+        return self._sink.take()
+
+    def close(self) -> None:
+        """Release the encoder without finishing the file (the client went away)."""
+        if self._container is not None:
+            with contextlib.suppress(av.error.FFmpegError, OSError, ValueError):
+                self._container.close()
+            self._container = None
 
 
 def encode(samples: np.ndarray, sample_rate: int, fmt: str) -> bytes:
-    """Encode mono int16 ``samples`` as ``fmt`` (wav, flac, mp3, or pcm = raw s16le)."""
-    if fmt == "pcm":
-        return samples.astype("<i2", copy=False).tobytes()
-    if fmt not in _SNDFILE:
-        raise UnsupportedFormat(
-            f"response_format {fmt!r} is not supported by this server yet; use one of {', '.join(sorted(SUPPORTED))}"
+    """Encode a whole int16 mono clip as ``fmt`` in one go."""
+    enc = StreamEncoder(fmt, sample_rate)
+    return enc.feed(samples) + enc.finish()
+
+
+def encode_all(chunks: Iterable[np.ndarray], sample_rate: int, fmt: str) -> bytes:
+    enc = StreamEncoder(fmt, sample_rate)
+    return b"".join(enc.feed(c) for c in chunks) + enc.finish()
+
+
+# --- tempo and sample rate ----------------------------------------------------------------------
+
+
+def change_tempo(samples: np.ndarray, sample_rate: int, factor: float) -> np.ndarray:
+    """Speak ``factor`` times faster without changing pitch (FFmpeg's atempo, WSOLA)."""
+    if abs(factor - 1.0) < 1e-3 or not len(samples):
+        return samples
+    # atempo takes 0.5..100 per instance: chain instances for slower factors
+    stages: list[float] = []
+    rest = factor
+    while rest < 0.5:
+        stages.append(0.5)
+        rest /= 0.5
+    stages.append(rest)
+    graph = av.filter.Graph()
+    node = graph.add_abuffer(format="s16", sample_rate=sample_rate, layout="mono", time_base=Fraction(1, sample_rate))
+    src = node
+    for stage in stages:
+        nxt = graph.add("atempo", f"{stage:.6f}")
+        node.link_to(nxt)
+        node = nxt
+    sink = graph.add("abuffersink")
+    node.link_to(sink)
+    graph.configure()
+    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples, dtype=np.int16).reshape(1, -1), "s16", "mono")
+    frame.sample_rate = sample_rate
+    frame.pts = 0
+    src.push(frame)
+    src.push(None)
+    out: list[np.ndarray] = []
+    while True:
+        try:
+            got = sink.pull()
+        except (av.error.BlockingIOError, av.error.EOFError):
+            break
+        assert isinstance(got, av.AudioFrame)
+        out.append(got.to_ndarray().reshape(-1))
+    return np.concatenate(out).astype(np.int16) if out else np.zeros(0, dtype=np.int16)
+
+
+def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """Float or int mono samples from one rate to another (libsoxr, high quality)."""
+    if from_rate == to_rate:
+        return samples
+    return soxr.resample(samples, from_rate, to_rate)
+
+
+def to_int16(samples: np.ndarray) -> np.ndarray:
+    """Float audio in [-1, 1] to int16, clipping what lies outside."""
+    return (np.clip(samples, -1.0, 1.0) * 32767.0).astype(np.int16)
+
+
+# --- reference clips (voice cloning) ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Clip:
+    """Decoded mono float32 audio in [-1, 1]."""
+
+    samples: np.ndarray
+    sample_rate: int
+
+    @property
+    def duration(self) -> float:
+        return len(self.samples) / self.sample_rate
+
+
+def _decode_sndfile(data: bytes) -> Clip | None:
+    try:
+        samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
+        return None
+    return Clip(samples.mean(axis=1).astype(np.float32), int(rate))
+
+
+def _decode_ffmpeg(data: bytes) -> Clip | None:
+    try:
+        with av.open(io.BytesIO(data), mode="r") as container:
+            if not container.streams.audio:
+                return None
+            stream = container.streams.audio[0]
+            resampler = av.AudioResampler(format="flt", layout="mono")
+            parts: list[np.ndarray] = []
+            rate = 0
+            for frame in container.decode(stream):
+                for out in resampler.resample(frame):
+                    rate = out.sample_rate
+                    parts.append(out.to_ndarray().reshape(-1))
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError):
+        return None
+    if not parts or not rate:
+        return None
+    return Clip(np.concatenate(parts).astype(np.float32), rate)
+
+
+def decode_clip(data: bytes) -> Clip:
+    """Decode any container libsndfile or FFmpeg reads (wav, flac, ogg, mp3, m4a, …) to mono float."""
+    clip = _decode_sndfile(data) or _decode_ffmpeg(data)
+    if clip is None or not len(clip.samples):
+        raise AudioInputError("ref_audio is not an audio file that can be decoded (wav, flac, mp3, ogg, …)")
+    return clip
+
+
+def decode_reference(b64: str, min_seconds: float, max_seconds: float, max_bytes: int) -> Clip:
+    """Validate and decode a base64 reference clip from a request."""
+    if len(b64) > max_bytes * 4 // 3 + 4:
+        raise AudioInputError(f"ref_audio is larger than {max_bytes // 1_000_000} MB")
+    payload = b64.split(",", 1)[1] if b64.startswith("data:") else b64  # tolerate data: URLs
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise AudioInputError("ref_audio is not valid base64") from exc
+    clip = decode_clip(data)
+    if not min_seconds <= clip.duration <= max_seconds:
+        raise AudioInputError(
+            f"ref_audio lasts {clip.duration:.1f} s; reference clips must last {min_seconds:g} to {max_seconds:g} s"
         )
-    container, subtype = _SNDFILE[fmt]
-    buf = io.BytesIO()
-    sf.write(buf, samples, sample_rate, format=container, subtype=subtype)
-    return buf.getvalue()
+    if float(np.max(np.abs(clip.samples))) < 1e-4:
+        raise AudioInputError("ref_audio is silent")
+    return clip

@@ -76,6 +76,15 @@ class Router:
     key: str
     namespace: str
 
+    @staticmethod
+    def wait_model_ready(client: Any, name: str, timeout: float = 30) -> None:
+        """The router learns of a ready pod through its watch: allow it a moment."""
+        eventually(
+            lambda: any(m["id"] == name and m["ready"] for m in client.get("/v1/models").json()["data"]),
+            timeout=timeout,
+            what=f"router sees {name} ready",
+        )
+
 
 @pytest.fixture(scope="session")
 def layout() -> Layout:

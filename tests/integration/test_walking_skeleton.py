@@ -53,12 +53,7 @@ def test_apply_wait_ready_and_speak(kube: Kube, router: Router):
         assert node["metadata"]["labels"]["nvidia.com/gpu.present"] == "true"
         headers = {"Authorization": f"Bearer {router.key}"}
         with httpx.Client(base_url=router.url, headers=headers, timeout=60) as client:
-            # the router learns of the ready pod through its watch: allow it a moment
-            eventually(
-                lambda: any(m["id"] == name and m["ready"] for m in client.get("/v1/models").json()["data"]),
-                timeout=30,
-                what="router sees the model ready",
-            )
+            router.wait_model_ready(client, name)
             resp = client.post(
                 "/v1/audio/speech",
                 json={"model": name, "input": "The quick brown fox jumps over the lazy dog.", "response_format": "wav"},

@@ -1,12 +1,16 @@
-"""The engine interface: load once, then synthesise text sentence by sentence."""
+"""The engine interface: load once, then synthesise one sentence at a time, as chunks."""
 
 from __future__ import annotations
 
 import abc
+import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+
+from ..audio import Clip
 
 
 class EngineError(Exception):
@@ -17,6 +21,10 @@ class ModelLoadError(Exception):
     """The model could not be loaded; the server stays unready and says why."""
 
 
+class EngineUnavailable(ModelLoadError):
+    """The engine's libraries are not installed in this image (e.g. a torch engine in the CPU image)."""
+
+
 @dataclass(frozen=True)
 class Voice:
     id: str
@@ -24,12 +32,40 @@ class Voice:
     language: str
 
 
+@dataclass(frozen=True)
+class SynthesisOptions:
+    """What a request asks of one synthesis beyond text and voice."""
+
+    speed: float = 1.0
+    temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    reference: Clip | None = None  # a decoded ref_audio clip, for engines that clone
+    reference_text: str | None = None
+    # set when the client has gone: engines that synthesise in several steps check it between steps
+    stop: threading.Event = field(default_factory=threading.Event, compare=False)
+
+
+def model_location(model_uri: str, model_dir: str) -> Path:
+    """Where a model's files are: ``file:///path`` is a local directory; ``hf://`` and ``pvc://``
+    sources are fetched or mounted into the model directory by the pod spec."""
+    scheme, _, rest = model_uri.partition("://")
+    if scheme == "file":
+        return Path("/" + rest.lstrip("/"))
+    return Path(model_dir)
+
+
 class Engine(abc.ABC):
     name: str = ""
+    #: takes ref_audio (and possibly ref_text) to speak in a voice heard once
+    can_clone: bool = False
+    #: optional sampling parameters the engine honours: a subset of {"temperature", "top_p", "seed"}
+    parameters: frozenset[str] = frozenset()
 
-    def __init__(self, model_uri: str, model_dir: str) -> None:
+    def __init__(self, model_uri: str, model_dir: str, device: str = "auto") -> None:
         self.model_uri = model_uri
         self.model_dir = model_dir
+        self.requested_device = device
 
     @abc.abstractmethod
     def load(self) -> None:
@@ -50,6 +86,17 @@ class Engine(abc.ABC):
     def device(self) -> str:
         return "cpu"
 
+    def gpu_memory(self) -> dict[str, int] | None:
+        """``{"used_bytes", "total_bytes", "reserved_bytes"}`` when the model sits on a GPU."""
+        return None
+
+    def details(self) -> dict[str, str]:
+        """Engine-specific facts for /v1/status (e.g. which phonemiser runs)."""
+        return {}
+
+    def close(self) -> None:  # noqa: B027 (optional hook: engines without resources keep the default)
+        """Release the model (and GPU memory) at shutdown."""
+
     def resolve_voice(self, voice: str) -> str:
         if voice in ("", "default"):
             return self.default_voice
@@ -57,6 +104,17 @@ class Engine(abc.ABC):
             raise EngineError(f"unknown voice {voice!r}; this model has: {', '.join(v.id for v in self.voices())}")
         return voice
 
+    def warmup(self) -> None:
+        """One synthesis so the first real request does not pay for lazy initialisation."""
+        for _ in self.synthesize(["Warming up."], self.default_voice, options=SynthesisOptions()):
+            pass
+
+    def validate(self, voice: str, options: SynthesisOptions) -> str:
+        """Check a request before any audio is sent (raise EngineError for a 400); return the voice to use."""
+        return self.resolve_voice(voice)
+
     @abc.abstractmethod
-    def synthesize(self, text: str, voice: str, speed: float) -> Iterator[np.ndarray]:
-        """Yield mono int16 audio at ``sample_rate``, one chunk per sentence, as soon as each is ready."""
+    def synthesize(self, sentences: list[str], voice: str, options: SynthesisOptions) -> Iterator[np.ndarray]:
+        """Yield mono int16 audio at ``sample_rate``: at least one chunk per sentence, in order, each as
+        soon as it is ready. Per-request set-up (a cloned voice) happens once, before the first one.
+        Stop early once ``options.stop`` is set."""

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Engine, ModelLoadError, Voice
+from .base import Engine, ModelLoadError, SynthesisOptions, Voice, model_location
 
 
 def _package_model(dist: str) -> tuple[Path, Path]:
@@ -40,9 +40,10 @@ def _directory_model(path: Path) -> tuple[Path, Path]:
 class PiperEngine(Engine):
     name = "piper"
 
-    def __init__(self, model_uri: str, model_dir: str) -> None:
-        super().__init__(model_uri, model_dir)
+    def __init__(self, model_uri: str, model_dir: str, device: str = "auto") -> None:
+        super().__init__(model_uri, model_dir, device)
         self._voice: Any = None
+        self._device = "cpu"
         self._rate = 0
         self._speakers: dict[str, int] = {}
         self._language = "en"
@@ -51,24 +52,34 @@ class PiperEngine(Engine):
         scheme, _, rest = self.model_uri.partition("://")
         if scheme == "package":
             return _package_model(rest)
-        if scheme == "file":
-            return _directory_model(Path("/" + rest.lstrip("/")))
-        # hf:// and pvc:// sources are fetched or mounted into the model directory by the pod spec
-        return _directory_model(Path(self.model_dir))
+        return _directory_model(model_location(self.model_uri, self.model_dir))
 
     def load(self) -> None:
+        import onnxruntime
         from piper import PiperVoice
 
         model, config = self._locate()
+        cuda = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+        use_cuda = cuda and self.requested_device in ("auto", "cuda")
+        if self.requested_device == "cuda" and not cuda:
+            raise ModelLoadError("device 'cuda' was requested but onnxruntime has no CUDA provider in this image")
         try:
             cfg = json.loads(config.read_text())
-            self._voice = PiperVoice.load(str(model), config_path=str(config))
+            self._voice = PiperVoice.load(str(model), config_path=str(config), use_cuda=use_cuda)
         except (OSError, ValueError, RuntimeError) as exc:
             raise ModelLoadError(f"cannot load Piper model {model}: {exc}") from exc
         self._rate = int(cfg["audio"]["sample_rate"])
         self._speakers = dict(cfg.get("speaker_id_map") or {})
         self._language = (cfg.get("language") or {}).get("code", "en")
         self._model_name = model.stem
+        self._device = "cuda" if use_cuda else "cpu"
+
+    @property
+    def device(self) -> str:
+        return self._device
+
+    def close(self) -> None:
+        self._voice = None
 
     @property
     def sample_rate(self) -> int:
@@ -79,14 +90,17 @@ class PiperEngine(Engine):
             return [Voice(s, s, self._language) for s in self._speakers]
         return [Voice(self._model_name, self._model_name, self._language)]
 
-    def synthesize(self, text: str, voice: str, speed: float) -> Iterator[np.ndarray]:
+    def synthesize(self, sentences: list[str], voice: str, options: SynthesisOptions) -> Iterator[np.ndarray]:
         from piper import SynthesisConfig
 
         assert self._voice is not None, "load() first"
         voice = self.resolve_voice(voice)
         config = SynthesisConfig(
             speaker_id=self._speakers.get(voice),
-            length_scale=1.0 / speed,  # Piper's length_scale is duration: 2.0 speaks half as fast
+            length_scale=1.0 / options.speed,  # Piper's length_scale is duration: 2.0 speaks half as fast
         )
-        for chunk in self._voice.synthesize(text, config):
-            yield chunk.audio_int16_array
+        for text in sentences:
+            for chunk in self._voice.synthesize(text, config):
+                if options.stop.is_set():
+                    return
+                yield chunk.audio_int16_array

