@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tts_crds.http_errors import error_body, install
 
 from .routes import health, models, speech, status, voices
+from .routes.speech import StreamBroken
 from .settings import RouterSettings
 from .state import router_state
 
@@ -88,7 +89,8 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         # a bug, not a client error: say so in OpenAI's shape; the traceback goes to the log
-        log.error("unhandled %s", exc.__class__.__name__, exc_info=exc)
+        if not isinstance(exc, StreamBroken):  # logged already; raised only to abort the client's stream
+            log.error("unhandled %s", exc.__class__.__name__, exc_info=exc)
         return JSONResponse(error_body("internal error in the router", "internal_error", None, 500), 500)
 
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)

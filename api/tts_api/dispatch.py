@@ -99,7 +99,8 @@ class Dispatcher:
         if ticket.endpoint is not None:
             return ticket.endpoint
         try:
-            return await asyncio.wait_for(asyncio.shield(ticket.future), max(seconds, 0))
+            async with asyncio.timeout(max(seconds, 0)):
+                return await asyncio.shield(ticket.future)
         except TimeoutError:
             if ticket.endpoint is not None:  # granted in the same instant: take it
                 return ticket.endpoint

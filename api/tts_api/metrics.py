@@ -16,10 +16,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from .dispatch import Dispatcher
+from .kube import Cache
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
 
@@ -56,10 +57,35 @@ class _Activity(Collector):
         yield last
 
 
+class _Watches(Collector):
+    """How often each watch cache listed (1 at start; more after expired watches or apiserver restarts)."""
+
+    def __init__(self, caches: Callable[[], Iterable[Cache]]) -> None:
+        self.caches = caches
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        relists = CounterMetricFamily(
+            "kubetts_router_watch_lists", "Full lists made by each watch cache", labels=["kind"]
+        )
+        synced = GaugeMetricFamily("kubetts_router_watch_synced", "1 once the cache has listed", labels=["kind"])
+        for cache in self.caches():
+            relists.add_metric([cache.kind], cache.relists)
+            synced.add_metric([cache.kind], 1 if cache.synced.is_set() else 0)
+        yield relists
+        yield synced
+
+
 class RouterMetrics:
-    def __init__(self, namespace: str, dispatcher: Dispatcher, deployments: Callable[[], Iterable[str]]) -> None:
+    def __init__(
+        self,
+        namespace: str,
+        dispatcher: Dispatcher,
+        deployments: Callable[[], Iterable[str]],
+        caches: Callable[[], Iterable[Cache]] = tuple,
+    ) -> None:
         self.registry = r = CollectorRegistry()
         r.register(_Activity(namespace, dispatcher, deployments))
+        r.register(_Watches(caches))
         self.requests = Counter(
             "kubetts_router_requests", "Speech requests by final status code", ["deployment", "code"], registry=r
         )

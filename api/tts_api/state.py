@@ -103,7 +103,9 @@ async def router_state(settings: RouterSettings) -> AsyncIterator[RouterState]:
     kube = Kube(api, namespace)
     balancer = LeastOutstanding(settings.pod_concurrency)
     dispatcher = Dispatcher(balancer, lambda m: state.endpoints(m), settings.hold_queue_size)
-    metrics = RouterMetrics(namespace, dispatcher, lambda: list(deployments.objects))
+    metrics = RouterMetrics(
+        namespace, dispatcher, lambda: list(deployments.objects), lambda: (deployments, voices, pods)
+    )
 
     # the closures read ``state`` once it exists (they run only after startup)
     activator = Activator(
