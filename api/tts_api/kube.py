@@ -73,13 +73,16 @@ class Cache:
                 await asyncio.wait_for(self.changed.wait(), seconds)
 
     async def run(self) -> None:
+        """List, then watch from the list; on any failure list again (the task never dies)."""
         while True:
             try:
-                resp = await self._list(*self._args, **self._kwargs, _preload_content=False)
-                listing = json.loads(await resp.read())
+                listing = await _json(
+                    self._list(*self._args, **self._kwargs, _preload_content=False, _request_timeout=60)
+                )
+                rv = listing["metadata"]["resourceVersion"]
                 self.objects = {o["metadata"]["name"]: o for o in listing.get("items", [])}
                 self.relists += 1
-                rv = listing["metadata"]["resourceVersion"]
+                log.info("listed %d %s at resourceVersion %s", len(self.objects), self.kind, rv)
                 self.synced.set()
                 await self._notify()
                 while True:
@@ -91,6 +94,7 @@ class Cache:
                         resource_version=rv,
                         allow_watch_bookmarks=True,
                         timeout_seconds=240,
+                        _request_timeout=300,
                     ) as stream:
                         async for event in stream:
                             obj = event["raw_object"]
@@ -109,10 +113,14 @@ class Cache:
                 if exc.status == 410:
                     log.info("%s watch expired; re-listing", self.kind)
                     continue
-                log.warning("%s watch failed: %s %s; re-listing", self.kind, exc.status, exc.reason)
+                log.warning("%s list/watch failed: %s %s; re-listing", self.kind, exc.status, exc.reason)
                 await asyncio.sleep(1)
             except TRANSPORT_ERRORS as exc:
                 log.warning("%s watch lost (%s); re-listing", self.kind, exc.__class__.__name__)
+                await asyncio.sleep(1)
+            except Exception:
+                # an answer of a shape we did not expect: never let the cache die with it
+                log.exception("%s list/watch broke; re-listing", self.kind)
                 await asyncio.sleep(1)
 
 
@@ -141,9 +149,15 @@ def _message(exc: ApiException) -> str:
 
 
 async def _json(call: Awaitable[Any]) -> JSON:
-    """The body of a call made with ``_preload_content=False``, as plain JSON."""
+    """The body of a call made with ``_preload_content=False`` as JSON; ``ApiException`` unless 2xx
+    (the client raises for errors only when it preloads the content itself)."""
     resp = await call
-    body: JSON = json.loads(await resp.read())
+    data = await resp.read()
+    if not 200 <= resp.status <= 299:
+        exc = ApiException(status=resp.status, reason=resp.reason)
+        exc.body = data
+        raise exc
+    body: JSON = json.loads(data)
     return body
 
 
