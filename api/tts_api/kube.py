@@ -15,7 +15,7 @@ import base64
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -139,6 +139,20 @@ def api_error(exc: BaseException, what: str) -> ApiError:
         return ApiError(503, f"the Kubernetes API failed on {what} ({exc.status})", "kubernetes_unavailable")
     message = f"the Kubernetes API is unreachable ({exc.__class__.__name__})"
     return ApiError(503, message, "kubernetes_unavailable", None, {"Retry-After": "2"})
+
+
+@contextlib.contextmanager
+def answering(what: str, special: dict[int, ApiError] | None = None) -> Iterator[None]:
+    """Turn a failed Kubernetes call about ``what`` into the client's answer (``api_error``), or
+    into ``special[status]`` where the caller has a better one (a 404 that means "no such voice")."""
+    try:
+        yield
+    except ApiException as exc:
+        if special and exc.status in special:
+            raise special[exc.status] from exc
+        raise api_error(exc, what) from exc
+    except TRANSPORT_ERRORS as exc:
+        raise api_error(exc, what) from exc
 
 
 def _message(exc: ApiException) -> str:

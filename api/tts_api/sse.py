@@ -37,13 +37,3 @@ def audio_done() -> bytes:
 
 def error(status_code: int, message: str, code: str) -> bytes:
     return event({"type": "error", "status": status_code, **error_body(message, code, None, status_code)})
-
-
-def parse(stream: bytes) -> list[dict[str, Any]]:
-    """The JSON payloads of every ``data:`` line in ``stream`` (for clients and tests)."""
-    out = []
-    for block in stream.replace(b"\r\n", b"\n").split(b"\n\n"):
-        data = b"".join(line[5:].lstrip() for line in block.split(b"\n") if line.startswith(b"data:"))
-        if data:
-            out.append(json.loads(data))
-    return out

@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
             elif args.name in COMPONENTS:
                 cp.restart(args.name)
             else:
-                known = ", ".join(sorted({*COMPONENTS, *platform.COMPONENTS}))
-                print(f"unknown component {args.name!r}; one of: {known}", file=sys.stderr)
+                choices = ", ".join(sorted({*COMPONENTS, *platform.COMPONENTS}))
+                print(f"unknown component {args.name!r}; one of: {choices}", file=sys.stderr)
                 return 2
             say(f"restarted {args.name}")
         elif args.cmd == "status":

@@ -24,7 +24,7 @@ import pytest
 from tts_devcluster import cli, platform
 from tts_devcluster.layout import Layout
 
-from tests.helpers import eventually
+from tests.helpers import eventually, sse_events
 
 pytestmark = pytest.mark.integration
 
@@ -85,6 +85,17 @@ class Router:
 
     def headers(self, admin: bool = False) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.admin_key if admin else self.key}"}
+
+    def speech_stream(self, timeout: float = 60, **body: Any) -> Any:
+        """``with router.speech_stream(model=..., input=...) as resp:`` — a streamed speech request."""
+        return httpx.stream("POST", f"{self.url}/v1/audio/speech", headers=self.headers(), json=body, timeout=timeout)
+
+    def speech_events(self, timeout: float = 60, **body: Any) -> list[dict[str, Any]]:
+        """The events of an SSE speech request (which must answer 200 with an event stream)."""
+        with self.speech_stream(timeout, stream_format="sse", **body) as resp:
+            assert resp.status_code == 200, resp.read()
+            assert resp.headers["content-type"].startswith("text/event-stream")
+            return sse_events(resp.read())
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from tests.helpers import decode_wav, eventually, metric_value, sse_events
+from tests.helpers import decode_wav, eventually, metric_value
 
 from .conftest import Kube, Models, Router
 
@@ -50,15 +50,7 @@ def test_requests_wake_a_model_at_zero_and_admin_sleep_puts_it_back(router: Rout
     assert not models.pods(name)
     # an SSE client sees the model wake, then gets the audio
     t0 = time.monotonic()
-    with httpx.stream(
-        "POST",
-        f"{router.url}/v1/audio/speech",
-        headers=router.headers(),
-        json={"model": name, "input": TEXT, "response_format": "wav", "stream_format": "sse"},
-        timeout=180,
-    ) as resp:
-        assert resp.status_code == 200
-        events = sse_events(resp.read())
+    events = router.speech_events(180, model=name, input=TEXT, response_format="wav")
     woke_in = time.monotonic() - t0
     kinds = [e["type"] for e in events]
     assert events[0]["type"] == "speech.status" and events[0]["status"] == "waking", events[0]
@@ -150,15 +142,7 @@ def test_activation_timeout_is_504_and_an_sse_error_event(router: Router, models
     assert resp.json()["error"]["code"] == "activation_timeout"
     assert 3 <= waited < 15
     assert spec_replicas(kube, router, name) == 1  # the router did try to wake it
-    with httpx.stream(
-        "POST",
-        f"{router.url}/v1/audio/speech",
-        headers=router.headers(),
-        json={"model": name, "input": TEXT, "stream_format": "sse"},
-        timeout=60,
-    ) as sse:
-        assert sse.status_code == 200
-        events = sse_events(sse.read())
+    events = router.speech_events(model=name, input=TEXT)
     assert events[0]["type"] == "speech.status"
     assert events[-1]["type"] == "error" and events[-1]["error"]["code"] == "activation_timeout"
     assert metric_value(metrics(router), "kubetts_router_requests_total", deployment=name, code="504") == 2

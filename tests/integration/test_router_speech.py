@@ -10,7 +10,7 @@ import httpx
 import pytest
 from openai import OpenAI
 
-from tests.helpers import decode_audio, decode_wav, eventually, metric_value, sse_events
+from tests.helpers import decode_audio, decode_wav, eventually, metric_value
 
 from .conftest import Kube, Models, Router, pod_ready, wait_router_sees
 
@@ -74,16 +74,7 @@ def test_openai_sdk_whole_and_streamed(router: Router, speaker: str, fmt: str):
 
 
 def test_sse_relays_audio_events(router: Router, speaker: str):
-    with httpx.stream(
-        "POST",
-        f"{router.url}/v1/audio/speech",
-        headers=router.headers(),
-        json={"model": speaker, "input": TEXT, "response_format": "wav", "stream_format": "sse"},
-        timeout=60,
-    ) as resp:
-        assert resp.status_code == 200
-        assert resp.headers["content-type"].startswith("text/event-stream")
-        events = sse_events(resp.read())
+    events = router.speech_events(model=speaker, input=TEXT, response_format="wav")
     deltas = [e for e in events if e["type"] == "speech.audio.delta"]
     assert deltas and events[-1]["type"] == "speech.audio.done"
     check_speech(decode_wav(b"".join(base64.b64decode(e["audio"]) for e in deltas)))
@@ -91,13 +82,7 @@ def test_sse_relays_audio_events(router: Router, speaker: str):
 
 def test_client_disconnect_cancels_the_upstream_request(router: Router, speaker: str, models: Models):
     (pod,) = [p for p in models.pods(speaker) if pod_ready(p)]
-    with httpx.stream(
-        "POST",
-        f"{router.url}/v1/audio/speech",
-        headers=router.headers(),
-        json={"model": speaker, "input": LONG_TEXT, "response_format": "pcm", "speed": 0.5},
-        timeout=60,
-    ) as resp:
+    with router.speech_stream(model=speaker, input=LONG_TEXT, response_format="pcm", speed=0.5) as resp:
         assert resp.status_code == 200
         chunks = resp.iter_raw()  # keep a reference: a dropped iterator closes the stream
         assert next(chunks)
@@ -132,13 +117,7 @@ def test_pod_killed_mid_stream_fails_the_stream_and_the_next_request_goes_to_a_l
     )
     pods = {p["metadata"]["name"]: p for p in models.pods(name) if pod_ready(p)}
     t0 = time.monotonic()
-    with httpx.stream(
-        "POST",
-        f"{router.url}/v1/audio/speech",
-        headers=router.headers(),
-        json={"model": name, "input": LONG_TEXT, "response_format": "pcm", "speed": 0.5},
-        timeout=60,
-    ) as resp:
+    with router.speech_stream(model=name, input=LONG_TEXT, response_format="pcm", speed=0.5) as resp:
         chunks = resp.iter_raw()
         assert next(chunks)
         (victim,) = [n for n, p in pods.items() if pod_status(p)["inflight_requests"] == 1]

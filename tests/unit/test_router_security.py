@@ -8,6 +8,8 @@ from tts_api.capacity import node_gpus
 from tts_api.security import KeyRing, RateLimiter, TokenBucket
 from tts_api.settings import RouterSettings
 
+from tests.helpers import sse_events
+
 
 def test_user_and_admin_keys_have_their_scopes(tmp_path):
     keys = tmp_path / "keys"
@@ -61,7 +63,7 @@ def test_rate_limiter_forgets_the_least_recent_keys():
 def test_sse_events_round_trip():
     stream = sse.status("waking", 3.21, position=1) + sse.audio_delta(b"\x00\x01") + sse.audio_done()
     stream += sse.error(504, "too slow", "activation_timeout")
-    events = sse.parse(stream)
+    events = sse_events(stream)
     assert events[0] == {"type": "speech.status", "status": "waking", "elapsed": 3.21, "position": 1}
     assert events[1]["type"] == "speech.audio.delta" and events[1]["audio"] == "AAE="
     assert events[2] == {"type": "speech.audio.done"}

@@ -8,12 +8,11 @@ import datetime as dt
 from typing import Any
 
 from fastapi import APIRouter
-from kubernetes_asyncio.client.exceptions import ApiException
 from tts_crds.http_errors import ApiError
 
 from .. import activation
 from ..deps import Admin, Authenticated, State
-from ..kube import TRANSPORT_ERRORS, api_error
+from ..kube import answering
 from ..voices import condition
 
 router = APIRouter(tags=["models"], dependencies=[Authenticated])
@@ -101,12 +100,10 @@ async def sleep_model(name: str, state: State, _: Admin) -> JSON:
             "min_replicas_nonzero",
             "model",
         )
-    try:
+    with answering(f"model {name!r}"):
         before, _rv = await state.kube.get_replicas(name)
         if before != 0:
             await state.kube.set_replicas(name, 0)
-    except (ApiException, *TRANSPORT_ERRORS) as exc:
-        raise api_error(exc, f"model {name!r}") from exc
     return {
         "id": name,
         "object": "model.scale",

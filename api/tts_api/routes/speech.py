@@ -26,14 +26,13 @@ from typing import Any
 import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
-from kubernetes_asyncio.client.exceptions import ApiException
 from tts_crds.http_errors import ApiError, error_body
 from tts_crds.speech import MEDIA_TYPES, SpeechRequest
 
 from .. import sse
 from ..deps import Authenticated, State
 from ..dispatch import ModelGone, QueueFull, Ticket
-from ..kube import TRANSPORT_ERRORS, api_error
+from ..kube import answering
 from ..voices import resolve
 
 router = APIRouter(tags=["speech"], dependencies=[Authenticated])
@@ -65,15 +64,11 @@ async def _payload(state: State, body: SpeechRequest) -> JSON:
         payload["speed"] = resolved.speed
     if resolved.clip is not None:
         kind, name, key = resolved.clip
-        try:
+        message = f"voice {body.voice!r}: its reference clip {kind} {name!r} is missing"
+        with answering(
+            f"the clip of voice {body.voice!r}", {404: ApiError(400, message, "voice_unavailable", "voice")}
+        ):
             clip = await state.kube.read_key(kind, name, key)
-        except ApiException as exc:
-            if exc.status == 404:
-                message = f"voice {body.voice!r}: its reference clip {kind} {name!r} is missing"
-                raise ApiError(400, message, "voice_unavailable", "voice") from exc
-            raise api_error(exc, f"the clip of voice {body.voice!r}") from exc
-        except TRANSPORT_ERRORS as exc:
-            raise api_error(exc, f"the clip of voice {body.voice!r}") from exc
         if clip is None:
             raise ApiError(
                 400, f"voice {body.voice!r}: key {key!r} is missing from {kind} {name!r}", "voice_unavailable", "voice"

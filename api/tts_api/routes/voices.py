@@ -8,12 +8,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import JSONResponse
-from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
 from tts_crds.http_errors import ApiError
 
 from ..deps import Admin, Authenticated, State
-from ..kube import TRANSPORT_ERRORS, api_error
+from ..kube import answering
 from ..voices import check_voice_name, inspect_clip, storable, voice_entry, voice_objects
 
 router = APIRouter(tags=["voices"], dependencies=[Authenticated])
@@ -92,14 +91,9 @@ async def create_voice(
         field = str(err["loc"][-1]) if err.get("loc") else None
         param = {"text": "transcript"}.get(field or "", field)
         raise ApiError(400, f"{param}: {err['msg']}", "invalid_value", param) from exc
-    try:
+    exists = ApiError(409, f"voice {name!r} (or its ConfigMap) already exists", "voice_exists", "name")
+    with answering(f"voice {name!r}", {409: exists}):
         created = await state.kube.create_voice(voice, configmap)
-    except ApiException as exc:
-        if exc.status == 409:
-            raise ApiError(409, f"voice {name!r} (or its ConfigMap) already exists", "voice_exists", "name") from exc
-        raise api_error(exc, f"voice {name!r}") from exc
-    except TRANSPORT_ERRORS as exc:
-        raise api_error(exc, f"voice {name!r}") from exc
     entry = voice_entry(created)
     entry["audio"] = {
         "format": stored.format,
@@ -116,12 +110,7 @@ async def create_voice(
 async def delete_voice(name: str, state: State, _: Admin) -> JSON:
     """Delete the TtsVoice; its ConfigMap goes with it (owner reference)."""
     check_voice_name(name)
-    try:
+    missing = ApiError(404, f"voice {name!r} does not exist", "voice_not_found", "name")
+    with answering(f"voice {name!r}", {404: missing}):
         await state.kube.delete_voice(name)
-    except ApiException as exc:
-        if exc.status == 404:
-            raise ApiError(404, f"voice {name!r} does not exist", "voice_not_found", "name") from exc
-        raise api_error(exc, f"voice {name!r}") from exc
-    except TRANSPORT_ERRORS as exc:
-        raise api_error(exc, f"voice {name!r}") from exc
     return {"id": name, "object": "voice", "deleted": True}
