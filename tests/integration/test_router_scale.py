@@ -9,6 +9,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pytest
 
 from tests.helpers import decode_wav, eventually, metric_value
 
@@ -125,22 +126,34 @@ def test_burst_at_zero_gets_200_or_429_with_retry_after_never_5xx(spawn_router, 
     print(f"\nburst of 30 at zero: {len(served)} served, {len(rejected)} told to retry")
 
 
-def test_activation_timeout_is_504_and_an_sse_error_event(router: Router, models: Models, kube: Kube):
+def test_activation_timeout_is_504_and_clients_that_leave_leave_the_queue(router: Router, models: Models, kube: Kube):
     # pods of this model can never be scheduled: it never becomes ready
     name = models.create(
         "never",
         wait_ready=False,
         replicas=0,
-        activationTimeoutSeconds=3,
+        activationTimeoutSeconds=6,
         nodeSelector={"kubetts.test/nowhere": "true"},
     )
     known_to(router, name)
+
+    def queued() -> float | None:
+        return metric_value(metrics(router), "kubetts_router_queued_requests", deployment=name)
+
+    # a client that gives up after 1 s: its request leaves the hold queue long before the deadline
+    t0 = time.monotonic()
+    with pytest.raises(httpx.ReadTimeout):
+        speak(router, name, timeout=1)
+    eventually(lambda: queued() == 0, timeout=3, what="the abandoned request to leave the queue")
+    assert time.monotonic() - t0 < 5
+    assert metric_value(metrics(router), "kubetts_router_requests_total", deployment=name, code="499") == 1
+
     t0 = time.monotonic()
     resp = speak(router, name, timeout=60)
     waited = time.monotonic() - t0
     assert resp.status_code == 504, resp.text
     assert resp.json()["error"]["code"] == "activation_timeout"
-    assert 3 <= waited < 15
+    assert 6 <= waited < 20
     assert spec_replicas(kube, router, name) == 1  # the router did try to wake it
     events = router.speech_events(model=name, input=TEXT)
     assert events[0]["type"] == "speech.status"
