@@ -167,7 +167,7 @@ class Trip:
             req = http.build_request("POST", f"{endpoint.url}/v1/audio/speech", json=self.payload)
             try:
                 return await http.send(req, stream=True)
-            except httpx.ConnectError as exc:
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 # nothing reached the pod: safe to try another one
                 log.warning("pod %s refused the connection (%s); trying another", endpoint.pod, exc)
                 self.state.metrics.retries.labels(self.model).inc()
