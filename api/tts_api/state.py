@@ -67,7 +67,13 @@ class RouterState:
         obj = self.deployment(name)
         if obj is None:
             return None
-        return await self.speakers.get(name, int(obj["metadata"].get("generation", 0)), self.endpoints(name))
+        found = await self.speakers.get(name, int(obj["metadata"].get("generation", 0)), self.endpoints(name))
+        if found is None:
+            # asleep and never seen awake by this router: the speakers the operator recorded, if any
+            recorded = (obj.get("status") or {}).get("speakers")
+            if isinstance(recorded, list) and recorded:
+                return {"default": None, "data": [{"id": s, "name": s} for s in recorded if isinstance(s, str)]}
+        return found
 
 
 async def _dispatch_on_pod_changes(state: RouterState) -> None:
