@@ -92,6 +92,9 @@ def inspect_clip(data: bytes, max_bytes: int, min_seconds: float, max_seconds: f
         raise ApiError(400, f"the {fmt} file is corrupt and cannot be decoded", "invalid_audio", "file") from exc
     if len(samples) == 0 or rate <= 0:
         raise ApiError(400, "the audio file contains no samples", "empty_audio", "file")
+    if samples.shape[1] > 2:
+        message = f"the clip has {samples.shape[1]} channels; send mono or stereo"
+        raise ApiError(400, message, "unsupported_audio_format", "file")
     clip = Clip(data, fmt, int(rate), samples.shape[1], len(samples), samples)
     if clip.duration < min_seconds:
         message = f"the clip is {clip.duration:.2f} s long; at least {min_seconds:g} s is needed"
@@ -217,18 +220,20 @@ def resolve(requested: str, model: str, voice: JSON | None, ad_hoc_reference: bo
             "voice_model_mismatch",
             "voice",
         )
+    speed = spec.defaults.speed
+    if spec.speaker:
+        # the pod checks speaker names itself; the operator may not know them yet (model never served)
+        return Resolved(spec.speaker, speed=speed)
+    assert spec.reference is not None  # the CRD's CEL rule: exactly one of speaker or reference
     ready = condition(voice)
     if ready is not None and ready.get("status") == "False":
+        # the operator decoded the clip and found it unusable: say why instead of sending it
         raise ApiError(
             400,
             f"voice {requested!r} is not ready: {ready.get('message') or ready.get('reason') or 'unknown reason'}",
             "voice_not_ready",
             "voice",
         )
-    speed = spec.defaults.speed
-    if spec.speaker:
-        return Resolved(spec.speaker, speed=speed)
-    assert spec.reference is not None  # the CRD's CEL rule: exactly one of speaker or reference
     if ad_hoc_reference:
         raise ApiError(
             400,
