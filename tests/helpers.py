@@ -51,8 +51,12 @@ def decode_wav(data: bytes) -> Audio:
         return Audio(w.getframerate(), w.getnchannels(), np.frombuffer(frames, dtype="<i2"))
 
 
-def decode_audio(data: bytes) -> Audio:
-    """Decode any container FFmpeg reads (what browsers and ffprobe use) to int16 mono."""
+def decode_audio(data: bytes, fmt: str | None = None, pcm_rate: int = 22050) -> Audio:
+    """Decode any container FFmpeg reads (what browsers and ffprobe use) to int16 mono;
+    ``fmt="pcm"`` takes raw s16le at ``pcm_rate``."""
+    if fmt == "pcm":
+        assert len(data) % 2 == 0, "pcm must be whole 16-bit samples"
+        return decode_pcm(data, pcm_rate)
     import av
 
     with av.open(io.BytesIO(data)) as container:
@@ -111,3 +115,30 @@ def metric(text: str, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.split()[1])
     raise AssertionError(f"{name} not in metrics")
+
+
+def sse_events(stream: bytes) -> list[dict]:
+    """The JSON payloads of a server-sent-event stream's ``data:`` lines."""
+    import json
+
+    events = []
+    for block in stream.replace(b"\r\n", b"\n").split(b"\n\n"):
+        data = b"".join(line[5:].strip() for line in block.split(b"\n") if line.startswith(b"data:"))
+        if data:
+            events.append(json.loads(data))
+    return events
+
+
+def metric_value(text: str, name: str, **labels: str) -> float | None:
+    """The value of one sample in Prometheus text format, or None if absent."""
+    for line in text.splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        head, _, value = line.rpartition(" ")
+        metric, _, rest = head.partition("{")
+        if metric != name:
+            continue
+        found = dict(part.split("=", 1) for part in rest.rstrip("}").split(",") if "=" in part)
+        if all(found.get(k, "").strip('"') == v for k, v in labels.items()):
+            return float(value)
+    return None

@@ -1,13 +1,13 @@
-"""FastAPI dependencies: the router state and API-key authentication."""
+"""FastAPI dependencies: the router state, API-key authentication with scopes, the rate limit."""
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request
 from tts_crds.http_errors import ApiError
 
+from .security import Principal
 from .state import RouterState
 
 
@@ -19,21 +19,47 @@ def get_state(request: Request) -> RouterState:
 State = Annotated[RouterState, Depends(get_state)]
 
 
-def require_key(request: Request, state: State) -> None:
-    """Bearer API key (OpenAI style) unless auth is disabled explicitly."""
+def authenticate(request: Request, state: State) -> Principal:
+    """Bearer API key (OpenAI style) unless auth is disabled explicitly; then the per-key rate limit."""
     if state.settings.auth_disabled:
-        return
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
+        principal = Principal(f"anonymous:{request.client.host if request.client else '-'}", admin=True)
+    else:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            state.metrics.rejected.labels("auth").inc()
+            raise ApiError(
+                401,
+                "missing API key: send 'Authorization: Bearer <key>'",
+                "missing_api_key",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        found = state.keys.authenticate(token.strip())
+        if found is None:
+            state.metrics.rejected.labels("auth").inc()
+            raise ApiError(401, "invalid API key", "invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+        principal = found
+    wait = state.limiter.check(principal.id)
+    if wait:
+        state.metrics.rejected.labels("rate_limit").inc()
         raise ApiError(
-            401,
-            "missing API key: send 'Authorization: Bearer <key>'",
-            "missing_api_key",
-            headers={"WWW-Authenticate": "Bearer"},
+            429,
+            f"rate limit of {state.settings.rate_limit_per_second:g} requests per second exceeded for this key",
+            "rate_limit_exceeded",
+            headers={"Retry-After": str(wait)},
         )
-    if not any(hmac.compare_digest(token.encode(), k.encode()) for k in state.keys):
-        raise ApiError(401, "invalid API key", "invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+    return principal
 
 
-Authenticated = Depends(require_key)
+User = Annotated[Principal, Depends(authenticate)]
+
+
+def require_admin(principal: User) -> Principal:
+    if not principal.admin:
+        raise ApiError(403, "this operation needs an admin API key", "insufficient_scope")
+    return principal
+
+
+Admin = Annotated[Principal, Depends(require_admin)]
+
+# for routers whose every route needs a key
+Authenticated = Depends(authenticate)

@@ -7,16 +7,23 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 from kubernetes_asyncio import client
 from tts_crds import names
 
-from .kube import Cache, api_client
+from .activation import Activator
+from .dispatch import Dispatcher
+from .kube import Cache, Kube, api_client
+from .metrics import RouterMetrics
+from .pods import Speakers
 from .routing import Endpoint, LeastOutstanding, endpoints_for
+from .security import KeyRing, RateLimiter
 from .settings import RouterSettings
 
 log = logging.getLogger("tts_api")
+JSON = dict[str, Any]
 
 
 @dataclass
@@ -24,19 +31,56 @@ class RouterState:
     settings: RouterSettings
     namespace: str
     api: client.ApiClient
+    kube: Kube
     deployments: Cache
+    voices: Cache
     pods: Cache
     http: httpx.AsyncClient
-    balancer: LeastOutstanding
-    keys: frozenset[str]
+    dispatcher: Dispatcher
+    activator: Activator
+    metrics: RouterMetrics
+    keys: KeyRing
+    limiter: RateLimiter
+    speakers: Speakers
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
     def synced(self) -> bool:
-        return self.deployments.synced.is_set() and self.pods.synced.is_set()
+        return all(c.synced.is_set() for c in (self.deployments, self.voices, self.pods))
 
     def endpoints(self, deployment: str) -> list[Endpoint]:
         return endpoints_for(deployment, self.pods.objects)
+
+    def deployment(self, name: str) -> JSON | None:
+        return self.deployments.objects.get(name)
+
+    def spec_replicas(self, name: str) -> int | None:
+        obj = self.deployment(name)
+        return None if obj is None else int((obj.get("spec") or {}).get("replicas", 1))
+
+    def activation_timeout(self, name: str) -> float:
+        obj = self.deployment(name) or {}
+        return float((obj.get("spec") or {}).get("activationTimeoutSeconds", 300))
+
+    async def builtin_voices(self, name: str) -> JSON | None:
+        """The model's own speakers (``{"default", "data": [...]}``) as its pods report them; None if unknown."""
+        obj = self.deployment(name)
+        if obj is None:
+            return None
+        found = await self.speakers.get(name, int(obj["metadata"].get("generation", 0)), self.endpoints(name))
+        if found is None:
+            # asleep and never seen awake by this router: the speakers the operator recorded, if any
+            recorded = (obj.get("status") or {}).get("speakers")
+            if isinstance(recorded, list) and recorded:
+                return {"default": None, "data": [{"id": s, "name": s} for s in recorded if isinstance(s, str)]}
+        return found
+
+
+async def _dispatch_on_pod_changes(state: RouterState) -> None:
+    """A pod became ready (or went away): grant what waits in the hold queues."""
+    while True:
+        await state.pods.wait_changed(5.0)
+        state.dispatcher.dispatch_all()
 
 
 @contextlib.asynccontextmanager
@@ -53,23 +97,60 @@ async def router_state(settings: RouterSettings) -> AsyncIterator[RouterState]:
         namespace,
         names.DEPLOYMENT_PLURAL,
     )
+    voices = Cache(
+        "ttsvoices", objects.list_namespaced_custom_object, names.GROUP, names.VERSION, namespace, names.VOICE_PLURAL
+    )
     selector = f"{names.LABEL_COMPONENT}={names.COMPONENT_INFERENCE},{names.LABEL_MANAGED_BY}={names.MANAGER}"
     pods = Cache("pods", core.list_namespaced_pod, namespace, label_selector=selector)
     http = httpx.AsyncClient(
         timeout=httpx.Timeout(settings.upstream_read_timeout, connect=settings.upstream_connect_timeout),
         limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256),
     )
-    keys = settings.keys()
-    if not keys and not settings.auth_disabled:
+    kube = Kube(api, namespace)
+    balancer = LeastOutstanding(settings.pod_concurrency)
+    dispatcher = Dispatcher(balancer, lambda m: state.endpoints(m), settings.hold_queue_size)
+    metrics = RouterMetrics(
+        namespace, dispatcher, lambda: list(deployments.objects), lambda: (deployments, voices, pods)
+    )
+
+    # the closures read ``state`` once it exists (they run only after startup)
+    activator = Activator(
+        dispatcher,
+        lambda m: state.endpoints(m),
+        lambda m: state.spec_replicas(m),
+        kube.wake,
+        record=lambda m, result: metrics.wakes.labels(m, result).inc(),
+    )
+    keys = KeyRing(settings)
+    if not len(keys) and not settings.auth_disabled:
         log.warning("no API keys configured and auth is not disabled: every request will get 401")
     state = RouterState(
-        settings, namespace, api, deployments, pods, http, LeastOutstanding(settings.pod_concurrency), keys
+        settings=settings,
+        namespace=namespace,
+        api=api,
+        kube=kube,
+        deployments=deployments,
+        voices=voices,
+        pods=pods,
+        http=http,
+        dispatcher=dispatcher,
+        activator=activator,
+        metrics=metrics,
+        keys=keys,
+        limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
+        speakers=Speakers(http, settings.pod_query_timeout),
     )
-    state.tasks = [asyncio.create_task(deployments.run()), asyncio.create_task(pods.run())]
+    state.tasks = [
+        asyncio.create_task(deployments.run(), name="watch-ttsdeployments"),
+        asyncio.create_task(voices.run(), name="watch-ttsvoices"),
+        asyncio.create_task(pods.run(), name="watch-pods"),
+        asyncio.create_task(_dispatch_on_pod_changes(state), name="dispatch"),
+    ]
     log.info("router serving TtsDeployments in namespace %s", namespace)
     try:
         yield state
     finally:
+        await activator.close()
         for t in state.tasks:
             t.cancel()
         await asyncio.gather(*state.tasks, return_exceptions=True)

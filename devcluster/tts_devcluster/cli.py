@@ -3,6 +3,7 @@
 kube-tts-dev cluster-up       control plane, nodes, node agent
 kube-tts-dev platform-up      CRDs, operator, router, sample TtsDeployment; waits until it speaks
 kube-tts-dev down [--wipe]    stop everything (--wipe also deletes .devcluster/)
+kube-tts-dev restart NAME     stop and start one component (kube-apiserver, router, operator, …)
 kube-tts-dev status           which components run
 kube-tts-dev logs NAME        a component's log (etcd, kube-apiserver, operator, router, …)
 """
@@ -27,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     pu.add_argument("--no-sample", action="store_true", help="do not create the sample TtsDeployment")
     down = sub.add_parser("down", help="stop everything")
     down.add_argument("--wipe", action="store_true", help="also delete .devcluster/ (etcd data, certificates)")
+    rs = sub.add_parser("restart", help="stop and start one component (to test recovery, or pick up code)")
+    rs.add_argument("name")
     sub.add_parser("status", help="show which components run")
     lg = sub.add_parser("logs", help="print a component's log")
     lg.add_argument("name")
@@ -43,6 +46,17 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "down":
             platform.down(layout)
             cp.down(wipe=args.wipe)
+        elif args.cmd == "restart":
+            if args.name in platform.COMPONENTS:
+                procs.stop(layout, args.name)
+                platform.start_components(layout)
+            elif args.name in COMPONENTS:
+                cp.restart(args.name)
+            else:
+                choices = ", ".join(sorted({*COMPONENTS, *platform.COMPONENTS}))
+                print(f"unknown component {args.name!r}; one of: {choices}", file=sys.stderr)
+                return 2
+            say(f"restarted {args.name}")
         elif args.cmd == "status":
             for name, running in {**cp.status(), **platform.status(layout)}.items():
                 print(f"{name:26} {'running' if running else 'stopped'}")

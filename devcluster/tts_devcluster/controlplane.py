@@ -402,6 +402,19 @@ class ControlPlane:
     def status(self) -> dict[str, bool]:
         return {name: procs.pid_of(self.layout, name) is not None for name in COMPONENTS}
 
+    def restart(self, name: str) -> None:
+        """Stop one component and start it again, waiting until it answers (recovery tests use this)."""
+        start = {
+            "etcd": self.start_etcd,
+            "kube-apiserver": self.start_apiserver,
+            "kube-controller-manager": self.start_controllers,
+            "kube-scheduler": self.start_controllers,
+            "kwok": self.start_kwok,
+            "node-agent": self.start_agent,
+        }[name]
+        procs.stop(self.layout, name, timeout=30 if name == "node-agent" else 10)
+        start()
+
 
 def _agent_healthy() -> bool:
     return _http_ok(f"http://127.0.0.1:{AGENT_HEALTH_PORT}/healthz")

@@ -29,14 +29,20 @@ def api_key_path(layout: Layout) -> Path:
     return layout.state / "api-key"
 
 
+def admin_key_path(layout: Layout) -> Path:
+    return layout.state / "admin-api-key"
+
+
 def router_url() -> str:
     return f"http://127.0.0.1:{ROUTER_PORT}"
 
 
-def ensure_api_key(layout: Layout) -> str:
-    path = api_key_path(layout)
+def ensure_api_key(layout: Layout, admin: bool = False) -> str:
+    """The router's user key (or its admin key: voice uploads, wake/sleep), made on first use."""
+    path = admin_key_path(layout) if admin else api_key_path(layout)
     if not path.exists():
-        path.write_text("sk-kubetts-" + secrets.token_urlsafe(24) + "\n")
+        layout.state.mkdir(parents=True, exist_ok=True)
+        path.write_text(("sk-kubetts-admin-" if admin else "sk-kubetts-") + secrets.token_urlsafe(24) + "\n")
         path.chmod(0o600)
     return path.read_text().strip()
 
@@ -72,6 +78,8 @@ def _http_ok(url: str) -> bool:
 
 
 def start_components(layout: Layout) -> None:
+    ensure_api_key(layout)
+    ensure_api_key(layout, admin=True)
     env = {"KUBECONFIG": str(layout.kubeconfig()), "PYTHONUNBUFFERED": "1"}
     procs.start(
         layout,
@@ -95,6 +103,7 @@ def start_components(layout: Layout) -> None:
             "KUBETTS_PORT": str(ROUTER_PORT),
             "KUBETTS_NAMESPACE": NAMESPACE,
             "KUBETTS_API_KEYS_FILE": str(api_key_path(layout)),
+            "KUBETTS_ADMIN_API_KEYS_FILE": str(admin_key_path(layout)),
         },
     )
     wait_for("router /readyz", lambda: _http_ok(f"{router_url()}/readyz"), 60, "router", layout)
@@ -176,6 +185,7 @@ def write_env(layout: Layout, key: str) -> None:
         f"export KUBECONFIG={layout.kubeconfig()}\n"
         f"export KUBETTS_URL={router_url()}\n"
         f"export KUBETTS_API_KEY={key}\n"
+        f"export KUBETTS_ADMIN_API_KEY={ensure_api_key(layout, admin=True)}\n"
         f"export PATH={layout.bin}:$PATH\n"
     )
     layout.env_file.chmod(0o600)

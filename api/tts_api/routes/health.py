@@ -1,9 +1,9 @@
-"""Liveness, readiness and metrics."""
+"""Liveness, readiness and metrics (no API key: probes and Prometheus call these)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from ..deps import State
 
@@ -19,4 +19,12 @@ async def healthz() -> dict[str, str]:
 async def readyz(state: State) -> JSONResponse:
     if state.synced:
         return JSONResponse({"status": "ready"})
-    return JSONResponse({"status": "syncing", "detail": "waiting for the first list of TtsDeployments and Pods"}, 503)
+    return JSONResponse(
+        {"status": "syncing", "detail": "waiting for the first list of TtsDeployments, TtsVoices and Pods"}, 503
+    )
+
+
+@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+async def metrics(state: State) -> Response:
+    body, media_type = state.metrics.render()
+    return Response(body, media_type=media_type)

@@ -1,49 +1,114 @@
-"""``GET /v1/models``: every TtsDeployment in the router's namespace, in OpenAI's list shape."""
+"""``/v1/models``: every TtsDeployment in the router's namespace, in OpenAI's list shape, plus
+``wake`` and ``sleep`` (admin) through the scale subresource."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from typing import Any
 
 from fastapi import APIRouter
 from tts_crds.http_errors import ApiError
 
-from ..deps import Authenticated, State
+from .. import activation
+from ..deps import Admin, Authenticated, State
+from ..kube import answering
+from ..voices import condition
 
 router = APIRouter(tags=["models"], dependencies=[Authenticated])
+JSON = dict[str, Any]
 
 
-def _created(obj: dict[str, Any]) -> int:
+def _created(obj: JSON) -> int:
     ts = obj["metadata"].get("creationTimestamp")
     return int(dt.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()) if ts else 0
 
 
-def model_entry(state: State, obj: dict[str, Any]) -> dict[str, Any]:
+async def model_entry(state: State, obj: JSON) -> JSON:
     name = obj["metadata"]["name"]
-    status = obj.get("status") or {}
-    ready_cond: dict[str, Any] = next((c for c in status.get("conditions", []) if c.get("type") == "Ready"), {})
+    spec = obj.get("spec") or {}
+    ready_cond = condition(obj) or {}
+    endpoints = state.endpoints(name)
+    builtin = await state.builtin_voices(name)
+    custom = sorted(v for v, o in state.voices.objects.items() if (o.get("spec") or {}).get("deployment") == name)
     return {
         "id": name,
         "object": "model",
         "created": _created(obj),
         "owned_by": "kube-tts",
-        "engine": obj.get("spec", {}).get("engine"),
-        "ready": bool(state.endpoints(name)),
-        "replicas": obj.get("spec", {}).get("replicas", 0),
-        "ready_replicas": len(state.endpoints(name)),
+        "engine": spec.get("engine"),
+        "ready": bool(endpoints),
+        "replicas": spec.get("replicas", 0),
+        "ready_replicas": len(endpoints),
+        "scaled_to_zero": spec.get("replicas", 0) == 0 and not endpoints,
         "status": ready_cond.get("reason", "Unknown"),
+        "voices": [v["id"] for v in (builtin or {}).get("data", [])] + custom,
+        "default_voice": (builtin or {}).get("default"),
     }
 
 
+def _existing(state: State, name: str) -> JSON:
+    obj = state.deployment(name)
+    if obj is None:
+        raise ApiError(404, f"model {name!r} does not exist (see GET /v1/models)", "model_not_found", "model")
+    return obj
+
+
 @router.get("/v1/models")
-async def list_models(state: State) -> dict[str, Any]:
-    data = [model_entry(state, o) for _, o in sorted(state.deployments.objects.items())]
-    return {"object": "list", "data": data}
+async def list_models(state: State) -> JSON:
+    objs = [o for _, o in sorted(state.deployments.objects.items())]
+    return {"object": "list", "data": list(await asyncio.gather(*(model_entry(state, o) for o in objs)))}
 
 
 @router.get("/v1/models/{name}")
-async def get_model(name: str, state: State) -> dict[str, Any]:
-    obj = state.deployments.objects.get(name)
-    if obj is None:
+async def get_model(name: str, state: State) -> JSON:
+    return await model_entry(state, _existing(state, name))
+
+
+@router.post("/v1/models/{name}/wake")
+async def wake_model(name: str, state: State, _: Admin) -> JSON:
+    """Raise spec.replicas from 0 to 1 (no change if the model is awake already)."""
+    _existing(state, name)
+    result = activation.CONFLICT
+    for _attempt in range(3):
+        result = await state.kube.wake(name)
+        if result != activation.CONFLICT:
+            break
+    if result == activation.GONE:
         raise ApiError(404, f"model {name!r} does not exist", "model_not_found", "model")
-    return model_entry(state, obj)
+    if result in (activation.FAILED, activation.CONFLICT):
+        raise ApiError(503, f"could not scale {name!r}; see the router's log", "scale_failed")
+    state.metrics.wakes.labels(name, result).inc()
+    return {
+        "id": name,
+        "object": "model.scale",
+        "action": "wake",
+        "changed": result == activation.SCALED,
+        "ready_replicas": len(state.endpoints(name)),
+    }
+
+
+@router.post("/v1/models/{name}/sleep")
+async def sleep_model(name: str, state: State, _: Admin) -> JSON:
+    """Scale to zero now (the cluster form of "offload the GPU"); the next request wakes it again."""
+    obj = _existing(state, name)
+    floor = int((obj.get("spec") or {}).get("minReplicas", 0))
+    if floor > 0:
+        raise ApiError(
+            409,
+            f"model {name!r} has minReplicas {floor}; the operator would scale it back up — set minReplicas to 0 first",
+            "min_replicas_nonzero",
+            "model",
+        )
+    with answering(f"model {name!r}"):
+        before, _rv = await state.kube.get_replicas(name)
+        if before != 0:
+            await state.kube.set_replicas(name, 0)
+    return {
+        "id": name,
+        "object": "model.scale",
+        "action": "sleep",
+        "changed": before != 0,
+        "replicas_before": before,
+        "queued_requests": state.dispatcher.queued(name),
+    }

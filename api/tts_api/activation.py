@@ -1,0 +1,87 @@
+"""Scale-from-zero: while requests wait for a deployment that has no ready pod, make sure it wakes.
+
+One task per deployment runs while its queue is non-empty and it has no ready endpoint. It asks
+``scale_up`` (the scale subresource, 0 -> 1 only) whenever the cached spec says zero replicas —
+again after ``repatch_after`` seconds if something put it back to zero — and fails the waiting
+requests if the deployment disappears. The I/O is injected, so the unit tests drive it with fakes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from .dispatch import Dispatcher, ModelGone
+from .routing import Endpoint
+
+log = logging.getLogger("tts_api.activation")
+
+# what scale_up reports
+SCALED = "scaled"  # spec.replicas was 0 and is now 1
+NOT_AT_ZERO = "not_at_zero"  # someone else already raised it
+CONFLICT = "conflict"  # it changed under us: look again at once
+GONE = "gone"
+FAILED = "error"
+
+
+class Activator:
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        endpoints: Callable[[str], list[Endpoint]],
+        spec_replicas: Callable[[str], int | None],
+        scale_up: Callable[[str], Awaitable[str]],
+        record: Callable[[str, str], None] | None = None,
+        poll: float = 0.25,
+        repatch_after: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.dispatcher = dispatcher
+        self.endpoints = endpoints
+        self.spec_replicas = spec_replicas
+        self.scale_up = scale_up
+        self.record = record or (lambda _model, _result: None)
+        self.poll = poll
+        self.repatch_after = repatch_after
+        self.clock = clock
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    def waking(self, model: str) -> bool:
+        task = self._tasks.get(model)
+        return task is not None and not task.done()
+
+    def kick(self, model: str) -> None:
+        """A request waits for ``model``: start its waker unless one runs."""
+        if not self.waking(model):
+            self._tasks[model] = asyncio.create_task(self._wake(model), name=f"wake-{model}")
+
+    async def _wake(self, model: str) -> None:
+        last_try = float("-inf")
+        while self.dispatcher.queued(model) and not self.endpoints(model):
+            replicas = self.spec_replicas(model)
+            if replicas is None:
+                self.dispatcher.fail_all(model, ModelGone(model))
+                return
+            if replicas == 0 and self.clock() - last_try >= self.repatch_after:
+                last_try = self.clock()
+                result = await self.scale_up(model)
+                self.record(model, result)
+                if result == SCALED:
+                    log.info("woke %s: scaled 0 -> 1 for %d waiting request(s)", model, self.dispatcher.queued(model))
+                elif result == CONFLICT:
+                    last_try = float("-inf")
+                elif result == GONE:
+                    self.dispatcher.fail_all(model, ModelGone(model))
+                    return
+            await asyncio.sleep(self.poll)
+
+    async def close(self) -> None:
+        for task in self._tasks.values():
+            task.cancel()
+        for task in self._tasks.values():
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()

@@ -1,0 +1,250 @@
+"""Voices (pure logic): checking an uploaded clip, the objects that store it, and what a request's
+``voice`` means for the inference pod.
+
+A request's ``voice`` is, in order: ``default``/empty (the model's default speaker), the name of a
+TtsVoice of the same deployment (its ``speaker``, or its reference clip sent as ``ref_audio`` with
+``ref_text``), or else a built-in speaker name passed through for the pod to check.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+from pydantic import ValidationError
+from tts_crds import names
+from tts_crds.http_errors import ApiError
+from tts_crds.models import MAX_NAME_LENGTH, NAME_PATTERN, TtsVoiceSpec
+
+JSON = dict[str, Any]
+
+# A ConfigMap holds at most 1 MiB in all; leave room for its metadata.
+CONFIGMAP_CLIP_LIMIT = 1_000_000
+ROUTER_MANAGER = "kube-tts-router"
+ACCEPTED_FORMATS = {"WAV": "wav", "WAVEX": "wav", "RF64": "wav", "FLAC": "flac"}
+_NAME = re.compile(NAME_PATTERN)
+
+
+def check_voice_name(name: str) -> str:
+    """A voice name is a DNS-1035 label of at most 50 characters: no paths, dots or upper case."""
+    if not name:
+        raise ApiError(400, "name is required", "invalid_voice_name", "name")
+    if len(name) > MAX_NAME_LENGTH or not _NAME.match(name):
+        raise ApiError(
+            400,
+            f"name {name[:80]!r} is not a valid voice name: use at most {MAX_NAME_LENGTH} lower-case letters, "
+            "digits and '-', starting with a letter (no '/', '.', or spaces)",
+            "invalid_voice_name",
+            "name",
+        )
+    return name
+
+
+def configmap_name(voice: str) -> str:
+    return f"tts-voice-{voice}"
+
+
+@dataclass(frozen=True)
+class Clip:
+    data: bytes
+    format: str  # wav or flac
+    sample_rate: int
+    channels: int
+    frames: int
+    samples: np.ndarray  # int16, shape (frames, channels)
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sample_rate
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+def inspect_clip(data: bytes, max_bytes: int, min_seconds: float, max_seconds: float) -> Clip:
+    """Decode an uploaded reference clip and check it: wav or flac, 1-30 s, at most ``max_bytes``."""
+    if not data:
+        raise ApiError(400, "the audio file is empty", "empty_audio", "file")
+    if len(data) > max_bytes:
+        raise ApiError(
+            413, f"the audio file is {len(data)} bytes; the limit is {max_bytes} bytes", "audio_too_large", "file"
+        )
+    try:
+        info = sf.info(io.BytesIO(data))
+    except (sf.SoundFileError, RuntimeError, ValueError, TypeError) as exc:
+        message = "the file is not audio that can be decoded (send wav or flac)"
+        raise ApiError(400, message, "invalid_audio", "file") from exc
+    fmt = ACCEPTED_FORMATS.get(info.format)
+    if fmt is None:
+        raise ApiError(
+            400, f"audio format {info.format} is not accepted; send wav or flac", "unsupported_audio_format", "file"
+        )
+    try:
+        samples, rate = sf.read(io.BytesIO(data), dtype="int16", always_2d=True)
+    except (sf.SoundFileError, RuntimeError, ValueError, TypeError) as exc:
+        raise ApiError(400, f"the {fmt} file is corrupt and cannot be decoded", "invalid_audio", "file") from exc
+    if len(samples) == 0 or rate <= 0:
+        raise ApiError(400, "the audio file contains no samples", "empty_audio", "file")
+    if samples.shape[1] > 2:
+        message = f"the clip has {samples.shape[1]} channels; send mono or stereo"
+        raise ApiError(400, message, "unsupported_audio_format", "file")
+    clip = Clip(data, fmt, int(rate), samples.shape[1], len(samples), samples)
+    if clip.duration < min_seconds:
+        message = f"the clip is {clip.duration:.2f} s long; at least {min_seconds:g} s is needed"
+        raise ApiError(400, message, "audio_too_short", "file")
+    if clip.duration > max_seconds:
+        message = f"the clip is {clip.duration:.2f} s long; at most {max_seconds:g} s is accepted"
+        raise ApiError(400, message, "audio_too_long", "file")
+    return clip
+
+
+def storable(clip: Clip, limit: int = CONFIGMAP_CLIP_LIMIT) -> Clip:
+    """The clip as stored in a ConfigMap: as uploaded if it fits, else re-encoded losslessly as mono FLAC."""
+    if len(clip.data) <= limit:
+        return clip
+    mono = clip.samples.astype(np.int32).mean(axis=1).round().astype(np.int16)
+    buf = io.BytesIO()
+    sf.write(buf, mono, clip.sample_rate, format="FLAC", subtype="PCM_16")
+    data = buf.getvalue()
+    if len(data) > limit:
+        raise ApiError(
+            413,
+            f"the clip takes {len(data)} bytes even as mono FLAC; a Kubernetes ConfigMap holds at most about "
+            f"{limit} bytes — send a shorter clip or one at a lower sample rate (16-24 kHz is plenty for cloning)",
+            "audio_too_large",
+            "file",
+        )
+    return Clip(data, "flac", clip.sample_rate, 1, len(mono), mono.reshape(-1, 1))
+
+
+def voice_labels(model: str) -> dict[str, str]:
+    return {
+        names.LABEL_NAME: names.PROJECT,
+        names.LABEL_COMPONENT: "voice",
+        names.LABEL_MANAGED_BY: ROUTER_MANAGER,
+        names.LABEL_DEPLOYMENT: model,
+    }
+
+
+def voice_objects(
+    name: str, namespace: str, model: str, clip: Clip, transcript: str, language: str, description: str
+) -> tuple[JSON, JSON]:
+    """The TtsVoice and the ConfigMap with its clip (the owner reference is added once the voice exists)."""
+    key = f"reference.{clip.format}"
+    cm_name = configmap_name(name)
+    spec = TtsVoiceSpec.model_validate(
+        {
+            "deployment": model,
+            "reference": {"audio": {"configMapKeyRef": {"name": cm_name, "key": key}}, "text": transcript},
+            "language": language,
+            "description": description,
+        }
+    )
+    voice = {
+        "apiVersion": names.API_VERSION,
+        "kind": names.VOICE_KIND,
+        "metadata": {"name": name, "namespace": namespace, "labels": voice_labels(model)},
+        "spec": spec.model_dump(by_alias=True, exclude_none=True),
+    }
+    configmap = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": cm_name,
+            "namespace": namespace,
+            "labels": voice_labels(model),
+            "annotations": {
+                f"{names.GROUP}/sha256": clip.sha256,
+                f"{names.GROUP}/duration-seconds": f"{clip.duration:.3f}",
+                f"{names.GROUP}/sample-rate": str(clip.sample_rate),
+            },
+        },
+        "binaryData": {key: base64.b64encode(clip.data).decode()},
+    }
+    return voice, configmap
+
+
+def condition(obj: JSON, ctype: str = "Ready") -> JSON | None:
+    return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == ctype), None)
+
+
+def voice_entry(obj: JSON) -> JSON:
+    """A TtsVoice as the voices API lists it."""
+    spec = obj.get("spec") or {}
+    ready = condition(obj)
+    return {
+        "id": obj["metadata"]["name"],
+        "object": "voice",
+        "model": spec.get("deployment"),
+        "type": "speaker" if spec.get("speaker") else "clone",
+        "speaker": spec.get("speaker"),
+        "language": spec.get("language"),
+        "description": spec.get("description", ""),
+        "ready": None if ready is None else ready.get("status") == "True",
+        "reason": (ready or {}).get("reason"),
+        "message": (ready or {}).get("message"),
+        "audio": (obj.get("status") or {}).get("audio"),
+        "created": obj["metadata"].get("creationTimestamp"),
+    }
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What the pod is sent for a request's ``voice``."""
+
+    voice: str
+    clip: tuple[str, str, str] | None = None  # ("configmap" | "secret", name, key)
+    ref_text: str | None = None
+    speed: float | None = None  # the voice's default speed
+
+
+def resolve(requested: str, model: str, voice: JSON | None, ad_hoc_reference: bool) -> Resolved:
+    """Map a request's ``voice`` to what the inference pod needs; ``voice`` is the TtsVoice of that name."""
+    if voice is None:
+        return Resolved(requested or "default")
+    try:
+        spec = TtsVoiceSpec.model_validate(voice.get("spec") or {})
+    except ValidationError as exc:
+        raise ApiError(400, f"voice {requested!r} has an invalid spec", "voice_unavailable", "voice") from exc
+    if spec.deployment != model:
+        raise ApiError(
+            400,
+            f"voice {requested!r} belongs to model {spec.deployment!r}, not {model!r}",
+            "voice_model_mismatch",
+            "voice",
+        )
+    speed = spec.defaults.speed
+    if spec.speaker:
+        # the pod checks speaker names itself; the operator may not know them yet (model never served)
+        return Resolved(spec.speaker, speed=speed)
+    assert spec.reference is not None  # the CRD's CEL rule: exactly one of speaker or reference
+    ready = condition(voice)
+    if ready is not None and ready.get("status") == "False":
+        # the operator decoded the clip and found it unusable: say why instead of sending it
+        raise ApiError(
+            400,
+            f"voice {requested!r} is not ready: {ready.get('message') or ready.get('reason') or 'unknown reason'}",
+            "voice_not_ready",
+            "voice",
+        )
+    if ad_hoc_reference:
+        raise ApiError(
+            400,
+            f"voice {requested!r} is a cloned voice; do not also send ref_audio",
+            "conflicting_voice",
+            "ref_audio",
+        )
+    source = spec.reference.audio
+    if source.config_map_key_ref is not None:
+        ref = ("configmap", source.config_map_key_ref.name, source.config_map_key_ref.key)
+    else:
+        assert source.secret_key_ref is not None
+        ref = ("secret", source.secret_key_ref.name, source.secret_key_ref.key)
+    return Resolved("default", clip=ref, ref_text=spec.reference.text or None, speed=speed)

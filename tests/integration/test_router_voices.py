@@ -1,0 +1,179 @@
+"""Voices on the local cluster: upload a clip (a TtsVoice plus its ConfigMap), list, use, delete;
+TtsVoices with a built-in speaker; every kind of bad upload refused with a clear 4xx."""
+
+from __future__ import annotations
+
+import base64
+import io
+import uuid
+
+import httpx
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.helpers import decode_wav, eventually
+
+from .conftest import Kube, Models, Router, wait_router_sees
+
+MB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def speaker(models: Models, router: Router) -> str:
+    name = models.create("voices")
+    wait_router_sees(router, name)
+    return name
+
+
+def speak(router: Router, model: str, **extra) -> httpx.Response:
+    return httpx.post(
+        f"{router.url}/v1/audio/speech",
+        headers=router.headers(),
+        json={"model": model, "input": "This voice was chosen by name.", "response_format": "wav", **extra},
+        timeout=60,
+    )
+
+
+@pytest.fixture(scope="module")
+def reference_clip(router: Router, speaker: str) -> bytes:
+    """A few seconds of real speech, made by the platform itself."""
+    resp = speak(router, speaker, input="Hello, this is my voice. I agree to it being used for cloning.")
+    assert resp.status_code == 200
+    return resp.content
+
+
+def upload(router: Router, admin: bool = True, file: tuple | None = None, **fields) -> httpx.Response:
+    data = {"consent": "true", "transcript": "Hello, this is my voice.", "language": "en-US", **fields}
+    return httpx.post(
+        f"{router.url}/v1/audio/voices",
+        headers=router.headers(admin=admin),
+        data={k: v for k, v in data.items() if v is not None},
+        files={"file": file} if file else None,
+        timeout=60,
+    )
+
+
+def voices(router: Router, model: str | None = None) -> list[dict]:
+    params = {"model": model} if model else {}
+    resp = httpx.get(f"{router.url}/v1/audio/voices", headers=router.headers(), params=params, timeout=30)
+    assert resp.status_code == 200, resp.text
+    return resp.json()["data"]
+
+
+def test_upload_creates_a_voice_with_its_clip_and_delete_cleans_up(
+    router: Router, kube: Kube, speaker: str, reference_clip: bytes
+):
+    name = f"clone-{uuid.uuid4().hex[:6]}"
+    resp = upload(router, name=name, model=speaker, file=("me.wav", reference_clip, "audio/wav"))
+    assert resp.status_code == 201, resp.text
+    created = resp.json()
+    assert created["id"] == name and created["type"] == "clone" and created["model"] == speaker
+    assert created["audio"]["durationSeconds"] == pytest.approx(decode_wav(reference_clip).duration, abs=0.01)
+
+    voice = kube.get("ttsvoice", name, router.namespace)
+    assert voice is not None
+    ref = voice["spec"]["reference"]
+    assert voice["spec"]["deployment"] == speaker and ref["text"] == "Hello, this is my voice."
+    cm = kube.get("configmap", ref["audio"]["configMapKeyRef"]["name"], router.namespace)
+    assert cm is not None
+    assert base64.b64decode(cm["binaryData"][ref["audio"]["configMapKeyRef"]["key"]]) == reference_clip
+    owner = cm["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"], owner["uid"]) == ("TtsVoice", name, voice["metadata"]["uid"])
+
+    # listed (with the built-in speaker) once the router's watch has it
+    eventually(lambda: any(v["id"] == name for v in voices(router, speaker)), timeout=15, what="voice listed")
+    listed = {v["id"]: v for v in voices(router, speaker)}
+    assert listed[name]["type"] == "clone" and listed["en_US-joe-medium"]["type"] == "builtin"
+    model = httpx.get(f"{router.url}/v1/models/{speaker}", headers=router.headers()).json()
+    assert name in model["voices"]
+
+    # speaking with it sends the clip to the pod as ref_audio; Piper cannot clone and says so —
+    # the router relays that 400 (a cloning engine would speak in the uploaded voice)
+    resp = speak(router, speaker, voice=name)
+    assert resp.status_code == 400 and resp.json()["error"]["code"] == "cloning_not_supported", resp.text
+    # a second upload under the same name conflicts
+    again = upload(router, name=name, model=speaker, file=("me.wav", reference_clip, "audio/wav"))
+    assert again.status_code == 409 and again.json()["error"]["code"] == "voice_exists"
+
+    resp = httpx.delete(f"{router.url}/v1/audio/voices/{name}", headers=router.headers(admin=True))
+    assert resp.status_code == 200 and resp.json()["deleted"] is True
+    eventually(lambda: kube.get("ttsvoice", name, router.namespace) is None, timeout=30, what="voice gone")
+    # the garbage collector follows the owner reference
+    eventually(
+        lambda: kube.get("configmap", cm["metadata"]["name"], router.namespace) is None, timeout=60, what="clip gone"
+    )
+    missing = httpx.delete(f"{router.url}/v1/audio/voices/{name}", headers=router.headers(admin=True))
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "voice_not_found"
+
+
+def test_speaker_voice_uses_the_builtin_speaker_and_its_default_speed(router: Router, kube: Kube, speaker: str):
+    name = f"fast-{uuid.uuid4().hex[:6]}"
+    kube.apply(
+        {
+            "apiVersion": "tts.kubetts.io/v1alpha1",
+            "kind": "TtsVoice",
+            "metadata": {"name": name},
+            "spec": {"deployment": speaker, "speaker": "en_US-joe-medium", "defaults": {"speed": 2.0}},
+        },
+        router.namespace,
+    )
+    try:
+        eventually(lambda: any(v["id"] == name for v in voices(router)), timeout=15, what="voice listed")
+        normal = decode_wav(speak(router, speaker).content)
+        fast = speak(router, speaker, voice=name)
+        assert fast.status_code == 200, fast.text
+        fast_audio = decode_wav(fast.content)
+        assert fast_audio.rms > 500
+        assert fast_audio.duration < normal.duration * 0.7, (fast_audio.duration, normal.duration)
+        # a speed the client states wins over the voice's default
+        explicit = decode_wav(speak(router, speaker, voice=name, speed=1.0).content)
+        assert explicit.duration == pytest.approx(normal.duration, rel=0.15)
+        # an unknown voice name is the pod's 400, relayed
+        unknown = speak(router, speaker, voice="nobody")
+        assert unknown.status_code == 400 and unknown.json()["error"]["code"] == "voice_not_found"
+    finally:
+        kube.run("delete", "ttsvoice", name, "-n", router.namespace, "--wait=false", check=False)
+
+
+def wav(seconds: float, rate: int = 16000, fmt: str = "WAV") -> bytes:
+    samples = (np.sin(np.arange(int(seconds * rate)) * 2 * np.pi * 220 / rate) * 8000).astype(np.int16)
+    buf = io.BytesIO()
+    sf.write(buf, samples, rate, format=fmt)
+    return buf.getvalue()
+
+
+BAD_UPLOADS = {
+    "not-audio": ({}, ("x.wav", b"definitely not a wav file" * 40, "audio/wav"), 400, "invalid_audio"),
+    "zero-length": ({}, ("x.wav", b"", "audio/wav"), 400, "empty_audio"),
+    "too-short": ({}, ("x.wav", wav(0.4), "audio/wav"), 400, "audio_too_short"),
+    "too-long": ({}, ("x.wav", wav(31), "audio/wav"), 400, "audio_too_long"),
+    "mp3": ({}, ("x.mp3", wav(3, fmt="MP3"), "audio/mpeg"), 400, "unsupported_audio_format"),
+    "over-10mb": ({}, ("x.wav", b"RIFF" + bytes(10 * MB + 10), "audio/wav"), 413, "audio_too_large"),
+    "path-name": ({"name": "../../etc/passwd"}, ("x.wav", wav(2), "audio/wav"), 400, "invalid_voice_name"),
+    "no-consent": ({"consent": None}, ("x.wav", wav(2), "audio/wav"), 400, "consent_required"),
+    "consent-false": ({"consent": "false"}, ("x.wav", wav(2), "audio/wav"), 400, "consent_required"),
+    "bad-language": ({"language": "not a language!"}, ("x.wav", wav(2), "audio/wav"), 400, "invalid_value"),
+    "unknown-model": ({"model": "no-such-model"}, ("x.wav", wav(2), "audio/wav"), 404, "model_not_found"),
+    "no-file": ({}, None, 400, "invalid_value"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_UPLOADS, ids=list(BAD_UPLOADS))
+def test_bad_uploads_are_refused_with_a_reason(router: Router, kube: Kube, speaker: str, case: str):
+    fields, file, status, code = BAD_UPLOADS[case]
+    name = fields.pop("name", f"bad-{uuid.uuid4().hex[:6]}")
+    resp = upload(router, file=file, **{"name": name, "model": speaker, **fields})
+    assert resp.status_code == status, resp.text
+    error = resp.json()["error"]
+    assert error["code"] == code and error["message"], error
+    assert kube.get("ttsvoice", name, router.namespace) is None
+
+
+def test_voice_writes_need_an_admin_key(router: Router, speaker: str):
+    resp = upload(router, admin=False, name="nope", model=speaker, file=("x.wav", wav(2), "audio/wav"))
+    assert resp.status_code == 403 and resp.json()["error"]["code"] == "insufficient_scope"
+    resp = httpx.delete(f"{router.url}/v1/audio/voices/nope", headers=router.headers())
+    assert resp.status_code == 403
+    unknown = httpx.get(f"{router.url}/v1/audio/voices", headers=router.headers(), params={"model": "no-such-model"})
+    assert unknown.status_code == 404

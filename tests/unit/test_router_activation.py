@@ -1,0 +1,97 @@
+"""Scale-from-zero: the waker patches 0 -> 1 while requests wait, and only then."""
+
+import asyncio
+
+import pytest
+from tts_api import activation
+from tts_api.activation import Activator
+from tts_api.dispatch import Dispatcher, ModelGone
+from tts_api.routing import Endpoint, LeastOutstanding
+
+
+class World:
+    def __init__(self, replicas: int | None = 0) -> None:
+        self.replicas = replicas
+        self.endpoints: list[Endpoint] = []
+        self.calls = 0
+        self.results: list[str] = []
+
+    async def scale_up(self, model: str) -> str:
+        self.calls += 1
+        if self.results:
+            return self.results.pop(0)
+        if self.replicas == 0:
+            self.replicas = 1
+            return activation.SCALED
+        return activation.NOT_AT_ZERO
+
+
+def setup(world: World, clock=None) -> tuple[Dispatcher, Activator, list]:
+    d = Dispatcher(LeastOutstanding(4), lambda m: world.endpoints, 10)
+    recorded: list = []
+    a = Activator(
+        d,
+        lambda m: world.endpoints,
+        lambda m: world.replicas,
+        world.scale_up,
+        record=lambda m, r: recorded.append((m, r)),
+        poll=0.01,
+        repatch_after=0.05,
+    )
+    return d, a, recorded
+
+
+async def test_wakes_a_model_at_zero_once_and_stops_when_a_pod_is_ready():
+    world = World(replicas=0)
+    d, a, recorded = setup(world)
+    t = d.enter("joe")
+    a.kick("joe")
+    a.kick("joe")  # a second request does not start a second waker
+    await asyncio.sleep(0.03)
+    assert world.calls == 1 and recorded == [("joe", "scaled")]
+    world.endpoints = [Endpoint("p", "10.0.0.1", 8000)]
+    d.dispatch("joe")
+    assert (await d.wait(t, 1)).pod == "p"
+    await asyncio.sleep(0.03)
+    assert not a.waking("joe")
+
+
+async def test_does_not_patch_when_replicas_are_already_up():
+    world = World(replicas=2)  # pods are starting: nothing to do but wait
+    d, a, _ = setup(world)
+    d.enter("joe")
+    a.kick("joe")
+    await asyncio.sleep(0.05)
+    assert world.calls == 0 and a.waking("joe")
+    await a.close()
+
+
+async def test_patches_again_if_put_back_to_zero_and_at_once_after_a_conflict():
+    world = World(replicas=0)
+    world.results = [activation.CONFLICT, activation.SCALED]
+    d, a, recorded = setup(world)
+    d.enter("joe")
+    a.kick("joe")
+    await asyncio.sleep(0.03)
+    assert [r for _, r in recorded[:2]] == ["conflict", "scaled"]  # conflict: tried again without waiting
+    world.replicas = 0  # someone scaled it back down while requests wait
+    await asyncio.sleep(0.1)
+    assert world.calls >= 3
+    await a.close()
+
+
+async def test_waiters_fail_when_the_deployment_is_deleted():
+    world = World(replicas=None)
+    d, a, _ = setup(world)
+    t = d.enter("joe")
+    a.kick("joe")
+    with pytest.raises(ModelGone):
+        await d.wait(t, 1)
+
+
+async def test_no_waker_runs_without_waiters():
+    world = World(replicas=0)
+    _, a, _ = setup(world)
+    a.kick("joe")
+    await asyncio.sleep(0.02)
+    assert world.calls == 0 and not a.waking("joe")
