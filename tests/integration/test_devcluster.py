@@ -301,16 +301,41 @@ WHO_CALLS = textwrap.dedent("""
 
 
 def test_network_policy_admits_only_selected_peers_and_sees_real_sources(kube: Kube, namespace: str):
-    kube.apply(pod("server", ["python", "-c", WHO_CALLS], container={
-        "ports": [{"name": "http", "containerPort": 8000}],
-        "readinessProbe": {"tcpSocket": {"port": 8000}, "periodSeconds": 1}}), namespace)
+    kube.apply(
+        pod(
+            "server",
+            ["python", "-c", WHO_CALLS],
+            container={
+                "ports": [{"name": "http", "containerPort": 8000}],
+                "readinessProbe": {"tcpSocket": {"port": 8000}, "periodSeconds": 1},
+            },
+        ),
+        namespace,
+    )
     kube.run("label", "pod", "server", "-n", namespace, "role=server")
-    kube.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "server"},
-                "spec": {"selector": {"role": "server"}, "ports": [{"port": 80, "targetPort": 8000}]}}, namespace)
-    kube.apply({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "only-clients"},
-                "spec": {"podSelector": {"matchLabels": {"role": "server"}},
-                         "ingress": [{"from": [{"podSelector": {"matchLabels": {"role": "client"}}}],
-                                      "ports": [{"port": "http"}]}]}}, namespace)
+    kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "server"},
+            "spec": {"selector": {"role": "server"}, "ports": [{"port": 80, "targetPort": 8000}]},
+        },
+        namespace,
+    )
+    kube.apply(
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": "only-clients"},
+            "spec": {
+                "podSelector": {"matchLabels": {"role": "server"}},
+                "ingress": [
+                    {"from": [{"podSelector": {"matchLabels": {"role": "client"}}}], "ports": [{"port": "http"}]}
+                ],
+            },
+        },
+        namespace,
+    )
     kube.wait_pod(namespace, "server", pod_ready, what="ready")
     server_ip = kube.get("pod", "server", namespace)["status"]["podIP"]
     for name, role in (("friend", "client"), ("stranger", "other")):
@@ -319,8 +344,9 @@ def test_network_policy_admits_only_selected_peers_and_sees_real_sources(kube: K
         kube.apply(spec, namespace)
     results = {}
     for name in ("friend", "stranger"):
-        done = kube.wait_pod(namespace, name, lambda p: p["status"].get("phase") in ("Succeeded", "Failed"),
-                             timeout=60, what="finished")
+        done = kube.wait_pod(
+            namespace, name, lambda p: p["status"].get("phase") in ("Succeeded", "Failed"), timeout=60, what="finished"
+        )
         results[name] = (kube.run("logs", "-n", namespace, name).stdout, done["status"]["podIP"])
     friend_logs, friend_ip = results["friend"]
     # through the Service, the server sees the caller's own pod IP (no masquerade)
