@@ -38,6 +38,24 @@ POD_LABELS = {names.LABEL_COMPONENT: names.COMPONENT_INFERENCE, names.LABEL_MANA
 Key = tuple[str, str]
 
 
+class Scrape:
+    """The latest sum of the routers' load, shared by every handler."""
+
+    def __init__(self) -> None:
+        self.taken_at = 0.0
+        self.loads: dict[Key, autoscale.Load] | None = None
+
+    def update(self, loads: dict[Key, autoscale.Load] | None) -> None:
+        self.loads = loads
+        self.taken_at = time.time()
+
+    def load_of(self, key: Key, max_age: float) -> autoscale.Load | None:
+        """A deployment's load; None when no router answered recently (then nobody decides)."""
+        if self.loads is None or time.time() - self.taken_at > max_age:
+            return None
+        return self.loads.get(key, autoscale.Load())
+
+
 class Debouncer:
     """Run ``fn(*key)`` soon after ``schedule(key)``; bursts of calls coalesce into one run."""
 
@@ -95,7 +113,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.kube = kube.Kube(memo.api)
     memo.settings = OperatorSettings()
     memo.http = aiohttp.ClientSession()
-    memo.load = None  # (taken at, {(ns, name): Load}) or None when no router answered
+    # Kopf gives every object a shallow copy of the memo: state that changes must live in an
+    # object the copies share, never in an attribute that is reassigned.
+    memo.scrape = Scrape()
     memo.scale_memory = {}
     memo.applied_generation = {}  # (kind, ns, child name) -> generation our last apply produced
     memo.reconciled = {}  # (ns, name) -> TtsDeployment generation whose spec has been applied
@@ -121,10 +141,10 @@ async def scrape_loop(memo: kopf.Memo) -> None:
                 settings.router_selector, settings.router_namespace, settings.metrics_urls
             )
             loads = await kube.scrape(memo.http, urls) if urls else None
-            memo.load = (time.time(), loads) if loads is not None else None
+            memo.scrape.update(loads)
         except ApiException as exc:
             log.warning("cannot find routers to scrape: %s %s", exc.status, exc.reason)
-            memo.load = None
+            memo.scrape.update(None)
         await asyncio.sleep(AUTOSCALE_PERIOD)
 
 
@@ -160,6 +180,8 @@ async def apply_children(memo: kopf.Memo, owner: dict[str, Any], spec: TtsDeploy
             await k.delete_pdb(ns, names.child_name(name))
         memo.reconciled[(ns, name)] = owner["metadata"].get("generation")
     except ApiException as exc:
+        if exc.status == 403 and "NamespaceTerminating" in _body_text(exc):
+            return  # the whole namespace is going away: nothing to restore
         if exc.status in (400, 403, 422):
             raise kopf.PermanentError(f"cannot apply children: {exc.reason}: {_body_text(exc)}") from exc
         raise kopf.TemporaryError(f"cannot apply children ({exc.status} {exc.reason})", delay=5) from exc
@@ -278,10 +300,7 @@ async def autoscale_timer(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         return
     status = dict(body.get("status") or {})
     ready = condition_of({"status": status}, "Ready") or {}
-    snapshot = memo.load
-    load = None
-    if snapshot is not None and time.time() - snapshot[0] < 3 * AUTOSCALE_PERIOD:
-        load = snapshot[1].get(key, autoscale.Load())
+    load = memo.scrape.load_of(key, max_age=3 * AUTOSCALE_PERIOD)
     inputs = autoscale.Inputs(
         desired=spec.replicas,
         min_replicas=spec.min_replicas,

@@ -1,0 +1,86 @@
+"""Scale to zero and back, end to end: router metrics -> operator -> zero -> request -> awake."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import httpx
+from tts_operator.status import parse_time
+
+from tests.helpers import decode_wav, eventually
+
+from .conftest import Kube, Router
+from .test_operator import condition, ttsd, wait_condition
+
+IDLE = 10  # the smallest idle window the CRD allows
+PERIOD = 2  # KUBETTS_AUTOSCALE_PERIOD_SECONDS of the local cluster's operator
+
+
+def speak(router: Router, model: str, text: str) -> httpx.Response:
+    return httpx.post(
+        f"{router.url}/v1/audio/speech",
+        timeout=180,
+        headers={"Authorization": f"Bearer {router.key}"},
+        json={"model": model, "input": text, "response_format": "wav"},
+    )
+
+
+def test_idle_model_scales_to_zero_and_the_next_request_wakes_it(kube: Kube, router: Router):
+    name = f"nap-{uuid.uuid4().hex[:5]}"
+    kube.apply(ttsd(name, scaleToZero={"idleSeconds": IDLE}), router.namespace)
+    try:
+        wait_condition(kube, router.namespace, name, "Ready", "True")
+        eventually(lambda: speak(router, name, "Warm.").status_code == 200, timeout=30, what="first request")
+        resp = speak(router, name, "Before I nap, one sentence.")
+        assert resp.status_code == 200
+        spoke_at = time.time()
+        asleep = wait_condition(
+            kube, router.namespace, name, "Ready", "False", "ScaledToZero", timeout=IDLE + 4 * PERIOD + 30
+        )
+        slept_after = parse_time(asleep["status"]["scaledToZeroAt"]) - spoke_at
+        # idle window + one poll period (+ a period of scrape staleness and 1 s timestamp rounding)
+        assert IDLE - 1 <= slept_after <= IDLE + 2 * PERIOD + 2, slept_after
+        assert abs(parse_time(asleep["status"]["lastActivityTime"]) - spoke_at) < 3
+        assert asleep["spec"]["replicas"] == 0
+        eventually(
+            lambda: not kube.list("pods", router.namespace, f"tts.kubetts.io/deployment={name}"),
+            timeout=60,
+            what="the pod to go away",
+        )
+        events = [e["reason"] for e in kube.events(router.namespace, name)]
+        assert "ScaledToZero" in events
+
+        t0 = time.monotonic()
+        woke = speak(router, name, "I was asleep, and now I speak.")
+        wake_seconds = time.monotonic() - t0
+        assert woke.status_code == 200, woke.text
+        audio = decode_wav(woke.content)
+        assert audio.duration > 1.0 and audio.rms > 500
+        awake = kube.get("ttsdeployment", name, router.namespace)
+        assert awake["spec"]["replicas"] == 1
+        print(f"\nscaled to zero {slept_after:.1f}s after the last request; woke and spoke in {wake_seconds:.1f}s")
+    finally:
+        kube.run("delete", "ttsdeployment", name, "-n", router.namespace, "--wait=false", check=False)
+
+
+def test_sustained_load_scales_up(kube: Kube, router: Router):
+    """targetConcurrency 1: several concurrent long requests make the operator add a replica."""
+    import concurrent.futures as cf
+
+    name = f"busy-{uuid.uuid4().hex[:5]}"
+    kube.apply(ttsd(name, targetConcurrency=1, maxReplicas=2), router.namespace)
+    try:
+        wait_condition(kube, router.namespace, name, "Ready", "True")
+        text = " ".join(["This sentence keeps the model busy for a while."] * 40)
+        with cf.ThreadPoolExecutor(6) as pool:
+            futures = [pool.submit(speak, router, name, text) for _ in range(6)]
+            scaled = eventually(
+                lambda: (o := kube.get("ttsdeployment", name, router.namespace)) and o["spec"]["replicas"] == 2 and o,
+                timeout=90,
+                what="scale up to 2",
+            )
+            assert all(f.result().status_code == 200 for f in futures)
+        assert condition(scaled, "Ready")["status"] == "True"
+    finally:
+        kube.run("delete", "ttsdeployment", name, "-n", router.namespace, "--wait=false", check=False)
