@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         host = EngineHost(settings, metrics)
+        host.on_fatal = getattr(app.state, "stop_server", None)
         app.state.host = host
         loader = asyncio.create_task(host.load())
         yield

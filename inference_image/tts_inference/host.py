@@ -12,7 +12,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -173,6 +173,8 @@ class EngineHost:
         except (ModelLoadError, EngineError, OSError, RuntimeError, ValueError) as exc:
             self.error = str(exc)
             log.error("model failed to load: %s", exc)
+            if self.settings.exit_on_load_failure:
+                self._give_up()
             return
         self.load_seconds = time.monotonic() - t0
         self.ready = True
@@ -184,6 +186,19 @@ class EngineHost:
             self.engine.sample_rate,
             len(self.engine.voices()),
         )
+
+    #: set by ``python -m tts_inference`` to stop the server; ``main`` then exits 3
+    on_fatal: Callable[[], None] | None = None
+
+    def _give_up(self) -> None:
+        """Record why in the termination message, then stop the server."""
+        try:
+            with open(self.settings.termination_log, "w") as fh:
+                fh.write(f"model failed to load: {self.error}"[:4096])
+        except OSError as exc:
+            log.warning("cannot write the termination message to %s: %s", self.settings.termination_log, exc)
+        if self.on_fatal is not None:
+            self.on_fatal()
 
     async def close(self) -> None:
         self.ready = False

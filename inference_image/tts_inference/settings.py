@@ -30,3 +30,8 @@ class Settings(BaseSettings):
     ref_audio_max_seconds: float = 30.0
     ref_audio_max_bytes: int = 16_000_000
     log_level: str = "info"
+    #: in a pod: a model that cannot load ends the process (exit 3) so Kubernetes restarts it with
+    #: back-off and shows why (CrashLoopBackOff, the reason in the termination message); off for
+    #: in-process use, where /readyz keeps saying "failed"
+    exit_on_load_failure: bool = False
+    termination_log: str = "/dev/termination-log"

@@ -68,6 +68,8 @@ def inference_container(name: str, spec: TtsDeploymentSpec, image: str, plan: mo
         {"name": "KUBETTS_DEPLOYMENT", "value": name},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
         {"name": "HOME", "value": "/tmp"},
+        # a model that cannot load ends the pod with the reason in its termination message
+        {"name": "KUBETTS_EXIT_ON_LOAD_FAILURE", "value": "true"},
         *plan.env,
         *({"name": e.name, "value": e.value} for e in spec.env),
     ]
@@ -99,6 +101,7 @@ def inference_container(name: str, spec: TtsDeploymentSpec, image: str, plan: mo
         },
         "resources": {"requests": requests, "limits": limits},
         "securityContext": restricted_container_security(),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *plan.mounts],
     }
 

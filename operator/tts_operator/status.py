@@ -63,8 +63,9 @@ def _waiting_reason(statuses: list[JSON]) -> tuple[str, str] | None:
     for cs in statuses:
         waiting = (cs.get("state") or {}).get("waiting") or {}
         if waiting.get("reason") == "CrashLoopBackOff":
-            last = ((cs.get("lastState") or {}).get("terminated") or {}).get("exitCode")
-            return "CrashLoopBackOff", f"container {cs['name']} keeps exiting (last exit code {last})"
+            last = (cs.get("lastState") or {}).get("terminated") or {}
+            why = f": {last['message'].strip()}" if last.get("message") else ""
+            return "CrashLoopBackOff", f"container {cs['name']} keeps exiting (exit code {last.get('exitCode')}){why}"
     return None
 
 

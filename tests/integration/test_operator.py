@@ -299,3 +299,16 @@ def test_operator_sigkilled_mid_reconcile_converges_without_duplicates(kube: Kub
         owner = objs[d["metadata"]["name"].removeprefix("tts-")]
         assert owned_by(d, owner), f"{d['kind']} {d['metadata']['name']} is orphaned"
     print(f"\nkilled with {done_at_kill}/{len(names)} Deployments applied; converged after restart")
+
+
+def test_a_model_that_cannot_load_is_reported_as_crash_looping_with_the_reason(kube: Kube, namespace: str):
+    kube.apply(ttsd("broken", model={"uri": "package://no-such-voice-package"}), namespace)
+    obj = wait_condition(kube, namespace, "broken", "Ready", "False", "CrashLooping", timeout=120)
+    message = condition(obj, "Ready")["message"]
+    assert "exit code 3" in message and "no-such-voice-package" in message, message
+    assert condition(obj, "Degraded")["reason"] == "CrashLooping"
+    pod = kube.list("pods", namespace, "tts.kubetts.io/deployment=broken")[0]
+    last = pod["status"]["containerStatuses"][0]["lastState"]["terminated"]
+    assert last["exitCode"] == 3 and "model failed to load" in last["message"]
+    warnings = [e for e in kube.events(namespace, "broken") if e["reason"] == "CrashLooping"]
+    assert warnings and warnings[0]["type"] == "Warning"

@@ -339,6 +339,26 @@ class PodWorker:
                 return data[ref["key"]]
         raise ContainerConfigError(f"env {name}: unsupported valueFrom {list(src)}")
 
+    def _termination_file(self, c: Container) -> Path:
+        path = self.dir / "termination" / c.name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _termination_message(self, c: Container, rc: int, log_path: Path) -> str:
+        """What the container wrote to its terminationMessagePath, or (with the policy
+        FallbackToLogsOnError and a failure) the end of its log, as the kubelet reports it."""
+        try:
+            message = self._termination_file(c).read_text(errors="replace")[:4096].strip()
+        except OSError:
+            message = ""
+        if not message and rc != 0 and c.spec.get("terminationMessagePolicy") == "FallbackToLogsOnError":
+            try:
+                lines = log_path.read_text(errors="replace").splitlines()[-80:]
+            except OSError:
+                lines = []
+            message = "\n".join(lines)[-2048:]
+        return message
+
     def _launch_spec(self, c: Container, ident: Identity) -> JSON:
         argv = list(c.spec.get("command") or []) + list(c.spec.get("args") or [])
         if not c.spec.get("command"):
@@ -350,6 +370,16 @@ class PodWorker:
         env = self._env(c)
         argv = [expand(a, env) for a in argv]
         mounts = []
+        termination = self._termination_file(c)
+        termination.write_text("")
+        termination.chmod(0o666)  # the container's user writes it
+        mounts.append(
+            {
+                "source": str(termination),
+                "target": c.spec.get("terminationMessagePath") or "/dev/termination-log",
+                "readOnly": False,
+            }
+        )
         for m in c.spec.get("volumeMounts", []) or []:
             base = self.volumes.paths.get(m["name"])
             if base is None:
@@ -426,11 +456,9 @@ class PodWorker:
                 t.cancel()
         (self.dir / "pids" / c.name).unlink(missing_ok=True)
         reason = "Completed" if rc == 0 else "Error"
-        message = ""
-        if rc == 127:
-            message = _launcher_error(log_path)
-            if message:
-                reason = "StartError"
+        message = self._termination_message(c, rc, log_path)
+        if rc == 127 and (launch_error := _launcher_error(log_path)):
+            message, reason = launch_error, "StartError"
         if rc < 0:
             rc = 128 - rc  # killed by a signal: the runtime reports 128 + signal number
         c.proc = None
@@ -445,6 +473,7 @@ class PodWorker:
         }
         if message:
             term["message"] = message
+        if reason == "StartError":
             await self.agent.event(self.pod, "Failed", message, warning=True, container=c.name)
         c.state = {"terminated": term}
         self._mark_dirty()
