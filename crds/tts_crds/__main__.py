@@ -1,4 +1,7 @@
-"""``python -m tts_crds [--check] [DIR]``: write (or verify) the CRD YAML rendered from the models."""
+"""``python -m tts_crds [--check] [DIR ...]``: write (or verify) the CRD YAML rendered from the models.
+
+By default into ``crds/`` and the Helm chart's ``charts/kube-tts/crds/``, which must stay identical.
+"""
 
 from __future__ import annotations
 
@@ -20,17 +23,20 @@ def render() -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--check", action="store_true", help="fail if the files differ from the models")
-    parser.add_argument("dir", nargs="?", type=Path, default=Path(__file__).resolve().parent.parent)
+    crds = Path(__file__).resolve().parent.parent
+    parser.add_argument("dirs", nargs="*", type=Path, default=[crds, crds.parent / "charts" / "kube-tts" / "crds"])
     args = parser.parse_args(argv)
     stale = []
-    for name, text in render().items():
-        path = args.dir / name
-        if args.check:
-            if not path.exists() or path.read_text() != text:
-                stale.append(str(path))
-        else:
-            path.write_text(text)
-            print(f"wrote {path}")
+    for directory in args.dirs:
+        for name, text in render().items():
+            path = directory / name
+            if args.check:
+                if not path.exists() or path.read_text() != text:
+                    stale.append(str(path))
+            else:
+                directory.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
+                print(f"wrote {path}")
     if stale:
         print("CRD YAML out of date with the models; run `make crds`:\n  " + "\n  ".join(stale), file=sys.stderr)
         return 1

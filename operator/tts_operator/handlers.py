@@ -145,6 +145,9 @@ async def scrape_loop(memo: kopf.Memo) -> None:
         except ApiException as exc:
             log.warning("cannot find routers to scrape: %s %s", exc.status, exc.reason)
             memo.scrape.update(None)
+        except Exception:  # the loop must outlive an apiserver restart, or autoscaling stops for good
+            log.exception("router scrape failed; retrying")
+            memo.scrape.update(None)
         await asyncio.sleep(AUTOSCALE_PERIOD)
 
 

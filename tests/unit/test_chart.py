@@ -1,0 +1,156 @@
+"""The Helm chart rendered by the real helm binary: structure, security, RBAC, schema.
+
+Installing it for real is the e2e suite's job (tests/e2e); these checks are fast and need no cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from tts_devcluster.layout import Layout
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "kube-tts"
+
+
+def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([Layout.default().tool("helm"), *args], capture_output=True, text=True, check=check)
+
+
+def render(*sets: str, namespace: str = "tts") -> list[dict]:
+    args = ["template", "kt", str(CHART), "-n", namespace, "--kube-version", "1.36.3"]
+    for s in sets:
+        args += ["--set", s]
+    return [d for d in yaml.safe_load_all(helm(*args).stdout) if d]
+
+
+def by_kind(docs: list[dict], kind: str) -> list[dict]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def pod_specs(docs: list[dict]) -> list[tuple[str, dict]]:
+    out = [(d["metadata"]["name"], d["spec"]["template"]["spec"]) for d in by_kind(docs, "Deployment")]
+    out += [(d["metadata"]["name"], d["spec"]) for d in by_kind(docs, "Pod")]
+    return out
+
+
+def test_chart_crds_are_the_generated_ones():
+    for crd in (ROOT / "crds").glob("*.yaml"):
+        assert (CHART / "crds" / crd.name).read_text() == crd.read_text(), f"{crd.name} differs: run `make crds`"
+
+
+def test_lint_passes_strictly():
+    result = helm("lint", "--strict", str(CHART), "--kube-version", "1.36.3", check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_schema_refuses_unknown_keys_and_wrong_types():
+    for bad in ("router.bogus=1", "operator.replicas=many", "router.logLevel=loud", "ingress.tls.enabled=maybe"):
+        result = helm("template", "kt", str(CHART), "--kube-version", "1.36.3", "--set", bad, check=False)
+        assert result.returncode != 0, bad
+        assert "values don't meet the specifications of the schema" in result.stderr, result.stderr
+
+
+def test_every_pod_passes_the_restricted_pod_security_level():
+    docs = render("samples.enabled=true", "mcp.enabled=false")
+    assert pod_specs(docs)
+    for name, spec in pod_specs(docs):
+        psc = spec["securityContext"]
+        assert psc["runAsNonRoot"] is True and psc["seccompProfile"]["type"] == "RuntimeDefault", name
+        for c in spec["containers"]:
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False, name
+            assert sc["capabilities"]["drop"] == ["ALL"], name
+            assert sc["readOnlyRootFilesystem"] is True, name
+            assert c.get("command"), f"{name}: containers state their command"
+        assert all("hostPath" not in v for v in spec.get("volumes", [])), name
+
+
+def test_rbac_is_namespaced_except_reading_nodes():
+    docs = render("mcp.enabled=false")
+    cluster_roles = by_kind(docs, "ClusterRole")
+    assert [r["rules"] for r in cluster_roles] == [[{"apiGroups": [""], "resources": ["nodes"], "verbs": ["list"]}]]
+    roles = {r["metadata"]["name"]: r for r in by_kind(docs, "Role")}
+    router_rules = roles["kt-kube-tts-router"]["rules"]
+    assert {
+        "apiGroups": ["tts.kubetts.io"],
+        "resources": ["ttsdeployments/scale"],
+        "verbs": ["get", "patch"],
+    } in router_rules
+    assert not any("*" in r["verbs"] or "*" in r["resources"] for role in roles.values() for r in role["rules"])
+    # secrets are only ever read, never listed or written
+    for role in roles.values():
+        for rule in role["rules"]:
+            if "secrets" in rule["resources"]:
+                assert rule["verbs"] == ["get"]
+
+
+def test_operator_watches_listed_namespaces_with_a_role_in_each():
+    docs = render("operator.watchNamespaces={team-a,team-b}", "mcp.enabled=false")
+    operator_roles = [r for r in by_kind(docs, "Role") if r["metadata"]["name"] == "kt-kube-tts-operator"]
+    assert sorted(r["metadata"]["namespace"] for r in operator_roles) == ["team-a", "team-b"]
+    env = {
+        e["name"]: e.get("value")
+        for e in by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["KUBETTS_WATCH_NAMESPACES"] == "team-a,team-b"
+    policies = [p for p in by_kind(docs, "NetworkPolicy") if p["metadata"]["name"] == "kt-kube-tts-inference"]
+    assert sorted(p["metadata"]["namespace"] for p in policies) == ["team-a", "team-b"]
+
+
+def test_api_keys_come_from_a_secret_never_from_values():
+    docs = render("mcp.enabled=false")
+    secret = by_kind(docs, "Secret")[0]
+    assert set(secret["data"]) == {"api-keys", "admin-api-keys"}
+    existing = render("apiKeys.existingSecret=my-keys", "mcp.enabled=false")
+    assert not by_kind(existing, "Secret")
+    router = next(d for d in by_kind(existing, "Deployment") if d["metadata"]["name"].endswith("router"))
+    volumes = router["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "keys", "secret": {"secretName": "my-keys", "defaultMode": 0o440}} in volumes
+
+
+def test_ingress_with_tls_routes_api_and_mcp():
+    docs = render(
+        "ingress.enabled=true", "ingress.tls.enabled=true", "ingress.tls.secretName=tts-tls", "ingress.className=nginx"
+    )
+    ing = by_kind(docs, "Ingress")[0]
+    assert ing["spec"]["tls"] == [{"hosts": ["tts.example.com"], "secretName": "tts-tls"}]
+    paths = {p["path"]: p["backend"]["service"]["name"] for p in ing["spec"]["rules"][0]["http"]["paths"]}
+    assert paths == {"/mcp": "kt-kube-tts-mcp", "/": "kt-kube-tts-router"}
+    missing = helm(
+        "template",
+        "kt",
+        str(CHART),
+        "--kube-version",
+        "1.36.3",
+        "--set",
+        "ingress.enabled=true",
+        "--set",
+        "ingress.tls.enabled=true",
+        check=False,
+    )
+    assert "ingress.tls.secretName is required" in missing.stderr
+
+
+def test_hpa_owns_router_replicas_and_pdb_follows():
+    with_hpa = render("mcp.enabled=false")
+    router = next(d for d in by_kind(with_hpa, "Deployment") if d["metadata"]["name"].endswith("router"))
+    assert "replicas" not in router["spec"]
+    assert by_kind(with_hpa, "HorizontalPodAutoscaler")
+    single = render("router.hpa.enabled=false", "router.replicas=1", "mcp.enabled=false")
+    assert not [p for p in by_kind(single, "PodDisruptionBudget") if p["metadata"]["name"].endswith("router")]
+
+
+@pytest.mark.parametrize("opt", ["serviceMonitor.enabled=true", "grafanaDashboard.enabled=true"])
+def test_optional_monitoring_objects(opt):
+    docs = render(opt, "mcp.enabled=false")
+    if opt.startswith("grafana"):
+        cm = by_kind(docs, "ConfigMap")[0]
+        dashboard = json.loads(cm["data"]["kube-tts.json"])
+        assert dashboard["title"] == "kube-tts" and dashboard["panels"]
+    else:
+        assert by_kind(docs, "ServiceMonitor")[0]["spec"]["endpoints"][0]["path"] == "/metrics"
