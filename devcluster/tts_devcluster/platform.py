@@ -18,7 +18,7 @@ import yaml
 
 from . import procs
 from .controlplane import ClusterError, kubectl, say, wait_for
-from .layout import ROUTER_PORT, Layout
+from .layout import OPERATOR_HEALTH_PORT, ROUTER_PORT, Layout
 
 COMPONENTS = ("operator", "router")
 NAMESPACE = "kube-tts"
@@ -91,6 +91,8 @@ def start_components(layout: Layout) -> None:
             "KUBETTS_ROUTER_METRICS_URLS": f"{router_url()}/metrics",
             "KUBETTS_AUTOSCALE_PERIOD_SECONDS": "2",
             "KUBETTS_LEASE_NAMESPACE": NAMESPACE,
+        "KUBETTS_HEALTH_HOST": "127.0.0.1",
+        "KUBETTS_HEALTH_PORT": str(OPERATOR_HEALTH_PORT),
         },
     )
     procs.start(

@@ -7,19 +7,55 @@ import logging
 import sys
 
 import kopf
+from aiohttp import web
 from kubernetes_asyncio import client, config
 
 from . import handlers  # noqa: F401  (registers the handlers)
-from .leader import LeaseLock, LostLeadership
+from .leader import LeaseLock, LostLeadership, identity
 from .settings import OperatorSettings
 
 log = logging.getLogger("tts_operator")
 
 
+class Health:
+    """``GET /healthz`` on the health port: 200 while the process works, leader or standby."""
+
+    def __init__(self) -> None:
+        self.role = "starting"
+
+    async def handle(self, _request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "role": self.role})
+
+    async def serve(self, host: str, port: int) -> web.AppRunner:
+        app = web.Application()
+        app.router.add_get("/healthz", self.handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        return runner
+
+
 async def run(settings: OperatorSettings) -> int:
+    health = Health()
+    runner = await health.serve(settings.health_host, settings.health_port)
+    try:
+        return await _run(settings, health)
+    finally:
+        await runner.cleanup()
+
+
+async def _run(settings: OperatorSettings, health: Health) -> int:
     namespaces = settings.namespaces
-    operate = kopf.operator(standalone=True, clusterwide=not namespaces, namespaces=namespaces)
+    # an explicit identity: Kopf's default asks the passwd database, which has no entry for an
+    # arbitrary non-root uid (runAsUser: 65532 in a plain image, OpenShift's random uids)
+    operate = kopf.operator(
+        standalone=True,
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        identity=identity(),  # type: ignore[arg-type]
+    )
     if not settings.leader_election:
+        health.role = "leader"
         await operate
         return 0
     try:
@@ -28,7 +64,9 @@ async def run(settings: OperatorSettings) -> int:
         await config.load_kube_config()
     async with client.ApiClient() as api:
         lock = LeaseLock(api, settings.resolved_lease_namespace(), settings.lease_name, settings.lease_duration_seconds)
+        health.role = "standby"
         await lock.acquire()
+        health.role = "leader"
         operator = asyncio.create_task(operate)
         holder = asyncio.create_task(lock.hold())
         done, _ = await asyncio.wait({operator, holder}, return_when=asyncio.FIRST_COMPLETED)

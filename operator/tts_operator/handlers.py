@@ -8,7 +8,7 @@ on one of its pods. Autoscaling runs as a per-object timer that reads the latest
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import copy
 import logging
 import os
 import time
@@ -54,6 +54,24 @@ class Scrape:
         if self.loads is None or time.time() - self.taken_at > max_age:
             return None
         return self.loads.get(key, autoscale.Load())
+
+
+class ObjectCache:
+    """The latest TtsDeployments and TtsVoices as the event stream shows them (shared by reference)."""
+
+    def __init__(self) -> None:
+        self.deployments: dict[Key, dict[str, Any]] = {}
+        self.voices: dict[Key, dict[str, Any]] = {}
+        self.voice_schedule: dict[Key, tuple[float, float]] = {}  # key -> (next check, back-off)
+
+    def update(self, store: dict[Key, dict[str, Any]], kind: str | None, body: kopf.Body) -> Key:
+        key: Key = (str(body.metadata.namespace), str(body.metadata.name))
+        if kind == "DELETED":
+            store.pop(key, None)
+            self.voice_schedule.pop(key, None)
+        else:
+            store[key] = copy.deepcopy(dict(body))
+        return key
 
 
 class Debouncer:
@@ -105,6 +123,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.server_timeout = 120
     settings.networking.request_timeout = 30
     settings.batching.worker_limit = 64
+    if OperatorSettings().namespaces:
+        # Namespaced RBAC: no cluster-wide listing of namespaces or CRDs. The namespaces are the
+        # configured ones and the CRDs are known to exist (the chart installs them).
+        settings.scanning.disabled = True
     try:
         config.load_incluster_config()
     except config.ConfigException:
@@ -120,14 +142,16 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.applied_generation = {}  # (kind, ns, child name) -> generation our last apply produced
     memo.reconciled = {}  # (ns, name) -> TtsDeployment generation whose spec has been applied
     memo.refresher = Debouncer(lambda ns, name: refresh_status(memo, ns, name))
+    memo.cache = ObjectCache()
     memo.scraper = asyncio.create_task(scrape_loop(memo))
+    memo.loops = [asyncio.create_task(autoscale_loop(memo)), asyncio.create_task(voice_loop(memo))]
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    memo.scraper.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await memo.scraper
+    for task in (memo.scraper, *memo.loops):
+        task.cancel()
+    await asyncio.gather(memo.scraper, *memo.loops, return_exceptions=True)
     await memo.refresher.close()
     await memo.http.close()
     await memo.api.close()
@@ -198,6 +222,16 @@ async def reconcile_deployment(body: kopf.Body, memo: kopf.Memo, **_: Any) -> No
     await apply_children(memo, dict(body), spec)
     log.info("%s/%s: applied children (replicas=%d)", body.metadata.namespace, body.metadata.name, spec.replicas)
     memo.refresher.schedule((body.metadata.namespace, body.metadata.name))
+
+
+@kopf.on.event(names.GROUP, names.VERSION, names.DEPLOYMENT_PLURAL)
+async def deployment_seen(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
+    memo.cache.update(memo.cache.deployments, type, body)
+
+
+@kopf.on.event(names.GROUP, names.VERSION, names.VOICE_PLURAL)
+async def voice_seen(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
+    memo.cache.update(memo.cache.voices, type, body)
 
 
 @kopf.on.delete(names.GROUP, names.VERSION, names.DEPLOYMENT_PLURAL, optional=True)
@@ -294,9 +328,31 @@ def _announce(owner: dict[str, Any], before: dict[str, Any], after: dict[str, An
         kopf.info(owner, reason="Recovered", message=f"no longer {old.get('reason')}")  # type: ignore[arg-type]
 
 
-@kopf.timer(names.GROUP, names.VERSION, names.DEPLOYMENT_PLURAL, interval=AUTOSCALE_PERIOD, sharp=True)
-async def autoscale_timer(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    key: Key = (str(body.metadata.namespace), str(body.metadata.name))
+async def autoscale_loop(memo: kopf.Memo) -> None:
+    """Every period, decide replicas for every known TtsDeployment (one loop, not a Kopf timer per
+    object: Kopf puts a finalizer on objects with timers, so deleting one would need the operator)."""
+    while True:
+        await asyncio.sleep(AUTOSCALE_PERIOD)
+        for body in list(memo.cache.deployments.values()):
+            try:
+                await autoscale_one(memo, body)
+            except ApiException as exc:
+                log.warning(
+                    "autoscaling %s/%s: %s %s",
+                    body["metadata"]["namespace"],
+                    body["metadata"]["name"],
+                    exc.status,
+                    exc.reason,
+                )
+            except Exception:  # one object must not stop autoscaling for the others
+                log.exception("autoscaling %s/%s failed", body["metadata"]["namespace"], body["metadata"]["name"])
+
+
+async def autoscale_one(memo: kopf.Memo, body: dict[str, Any]) -> None:
+    meta = body["metadata"]
+    if meta.get("deletionTimestamp"):
+        return
+    key: Key = (str(meta["namespace"]), str(meta["name"]))
     try:
         spec = TtsDeploymentSpec.model_validate(dict(body.get("spec", {})))
     except ValidationError:
@@ -333,7 +389,7 @@ async def autoscale_timer(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
                 names.DEPLOYMENT_PLURAL,
                 key[1],
                 {
-                    "metadata": {"resourceVersion": body.metadata.get("resourceVersion")},
+                    "metadata": {"resourceVersion": meta.get("resourceVersion")},
                     "spec": {"replicas": decision.replicas},
                 },
                 _content_type="application/merge-patch+json",
@@ -344,7 +400,8 @@ async def autoscale_timer(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
             raise
         message = _scale_message(decision, inputs)
         log.info("%s/%s: %s", key[0], key[1], message)
-        kopf.info(body, reason="ScaledToZero" if decision.replicas == 0 else "Scaled", message=message)
+        reason = "ScaledToZero" if decision.replicas == 0 else "Scaled"
+        kopf.info(body, reason=reason, message=message)  # type: ignore[arg-type]
         if decision.replicas == 0:
             status_patch["scaledToZeroAt"] = now_iso()
     if status_patch:
@@ -369,11 +426,41 @@ def _scale_message(d: autoscale.Decision, i: autoscale.Inputs) -> str:
 @kopf.on.resume(names.GROUP, names.VERSION, names.VOICE_PLURAL)
 @kopf.on.create(names.GROUP, names.VERSION, names.VOICE_PLURAL)
 @kopf.on.update(names.GROUP, names.VERSION, names.VOICE_PLURAL, field="spec")
-@kopf.timer(names.GROUP, names.VERSION, names.VOICE_PLURAL, interval=VOICE_RECHECK_PERIOD, idle=5)
 async def reconcile_voice(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Validate the voice against its TtsDeployment and its clip; re-run periodically so a changed
-    ConfigMap or Secret, or speakers the model publishes later, are picked up."""
-    ns, name = str(body.metadata.namespace), str(body.metadata.name)
+    await validate_voice(memo, copy.deepcopy(dict(body)))
+
+
+# what may appear shortly (a clip written just after its TtsVoice, a model about to be created or
+# to publish its speakers): look again soon, backing off to the normal re-check period
+SOON = ("AudioNotFound", "DeploymentNotFound", "SpeakersUnknown")
+
+
+async def voice_loop(memo: kopf.Memo) -> None:
+    """Re-validate voices: a changed ConfigMap or Secret, or speakers a model publishes later, are
+    picked up without watching every ConfigMap and Secret (which would need far broader RBAC)."""
+    while True:
+        await asyncio.sleep(1)
+        now = time.monotonic()
+        for key, body in list(memo.cache.voices.items()):
+            due, delay = memo.cache.voice_schedule.get(key, (0.0, 1.0))
+            if now < due or body["metadata"].get("deletionTimestamp"):
+                continue
+            try:
+                reason = await validate_voice(memo, body)
+            except ApiException as exc:
+                log.warning("voice %s/%s: %s %s", *key, exc.status, exc.reason)
+                reason = "ApiError"
+            except Exception:
+                log.exception("voice %s/%s: validation failed", *key)
+                reason = "Error"
+            delay = min(delay * 2, VOICE_RECHECK_PERIOD) if reason in SOON else VOICE_RECHECK_PERIOD
+            memo.cache.voice_schedule[key] = (now + delay, delay if reason in SOON else 1.0)
+
+
+async def validate_voice(memo: kopf.Memo, body: dict[str, Any]) -> str:
+    """Validate the voice against its TtsDeployment and its clip; returns the Ready reason."""
+    meta = body["metadata"]
+    ns, name = str(meta["namespace"]), str(meta["name"])
     try:
         spec = TtsVoiceSpec.model_validate(dict(body.get("spec", {})))
     except ValidationError as exc:
@@ -382,7 +469,7 @@ async def reconcile_voice(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     if spec is not None:
         verdict = await _judge_voice(memo, ns, spec)
     status = dict(body.get("status") or {})
-    gen = body.metadata.get("generation")
+    gen = meta.get("generation")
     ok: bool | None = verdict.ok
     if verdict.reason == "SpeakersUnknown":
         ok = None
@@ -399,11 +486,13 @@ async def reconcile_voice(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
             "sha256": verdict.clip.sha256,
         }
     if not changed(status, new):
-        return
+        return verdict.reason
     await memo.kube.patch_status(names.VOICE_PLURAL, ns, name, new)
+    body["status"] = {**status, **new}
     before = condition_of({"status": status}, "Ready") or {}
     if ok is False and (before.get("reason") != verdict.reason or before.get("status") != "False"):
-        kopf.warn(body, reason=verdict.reason, message=verdict.message)
+        kopf.warn(body, reason=verdict.reason, message=verdict.message)  # type: ignore[arg-type]
+    return verdict.reason
 
 
 async def _judge_voice(memo: kopf.Memo, ns: str, spec: TtsVoiceSpec) -> voices.Verdict:

@@ -15,6 +15,9 @@ class OperatorSettings(BaseSettings):
     # empty: watch every namespace (cluster-wide RBAC); otherwise a comma-separated list
     watch_namespaces: str = ""
     log_level: str = "info"
+    # GET /healthz for the pod's probes (leader or standby alike)
+    health_port: int = 8081
+    health_host: str = "0.0.0.0"
 
     # autoscaling: how often routers are scraped and decisions made
     autoscale_period_seconds: float = 5.0

@@ -572,14 +572,46 @@ class PodWorker:
         c.stopping = True
         await self.agent.event(self.pod, "Killing", reason, container=c.name)
         grace = self._grace() if grace is None else grace
+        deadline = time.monotonic() + max(grace, 0.1)
+        if not self.killed_fast:
+            # the preStop hook runs first and counts against the grace period, as in the kubelet
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._pre_stop(c, proc.pid), max(grace, 0.1))
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
         try:
-            await asyncio.wait_for(asyncio.shield(proc.wait()), max(grace, 0.1))
+            await asyncio.wait_for(asyncio.shield(proc.wait()), max(deadline - time.monotonic(), 0.1))
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             await proc.wait()
+
+    async def _pre_stop(self, c: Container, pid: int) -> None:
+        """``lifecycle.preStop``: sleep, exec or httpGet, before SIGTERM."""
+        hook = ((c.spec.get("lifecycle") or {}).get("preStop")) or {}
+        if "sleep" in hook:
+            await asyncio.sleep(float(hook["sleep"].get("seconds", 0)))
+        elif "exec" in hook:
+            ident = identity(self.pod, c.spec)
+            user = ["-S", str(ident.uid), "-G", str(ident.gid or 0)] if ident.uid is not None else []
+            proc = await asyncio.create_subprocess_exec(
+                "nsenter",
+                "-t",
+                str(pid),
+                "-n",
+                "-m",
+                "-u",
+                *user,
+                "--",
+                *hook["exec"].get("command", []),
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
+            await proc.wait()
+        elif "httpGet" in hook:
+            spec = probe_spec(c.spec, {"httpGet": hook["httpGet"], "timeoutSeconds": 10})
+            if spec is not None:
+                await run_probe(spec, self.ip, pid, self.agent.http, None)
 
     async def _stop_containers(self) -> None:
         grace = 2.0 if self.killed_fast else self._grace()

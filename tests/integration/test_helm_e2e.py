@@ -1,0 +1,237 @@
+"""The whole stack installed with Helm on the local cluster, as a platform team would.
+
+Operator and router run as pods under their chart service accounts in a namespace that enforces
+the `restricted` Pod Security level. The locally-run operator and router that the other
+integration tests use are stopped for the duration (two operators would fight) and restarted
+afterwards.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from openai import OpenAI
+from tts_devcluster import platform
+from tts_devcluster.layout import Layout
+
+from tests.helpers import decode_wav, eventually
+
+from .conftest import Kube, pod_ready
+
+NS = "kube-tts-e2e"
+RELEASE = "kt"
+VALUES = [
+    "samples.enabled=true",
+    "router.hpa.enabled=false",  # no metrics-server here
+    "router.replicas=2",
+    "operator.autoscalePeriodSeconds=2",
+    "mcp.enabled=false",
+]
+
+
+def helm(layout: Layout, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [layout.tool("helm"), "--kubeconfig", str(layout.kubeconfig()), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def release(kube: Kube, layout: Layout, crds: None) -> Iterator[str]:
+    platform.down(layout)
+    kube.run("delete", "namespace", NS, "--wait=true", "--timeout=120s", check=False)
+    kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": NS,
+                "labels": {
+                    "pod-security.kubernetes.io/enforce": "restricted",
+                    "pod-security.kubernetes.io/enforce-version": "latest",
+                },
+            },
+        }
+    )
+    try:
+        args = ["install", RELEASE, str(layout.repo / "charts" / "kube-tts"), "-n", NS, "--wait", "--timeout", "5m"]
+        for v in VALUES:
+            args += ["--set", v]
+        t0 = time.monotonic()
+        helm(layout, *args)
+        print(f"\nhelm install --wait: {time.monotonic() - t0:.1f}s")
+        yield RELEASE
+    finally:
+        helm(layout, "uninstall", RELEASE, "-n", NS, "--wait", check=False)
+        kube.run("delete", "namespace", NS, "--wait=false", check=False)
+        platform.start_components(layout)
+
+
+def router_url(kube: Kube) -> str:
+    svc = kube.get("service", f"{RELEASE}-kube-tts-router", NS)
+    return f"http://{svc['spec']['clusterIP']}:{svc['spec']['ports'][0]['port']}"
+
+
+def api_key(kube: Kube) -> str:
+    secret = kube.get("secret", f"{RELEASE}-kube-tts-api-keys", NS)
+    return base64.b64decode(secret["data"]["api-keys"]).decode().split()[0]
+
+
+def test_components_run_as_pods_under_their_own_service_accounts(kube: Kube, release: str):
+    pods = kube.list("pods", NS, f"app.kubernetes.io/instance={RELEASE}")
+    by_component = {p["metadata"]["labels"]["app.kubernetes.io/component"]: p for p in pods}
+    assert {"operator", "router"} <= set(by_component)
+    for component in ("operator", "router"):
+        pod = by_component[component]
+        assert pod_ready(pod), component
+        assert pod["spec"]["serviceAccountName"] == f"{RELEASE}-kube-tts-{component}"
+    # the namespace really enforces `restricted`: an ordinary pod without the hardening is refused
+    bad = kube.run("run", "plain", "-n", NS, "--image=busybox", "--", "sleep", "1", check=False)
+    assert bad.returncode != 0 and 'violates PodSecurity "restricted:latest"' in bad.stderr, bad.stderr
+    # the operator acts with its own, namespaced rights: it may not read other namespaces' secrets
+    can = kube.run(
+        "auth",
+        "can-i",
+        "list",
+        "secrets",
+        "-n",
+        "kube-system",
+        f"--as=system:serviceaccount:{NS}:{RELEASE}-kube-tts-operator",
+        check=False,
+    )
+    assert can.stdout.strip() == "no"
+
+
+def test_sample_model_speaks_through_the_installed_router(kube: Kube, release: str):
+    eventually(
+        lambda: (
+            (o := kube.get("ttsdeployment", "joe", NS))
+            and any(c["type"] == "Ready" and c["status"] == "True" for c in o.get("status", {}).get("conditions", []))
+        ),
+        timeout=180,
+        interval=1,
+        what="the sample model Ready (reconciled by the chart's operator)",
+    )
+    voice = eventually(
+        lambda: (
+            (v := kube.get("ttsvoice", "joe-narrator", NS))
+            and any(c["type"] == "Ready" and c["status"] == "True" for c in v.get("status", {}).get("conditions", []))
+            and v
+        ),
+        timeout=90,
+        interval=1,
+        what="the sample voice Ready",
+    )
+    assert voice["spec"]["speaker"] == "en_US-joe-medium"
+    sdk = OpenAI(base_url=f"{router_url(kube)}/v1", api_key=api_key(kube), max_retries=3)
+    speech = sdk.audio.speech.create(
+        model="joe", voice="joe-narrator", input="Installed with Helm, and speaking.", response_format="wav"
+    )
+    audio = decode_wav(speech.content)
+    assert audio.duration > 1.0 and audio.rms > 500
+
+
+def test_helm_test_passes(layout: Layout, kube: Kube, release: str):
+    result = helm(layout, "test", RELEASE, "-n", NS, "--logs", "--timeout", "5m")
+    assert "Phase:          Succeeded" in result.stdout, result.stdout
+    assert "spoke" in result.stdout
+
+
+def test_upgrade_changes_a_value_without_downtime_of_ready_models(layout: Layout, kube: Kube, release: str):
+    url, key = router_url(kube), api_key(kube)
+    inference_before = {p["metadata"]["uid"] for p in kube.list("pods", NS, "tts.kubetts.io/deployment=joe")}
+    routers_before = {p["metadata"]["uid"] for p in kube.list("pods", NS, "app.kubernetes.io/component=router")}
+    results: list[int | str] = []
+    stop = threading.Event()
+
+    def traffic() -> None:
+        # a fresh connection each time, like many independent clients
+        while not stop.is_set():
+            try:
+                r = httpx.post(
+                    f"{url}/v1/audio/speech",
+                    headers={"Authorization": f"Bearer {key}"},
+                    json={"model": "joe", "input": "Still here.", "response_format": "wav"},
+                    timeout=30,
+                )
+                results.append(r.status_code)
+            except httpx.HTTPError as exc:
+                results.append(type(exc).__name__)
+            time.sleep(0.2)
+
+    worker = threading.Thread(target=traffic, daemon=True)
+    worker.start()
+    try:
+        args = [
+            "upgrade",
+            RELEASE,
+            str(layout.repo / "charts" / "kube-tts"),
+            "-n",
+            NS,
+            "--wait",
+            "--timeout",
+            "5m",
+            "--reuse-values",
+            "--set",
+            "router.logLevel=debug",
+        ]
+        helm(layout, *args)
+        time.sleep(3)
+    finally:
+        stop.set()
+        worker.join(timeout=60)
+    routers_after = {
+        p["metadata"]["uid"]
+        for p in kube.list("pods", NS, "app.kubernetes.io/component=router")
+        if not p["metadata"].get("deletionTimestamp")
+    }
+    assert routers_after and not routers_after & routers_before, "the router pods were replaced"
+    inference_after = {p["metadata"]["uid"] for p in kube.list("pods", NS, "tts.kubetts.io/deployment=joe")}
+    assert inference_after == inference_before, "the ready model kept its pod"
+    failures = [r for r in results if r != 200]
+    assert len(results) >= 10 and not failures, f"{len(failures)} of {len(results)} requests failed: {failures[:5]}"
+    print(f"\n{len(results)} requests during the upgrade, all 200")
+
+
+def test_uninstall_removes_everything_but_the_kept_key_secret(layout: Layout, kube: Kube, release: str):
+    helm(layout, "uninstall", RELEASE, "-n", NS, "--wait", "--timeout", "3m")
+    selector = f"app.kubernetes.io/instance={RELEASE}"
+
+    def leftovers() -> list[str]:
+        out = kube.run(
+            "get",
+            "deployments,services,serviceaccounts,roles,rolebindings,networkpolicies,pdb,ttsdeployments,ttsvoices,pods",
+            "-n",
+            NS,
+            "-o",
+            "name",
+            check=False,
+        ).stdout.split()
+        return [o for o in out if not o.startswith("serviceaccount/default")]
+
+    remaining = eventually(
+        lambda: not leftovers() or None, timeout=120, interval=1, what="everything in the namespace to be gone"
+    )
+    assert remaining
+    assert not kube.run("get", "clusterroles", "-l", selector, "-o", "name").stdout.strip()
+    # kept on purpose (helm.sh/resource-policy: keep) so clients' keys survive a reinstall
+    assert kube.get("secret", f"{RELEASE}-kube-tts-api-keys", NS)
+    # CRDs are never removed by Helm (that would delete every user's TtsDeployment)
+    assert kube.get("crd", "ttsdeployments.tts.kubetts.io")
+    # nothing left on the nodes either
+    assert (
+        json.loads(kube.run("get", "pods", "-A", "-l", "tts.kubetts.io/deployment=joe", "-o", "json").stdout)["items"]
+        == []
+    )
