@@ -2,7 +2,8 @@
 
 ``KUBETTS_URL``, ``KUBETTS_API_KEY`` and ``KUBETTS_ADMIN_API_KEY`` are the names ``source
 .devcluster/env`` exports, so a shell that can curl the router can start the MCP server too. The
-settings that only the MCP server has are prefixed ``KUBETTS_MCP_``.
+settings that only the MCP server has are prefixed ``KUBETTS_MCP_`` (so the router's ``KUBETTS_PORT``
+and friends never leak into them).
 """
 
 from __future__ import annotations
@@ -28,42 +29,46 @@ def _split(value: object) -> object:
 
 
 class McpSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="KUBETTS_", populate_by_name=True)
+    model_config = SettingsConfigDict(env_prefix="KUBETTS_MCP_", populate_by_name=True)
 
     # --- the router: the only thing this server talks to -------------------------------------------
-    url: str = Field(default=f"http://127.0.0.1:{names.ROUTER_PORT}", description="The router's base URL.")
+    url: str = Field(
+        default=f"http://127.0.0.1:{names.ROUTER_PORT}",
+        validation_alias="KUBETTS_URL",
+        description="The router's base URL.",
+    )
     # stdio: the key every router call uses (a user key may speak and list)
-    api_key: SecretStr = SecretStr("")
+    api_key: SecretStr = Field(default=SecretStr(""), validation_alias="KUBETTS_API_KEY")
     # stdio: used for create/delete voice and sleep/wake (admin scope); falls back to api_key
-    admin_api_key: SecretStr = SecretStr("")
+    admin_api_key: SecretStr = Field(default=SecretStr(""), validation_alias="KUBETTS_ADMIN_API_KEY")
     # seconds to wait for the router to accept a connection / for the rest of a call (a model that
     # wakes from zero may take its whole activationTimeoutSeconds, 300 s by default)
-    connect_timeout: float = Field(default=5.0, alias="KUBETTS_MCP_CONNECT_TIMEOUT", gt=0)
-    timeout: float = Field(default=330.0, alias="KUBETTS_MCP_TIMEOUT", gt=0)
+    connect_timeout: float = Field(default=5.0, gt=0)
+    timeout: float = Field(default=330.0, gt=0)
 
     # --- transport ------------------------------------------------------------------------------------
-    transport: Transport = Field(default="stdio", alias="KUBETTS_MCP_TRANSPORT")
-    host: str = Field(default="127.0.0.1", alias="KUBETTS_MCP_HOST")
-    port: int = Field(default=names.MCP_PORT, alias="KUBETTS_MCP_PORT", ge=1, le=65535)
+    transport: Transport = "stdio"
+    host: str = "127.0.0.1"
+    port: int = Field(default=names.MCP_PORT, ge=1, le=65535)
     # HTTP: the Host headers accepted (DNS-rebinding protection), e.g. "mcp.example.com,kube-tts-mcp:*";
     # empty: the loopback names only. Origins likewise (browsers send one; other clients do not).
-    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list, alias="KUBETTS_MCP_ALLOWED_HOSTS")
-    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list, alias="KUBETTS_MCP_ALLOWED_ORIGINS")
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # --- speech output ----------------------------------------------------------------------------------
     # inline: audio content in the tool result; both: also a file under output_dir, returned as a
     # resource link; file: only the file and its link (for clients that cannot take audio content)
-    output_mode: OutputMode = Field(default="inline", alias="KUBETTS_MCP_OUTPUT_MODE")
-    output_dir: Path | None = Field(default=None, alias="KUBETTS_MCP_OUTPUT_DIR")
-    default_model: str = Field(default="", alias="KUBETTS_MCP_DEFAULT_MODEL")
-    default_format: ResponseFormat = Field(default="mp3", alias="KUBETTS_MCP_DEFAULT_FORMAT")
+    output_mode: OutputMode = "inline"
+    output_dir: Path | None = None
+    default_model: str = ""
+    default_format: ResponseFormat = "mp3"
 
     # --- voice uploads --------------------------------------------------------------------------------
     # create_voice(audio_path=...) reads files only inside these directories; empty: audio_path is refused
-    audio_dirs: Annotated[list[Path], NoDecode] = Field(default_factory=list, alias="KUBETTS_MCP_AUDIO_DIRS")
-    max_voice_bytes: int = Field(default=10 * MIB, alias="KUBETTS_MCP_MAX_VOICE_BYTES", gt=0)
+    audio_dirs: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    max_voice_bytes: int = Field(default=10 * MIB, gt=0)
 
-    log_level: str = Field(default="warning", alias="KUBETTS_MCP_LOG_LEVEL")
+    log_level: str = "warning"
 
     @field_validator("allowed_hosts", "allowed_origins", "audio_dirs", mode="before")
     @classmethod
