@@ -202,7 +202,7 @@ def test_an_error_event_or_a_cut_stream_is_a_router_error():
         '{"type":"error","status":504,"error":{"message":"model \'joe\' did not become ready within 5 s",'
         '"code":"activation_timeout"}}'
     )
-    with pytest.raises(RouterError, match="did not become ready.*HTTP 504 activation_timeout.*get_gpu_status"):
+    with pytest.raises(RouterError, match=r"did not become ready.*HTTP 504 activation_timeout.*get_gpu_status"):
         collector.add(event)
     cut = SpeechCollector(AuthHints())
     cut.add({"type": "speech.audio.delta", "audio": base64.b64encode(b"RIFF").decode()})
