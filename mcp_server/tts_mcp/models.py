@@ -123,6 +123,24 @@ class ScaleResult(BaseModel):
     ready_replicas: int | None = None
     message: str
 
+    @classmethod
+    def from_router(cls, model: str, action: Literal["sleep", "wake"], answer: JSON) -> ScaleResult:
+        changed = bool(answer.get("changed"))
+        if action == "sleep":
+            message = "is scaling to zero; its GPUs are released as its pods stop" if changed else "was asleep already"
+        else:
+            message = (
+                "is waking up: a replica is being scheduled and loads the model" if changed else "was awake already"
+            )
+        return cls(
+            model=model,
+            action=action,
+            changed=changed,
+            replicas_before=answer.get("replicas_before"),
+            ready_replicas=answer.get("ready_replicas"),
+            message=f"{model!r} {message}",
+        )
+
 
 class PodGpu(BaseModel):
     name: str

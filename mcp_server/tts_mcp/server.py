@@ -47,7 +47,15 @@ kube-tts speaks text with the text-to-speech models of a Kubernetes cluster.
 - sleep_model frees a model's GPUs now; wake_model starts it ahead of traffic; get_gpu_status shows GPU use.
 """
 
-READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+
+def hints(read_only: bool = False, destructive: bool = False, idempotent: bool = False) -> ToolAnnotations:
+    """Tool annotations, all stated (the protocol's defaults assume destructive); none reach outside the cluster."""
+    return ToolAnnotations(
+        read_only_hint=read_only, destructive_hint=destructive, idempotent_hint=idempotent, open_world_hint=False
+    )
+
+
+READ_ONLY = hints(read_only=True, idempotent=True)
 
 
 @dataclass
@@ -168,9 +176,7 @@ def create_server(settings: McpSettings, transport: httpx.AsyncBaseTransport | N
 
     @server.tool(
         title="Speak text",
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False
-        ),
+        annotations=hints(),
     )
     async def synthesize_speech(
         text: Annotated[str, Field(description="The text to speak.", min_length=1)],
@@ -250,9 +256,7 @@ def create_server(settings: McpSettings, transport: httpx.AsyncBaseTransport | N
 
     @server.tool(
         title="Create a voice from a clip",
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False
-        ),
+        annotations=hints(),
     )
     async def create_voice(
         name: Annotated[str, Field(description="The new voice's name: lower-case letters, digits and '-'.")],
@@ -295,9 +299,7 @@ def create_server(settings: McpSettings, transport: httpx.AsyncBaseTransport | N
 
     @server.tool(
         title="Delete a voice",
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
-        ),
+        annotations=hints(destructive=True, idempotent=True),
     )
     async def delete_voice(
         name: Annotated[str, Field(description="A custom voice (list_voices type speaker or clone).")],
@@ -316,9 +318,7 @@ def create_server(settings: McpSettings, transport: httpx.AsyncBaseTransport | N
 
     @server.tool(
         title="Put a model to sleep",
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
-        ),
+        annotations=hints(destructive=True, idempotent=True),
     )
     async def sleep_model(
         name: Annotated[str, Field(description="The model to scale to zero (list_models).")],
@@ -329,25 +329,11 @@ def create_server(settings: McpSettings, transport: httpx.AsyncBaseTransport | N
         Requests in progress on its replicas are cut off; the next request wakes the model again.
         """
         with tool_errors():
-            answer = await router(ctx).scale(name, "sleep")
-        changed = bool(answer.get("changed"))
-        return ScaleResult(
-            model=name,
-            action="sleep",
-            changed=changed,
-            replicas_before=answer.get("replicas_before"),
-            message=(
-                f"{name!r} is scaling to zero; its GPUs are released as its pods stop"
-                if changed
-                else f"{name!r} was asleep already"
-            ),
-        )
+            return ScaleResult.from_router(name, "sleep", await router(ctx).scale(name, "sleep"))
 
     @server.tool(
         title="Wake a model",
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
-        ),
+        annotations=hints(idempotent=True),
     )
     async def wake_model(
         name: Annotated[str, Field(description="The model to start (list_models).")],
@@ -355,19 +341,7 @@ def create_server(settings: McpSettings, transport: httpx.AsyncBaseTransport | N
     ) -> ScaleResult:
         """Start a sleeping model ahead of traffic (needs an admin key); list_models shows when it is ready."""
         with tool_errors():
-            answer = await router(ctx).scale(name, "wake")
-        changed = bool(answer.get("changed"))
-        return ScaleResult(
-            model=name,
-            action="wake",
-            changed=changed,
-            ready_replicas=answer.get("ready_replicas"),
-            message=(
-                f"{name!r} is waking up: a replica is being scheduled and loads the model"
-                if changed
-                else f"{name!r} was awake already"
-            ),
-        )
+            return ScaleResult.from_router(name, "wake", await router(ctx).scale(name, "wake"))
 
     @server.custom_route("/healthz", methods=["GET"])
     async def healthz(_: Request) -> Response:

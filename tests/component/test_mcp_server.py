@@ -25,7 +25,7 @@ from tts_mcp.http import create_http_app
 from tts_mcp.server import create_server
 from tts_mcp.settings import McpSettings
 
-from tests.helpers import LiveServer
+from tests.helpers import MCP_TOOLS, LiveServer
 
 USER, ADMIN = "sk-user", "sk-admin"
 AUDIO = b"RIFF" + bytes(40)
@@ -119,16 +119,7 @@ def server_for(seen: list[dict[str, Any]], **settings: Any):
 async def test_tools_publish_their_schemas_and_truthful_hints(seen):
     async with Client(server_for(seen)) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
-    assert set(tools) == {
-        "synthesize_speech",
-        "list_models",
-        "list_voices",
-        "create_voice",
-        "delete_voice",
-        "get_gpu_status",
-        "sleep_model",
-        "wake_model",
-    }
+    assert set(tools) == MCP_TOOLS
     speak = tools["synthesize_speech"]
     assert speak.input_schema["required"] == ["text"]
     assert set(speak.input_schema["properties"]) == {"text", "voice", "model", "format", "speed"}

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
-import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -23,21 +22,12 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
+from tts_devcluster.layout import Layout
 
-from tests.helpers import decode_audio, decode_wav, eventually
+from tests.helpers import MCP_TOOLS, decode_audio, decode_wav, eventually
 
-from .conftest import Kube, Models, Router, _free_port, wait_router_sees
+from .conftest import Kube, Models, Router, _free_port, start_service, tts_voice, wait_router_sees
 
-TOOLS = {
-    "synthesize_speech",
-    "list_models",
-    "list_voices",
-    "create_voice",
-    "delete_voice",
-    "get_gpu_status",
-    "sleep_model",
-    "wake_model",
-}
 SENTENCE = "Hello from the MCP server. The agent asked the cluster to speak."
 MCP = str(Path(sys.executable).parent / "kube-tts-mcp")
 
@@ -91,7 +81,7 @@ async def test_stdio_lists_tools_and_speaks_audio_that_decodes(router: Router, s
     out = tmp_path / "speech"
     async with stdio(router, output_mode="both", output_dir=str(out)) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
-        assert set(tools) == TOOLS
+        assert set(tools) == MCP_TOOLS
         assert tools["list_models"].annotations.read_only_hint is True
         assert tools["sleep_model"].annotations.destructive_hint is True
 
@@ -205,15 +195,7 @@ def clips(tmp_path: Path, router: Router, speaker: str) -> Path:
 async def test_voices_from_a_file_and_a_builtin_speaker(router: Router, speaker: str, kube: Kube, clips: Path):
     name = f"mcpclone-{uuid.uuid4().hex[:5]}"
     fast = f"mcpfast-{uuid.uuid4().hex[:5]}"
-    kube.apply(
-        {
-            "apiVersion": "tts.kubetts.io/v1alpha1",
-            "kind": "TtsVoice",
-            "metadata": {"name": fast},
-            "spec": {"deployment": speaker, "speaker": "en_US-joe-medium", "defaults": {"speed": 2.0}},
-        },
-        router.namespace,
-    )
+    kube.apply(tts_voice(fast, speaker, speaker="en_US-joe-medium", defaults={"speed": 2.0}), router.namespace)
     try:
         async with stdio(router, audio_dirs=str(clips)) as client:
             outside = await client.call_tool(
@@ -316,37 +298,23 @@ async def test_failures_are_tool_errors_an_agent_can_act_on(router: Router, spea
         assert unreachable.is_error
         assert f"cannot reach the kube-tts router at http://127.0.0.1:{closed}" in text(unreachable)
         # the server itself is still there for the next call
-        assert {t.name for t in (await client.list_tools()).tools} == TOOLS
+        assert {t.name for t in (await client.list_tools()).tools} == MCP_TOOLS
 
 
 @pytest.fixture
-def http_server(router: Router, layout) -> Iterator[str]:
+def http_server(router: Router, layout: Layout) -> Iterator[str]:
     """kube-tts-mcp --transport http on a loopback port, holding no key of its own."""
     port = _free_port()
     env = server_env(router, allowed_hosts="mcp.kube-tts.test")
-    env.pop("KUBETTS_API_KEY")
-    env.pop("KUBETTS_ADMIN_API_KEY")
-    log = open(layout.logs / f"mcp-test-{port}.log", "wb")  # noqa: SIM115 - lives as long as the process
-    proc = subprocess.Popen(
-        [MCP, "--transport", "http", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
+    del env["KUBETTS_API_KEY"], env["KUBETTS_ADMIN_API_KEY"]
+    service = start_service(
+        layout, "mcp-test", [MCP, "--transport", "http", "--port", str(port)], env, port, "/healthz"
     )
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        assert proc.poll() is None, f"kube-tts-mcp exited; see {log.name}"
-        try:
-            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
-        eventually(up, timeout=30, what="kube-tts-mcp to listen")
-        yield url
+        yield service.url
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
-        assert router.key not in (layout.logs / f"mcp-test-{port}.log").read_text(), "a key reached the log"
+        service.stop()
+    assert router.key not in service.log.read_text(), "a key reached the MCP server's log"
 
 
 @contextlib.asynccontextmanager
@@ -361,7 +329,7 @@ async def http_client(url: str, key: str, host: str | None = None) -> AsyncItera
 
 async def test_streamable_http_passes_the_callers_key_to_the_router(router: Router, speaker: str, http_server: str):
     async with http_client(http_server, router.key) as client:
-        assert {t.name for t in (await client.list_tools()).tools} == TOOLS
+        assert {t.name for t in (await client.list_tools()).tools} == MCP_TOOLS
         result = await client.call_tool("synthesize_speech", {"text": SENTENCE, "model": speaker, "format": "mp3"})
         assert not result.is_error, text(result)
         data, mime = audio_of(result)
