@@ -254,9 +254,20 @@ def test_http_transport_needs_a_bearer_key_passes_it_on_and_checks_the_host(seen
             ):
                 models = await client.call_tool("list_models", {})
                 sleep = await client.call_tool("sleep_model", {"name": "joe"})
+                # progress reaches HTTP clients too (stateless: on the call's own response stream)
+                speech = await client.call_tool(
+                    "synthesize_speech", {"text": "Hi", "model": "anna"}, progress_callback=on_progress
+                )
+                assert not speech.is_error and base64.b64decode(speech.content[0].data) == AUDIO
                 return models, sleep
 
+        progress: list[str | None] = []
+
+        async def on_progress(value: float, total: float | None, message: str | None) -> None:
+            progress.append(message)
+
         models, sleep = anyio.run(call)
+        assert len(progress) == 3 and "waking up from zero" in (progress[0] or "")
     assert not models.is_error and [m["name"] for m in models.structured_content["models"]] == ["anna", "joe"]
     # the caller's user key went to the router, which refused the admin call
     assert sleep.is_error and "insufficient_scope" in sleep.content[0].text
