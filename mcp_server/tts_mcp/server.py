@@ -12,6 +12,7 @@ import base64
 import contextlib
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
@@ -141,7 +142,7 @@ def speech_content(result: SpeechResult, audio: bytes, mode: str) -> list[Conten
         name = result.file.rsplit("/", 1)[-1]
         blocks.append(
             ResourceLink(
-                uri=f"file://{result.file}",
+                uri=Path(result.file).as_uri(),
                 name=name,
                 title=f"Speech by {result.model}",
                 mime_type=result.mime_type,
@@ -187,7 +188,9 @@ def create_server(settings: McpSettings, transport: httpx.AsyncBaseTransport | N
         model: Annotated[
             str | None, Field(description="The model (list_models); default: the configured or the only model.")
         ] = None,
-        format: Annotated[ResponseFormat | None, Field(description="Audio format; default mp3.")] = None,
+        format: Annotated[
+            ResponseFormat | None, Field(description="Audio format; default mp3 (or the server's setting).")
+        ] = None,
         speed: Annotated[float | None, Field(ge=0.25, le=4.0, description="Speaking speed, 0.25 to 4.")] = None,
     ) -> Annotated[CallToolResult, SpeechResult]:
         """Speak text aloud with a model of the cluster and return the audio.
@@ -218,7 +221,14 @@ def create_server(settings: McpSettings, transport: httpx.AsyncBaseTransport | N
             saved = None
             if settings.output_mode != "inline":
                 assert settings.output_dir is not None  # the settings validator makes sure
-                saved = save_speech(settings.output_dir, speech_filename(chosen, voice or "default", fmt), audio.data)
+                try:
+                    saved = save_speech(
+                        settings.output_dir, speech_filename(chosen, voice or "default", fmt), audio.data
+                    )
+                except OSError as exc:
+                    raise ToolError(
+                        f"the audio could not be saved under {settings.output_dir}: {exc.strerror}"
+                    ) from exc
             result = SpeechResult(
                 model=chosen,
                 voice=voice or "default",

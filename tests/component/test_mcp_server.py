@@ -273,3 +273,11 @@ def test_http_transport_needs_a_bearer_key_passes_it_on_and_checks_the_host(seen
     assert sleep.is_error and "insufficient_scope" in sleep.content[0].text
     assert "Authorization: Bearer <admin key>" in sleep.content[0].text
     assert {s["key"] for s in seen} == {USER}
+
+
+async def test_an_output_directory_that_cannot_be_written_is_a_tool_error(seen, tmp_path: Path):
+    blocked = tmp_path / "not-a-dir"
+    await anyio.Path(blocked).write_text("a file where the directory should be")
+    async with Client(server_for(seen, output_mode="both", output_dir=blocked)) as client:
+        result = await client.call_tool("synthesize_speech", {"text": "Hello", "model": "joe"})
+    assert result.is_error and f"the audio could not be saved under {blocked}" in result.content[0].text
