@@ -45,6 +45,10 @@ _HINTS = {
         "or a model whose engine clones voices (pocket-tts)"
     ),
     "voice_unavailable": "call list_voices to check the voice's state, or pick another voice",
+    "voice_not_ready": (
+        "the operator has not accepted the voice's clip (yet): call list_voices to see its ready state and "
+        "reason, and retry once it is ready (clips are re-checked every 30 s)"
+    ),
     "consent_required": "only pass consent=true when the person whose voice it is agreed to it being cloned",
     "voice_exists": "choose another name, or delete_voice the existing one first",
     "invalid_voice_name": "use lower-case letters, digits and '-', starting with a letter",

@@ -226,12 +226,15 @@ async def test_voices_from_a_file_and_a_builtin_speaker(router: Router, speaker:
                 result = await client.call_tool("list_voices", {"model": speaker})
                 return {v["name"]: v for v in result.structured_content["voices"]}
 
-            for _ in range(60):  # the router learns of new TtsVoices through its watch
+            # the router learns of new TtsVoices through its watch; the operator then validates the clip
+            # (it may look before the router has written the clip's ConfigMap: then it re-checks in 30 s)
+            for _ in range(150):
                 voices = await listed()
-                if name in voices and fast in voices:
+                if voices.get(name, {}).get("ready") and fast in voices:
                     break
                 await anyio.sleep(0.5)
-            assert voices[name]["type"] == "clone" and voices[fast]["type"] == "speaker"
+            assert voices[name]["type"] == "clone" and voices[name]["ready"] is True, voices.get(name)
+            assert voices[fast]["type"] == "speaker"
 
             # Piper cannot clone: speaking with the clip voice is a tool error carrying the router's reason
             cloned = await client.call_tool("synthesize_speech", {"text": "Hi there.", "model": speaker, "voice": name})
