@@ -13,6 +13,20 @@ import numpy as np
 
 T = TypeVar("T")
 
+# the tools the kube-tts MCP server offers (tests/component and tests/integration check the list)
+MCP_TOOLS = frozenset(
+    {
+        "synthesize_speech",
+        "list_models",
+        "list_voices",
+        "create_voice",
+        "delete_voice",
+        "get_gpu_status",
+        "sleep_model",
+        "wake_model",
+    }
+)
+
 
 def eventually(fn: Callable[[], T | None], timeout: float, interval: float = 0.25, what: str = "condition") -> T:
     """Call ``fn`` until it returns something truthy; fail with ``what`` after ``timeout`` seconds."""

@@ -148,17 +148,58 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass
+class Service:
+    """A component started as a local process for one test (its own port, log and session)."""
+
+    proc: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    def stop(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+def start_service(layout: Layout, name: str, argv: list[str], env: dict[str, str], port: int, ready: str) -> Service:
+    """Start ``argv`` (listening on 127.0.0.1:``port``) and wait until GET ``ready`` answers 200."""
+    path = layout.logs / f"{name}-{port}.log"
+    with open(path, "wb") as log:
+        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    service = Service(proc, f"http://127.0.0.1:{port}", path)
+
+    def up() -> bool:
+        assert proc.poll() is None, f"{name} exited; see {path}"
+        try:
+            return httpx.get(f"{service.url}{ready}", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        eventually(up, timeout=30, what=f"{name} to be ready")
+    except BaseException:
+        service.stop()
+        raise
+    return service
+
+
 @pytest.fixture
 def spawn_router(router: Router, layout: Layout) -> Iterator[Callable[..., Router]]:
     """Start an extra router process with its own settings (``KUBETTS_*`` overrides); stopped afterwards."""
-    started: list[subprocess.Popen[bytes]] = []
+    started: list[Service] = []
 
     def spawn(namespace: str | None = None, **env: str) -> Router:
         port = _free_port()
-        log = open(layout.logs / f"router-test-{port}.log", "wb")  # noqa: SIM115 - lives as long as the process
-        proc = subprocess.Popen(
+        service = start_service(
+            layout,
+            "router-test",
             [sys.executable, "-m", "tts_api"],
-            env={
+            {
                 **os.environ,
                 "KUBECONFIG": str(layout.kubeconfig()),
                 "KUBETTS_HOST": "127.0.0.1",
@@ -168,32 +209,15 @@ def spawn_router(router: Router, layout: Layout) -> Iterator[Callable[..., Route
                 "KUBETTS_ADMIN_API_KEYS": router.admin_key,
                 **{f"KUBETTS_{k.upper()}": v for k, v in env.items()},
             },
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            port,
+            "/readyz",
         )
-        started.append(proc)
-        url = f"http://127.0.0.1:{port}"
-
-        def ready() -> bool:
-            assert proc.poll() is None, f"router exited; see {log.name}"
-            try:
-                return httpx.get(f"{url}/readyz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        eventually(ready, timeout=30, what="the extra router to be ready")
-        return Router(url, router.key, namespace or router.namespace, router.admin_key)
+        started.append(service)
+        return Router(service.url, router.key, namespace or router.namespace, router.admin_key)
 
     yield spawn
-    for proc in started:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    for service in started:
+        service.stop()
 
 
 def tts_deployment(name: str, **spec: Any) -> dict[str, Any]:
@@ -209,6 +233,16 @@ def tts_deployment(name: str, **spec: Any) -> dict[str, Any]:
             "resources": {"gpu": 0, "cpu": "100m", "memory": "512Mi"},
             **spec,
         },
+    }
+
+
+def tts_voice(name: str, deployment: str, **spec: Any) -> dict[str, Any]:
+    """A TtsVoice of ``deployment`` (give ``speaker=`` or ``reference=``, and any other spec fields)."""
+    return {
+        "apiVersion": "tts.kubetts.io/v1alpha1",
+        "kind": "TtsVoice",
+        "metadata": {"name": name},
+        "spec": {"deployment": deployment, **spec},
     }
 
 

@@ -14,7 +14,7 @@ import soundfile as sf
 
 from tests.helpers import decode_wav, eventually
 
-from .conftest import Kube, Models, Router, wait_router_sees
+from .conftest import Kube, Models, Router, tts_voice, wait_router_sees
 
 MB = 1024 * 1024
 
@@ -109,15 +109,7 @@ def test_upload_creates_a_voice_with_its_clip_and_delete_cleans_up(
 
 def test_speaker_voice_uses_the_builtin_speaker_and_its_default_speed(router: Router, kube: Kube, speaker: str):
     name = f"fast-{uuid.uuid4().hex[:6]}"
-    kube.apply(
-        {
-            "apiVersion": "tts.kubetts.io/v1alpha1",
-            "kind": "TtsVoice",
-            "metadata": {"name": name},
-            "spec": {"deployment": speaker, "speaker": "en_US-joe-medium", "defaults": {"speed": 2.0}},
-        },
-        router.namespace,
-    )
+    kube.apply(tts_voice(name, speaker, speaker="en_US-joe-medium", defaults={"speed": 2.0}), router.namespace)
     try:
         eventually(lambda: any(v["id"] == name for v in voices(router)), timeout=15, what="voice listed")
         normal = decode_wav(speak(router, speaker).content)

@@ -1,0 +1,362 @@
+"""The MCP server against the router on the local cluster, with the real MCP client: over stdio
+(spawning ``kube-tts-mcp`` as a desktop agent would) and over streamable HTTP (the in-cluster form,
+on a loopback port). The audio is decoded, replicas are read from the TtsDeployment, and every
+failure must come back as a tool error (``isError``) that says what to do.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+from tts_devcluster.layout import Layout
+
+from tests.helpers import MCP_TOOLS, decode_audio, decode_wav, eventually
+
+from .conftest import Kube, Models, Router, _free_port, start_service, tts_voice, wait_router_sees
+
+SENTENCE = "Hello from the MCP server. The agent asked the cluster to speak."
+MCP = str(Path(sys.executable).parent / "kube-tts-mcp")
+
+
+def server_env(router: Router, **settings: str) -> dict[str, str]:
+    """The process environment of a kube-tts-mcp: ours without KUBETTS_* plus the settings given."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBETTS_")}
+    env.update(
+        {
+            "KUBETTS_URL": router.url,
+            "KUBETTS_API_KEY": router.key,
+            "KUBETTS_ADMIN_API_KEY": router.admin_key,
+            "KUBETTS_MCP_LOG_LEVEL": "info",
+        }
+    )
+    env.update({k if k.startswith("KUBETTS_") else f"KUBETTS_MCP_{k.upper()}": v for k, v in settings.items()})
+    return env
+
+
+@contextlib.asynccontextmanager
+async def stdio(router: Router, **settings: str) -> AsyncIterator[Client]:
+    """A kube-tts-mcp spawned over stdio, as a desktop agent starts it."""
+    params = StdioServerParameters(command=MCP, env=server_env(router, **settings))
+    async with Client(params) as client:
+        yield client
+
+
+def text(result: Any) -> str:
+    return "\n".join(b.text for b in result.content if b.type == "text")
+
+
+def audio_of(result: Any) -> tuple[bytes, str]:
+    (block,) = [b for b in result.content if b.type == "audio"]
+    return base64.b64decode(block.data), block.mime_type
+
+
+def replicas(kube: Kube, router: Router, model: str) -> int:
+    obj = kube.get("ttsdeployment", model, router.namespace)
+    assert obj is not None
+    return int(obj["spec"]["replicas"])
+
+
+@pytest.fixture(scope="module")
+def speaker(models: Models, router: Router) -> str:
+    name = models.create("mcp")
+    wait_router_sees(router, name)
+    return name
+
+
+async def test_stdio_lists_tools_and_speaks_audio_that_decodes(router: Router, speaker: str, tmp_path: Path):
+    out = tmp_path / "speech"
+    async with stdio(router, output_mode="both", output_dir=str(out)) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        assert set(tools) == MCP_TOOLS
+        assert tools["list_models"].annotations.read_only_hint is True
+        assert tools["sleep_model"].annotations.destructive_hint is True
+
+        models = await client.call_tool("list_models", {})
+        assert not models.is_error, text(models)
+        mine = next(m for m in models.structured_content["models"] if m["name"] == speaker)
+        assert mine["ready"] is True and mine["replicas"] == 1 and "en_US-joe-medium" in mine["voices"]
+
+        voices = await client.call_tool("list_voices", {"model": speaker})
+        builtin = {v["name"]: v for v in voices.structured_content["voices"]}
+        assert builtin["en_US-joe-medium"]["type"] == "builtin" and builtin["en_US-joe-medium"]["default"] is True
+
+        result = await client.call_tool("synthesize_speech", {"text": SENTENCE, "model": speaker, "format": "wav"})
+        assert not result.is_error, text(result)
+        data, mime = audio_of(result)
+        assert mime == "audio/wav"
+        audio = decode_wav(data)
+        assert audio.sample_rate == 22050 and 2.0 < audio.duration < 10 and audio.rms > 500
+        meta = result.structured_content
+        assert meta["audio_seconds"] == pytest.approx(audio.duration, abs=0.1) and meta["woke_model"] is False
+        # output mode "both": the same audio saved as a file and linked
+        (link,) = [b for b in result.content if b.type == "resource_link"]
+        saved = Path(meta["file"])
+        assert str(link.uri) == saved.as_uri() and saved.parent == out.resolve()
+        assert await anyio.Path(saved).read_bytes() == data
+
+        slower = await client.call_tool(
+            "synthesize_speech", {"text": SENTENCE, "model": speaker, "format": "opus", "speed": 0.5}
+        )
+        assert not slower.is_error, text(slower)
+        data, mime = audio_of(slower)
+        opus = decode_audio(data)
+        assert mime == "audio/ogg" and opus.rms > 500
+        assert opus.duration > audio.duration * 1.5, (opus.duration, audio.duration)
+
+        gpu = await client.call_tool("get_gpu_status", {})
+        assert not gpu.is_error, text(gpu)
+        status = gpu.structured_content
+        mine = next(d for d in status["deployments"] if d["name"] == speaker)
+        assert mine["ready_replicas"] == 1 and mine["pods"][0]["ready"] is True
+        # the local cluster's kwok GPU nodes advertise nvidia.com/gpu
+        assert any(g["resource"] == "nvidia.com/gpu" and g["capacity"] > 0 for n in status["nodes"] for g in n["gpus"])
+
+
+async def test_sleep_then_wake_and_speech_wakes_a_sleeping_model_with_progress(
+    router: Router, models: Models, kube: Kube
+):
+    name = models.create("mcpsleep")
+    wait_router_sees(router, name)
+    async with stdio(router) as client:
+        slept = await client.call_tool("sleep_model", {"name": name})
+        assert not slept.is_error, text(slept)
+        assert slept.structured_content["changed"] is True and slept.structured_content["replicas_before"] == 1
+        assert replicas(kube, router, name) == 0
+        eventually(lambda: not models.pods(name), timeout=60, what=f"{name}'s pods to go away")
+        wait_router_sees(router, name, ready=False)
+        listed = await client.call_tool("list_models", {})
+        entry = next(m for m in listed.structured_content["models"] if m["name"] == name)
+        assert entry["replicas"] == 0 and entry["scaled_to_zero"] is True and entry["ready"] is False
+
+        again = await client.call_tool("sleep_model", {"name": name})
+        assert not again.is_error and again.structured_content["changed"] is False
+
+        woke = await client.call_tool("wake_model", {"name": name})
+        assert not woke.is_error and woke.structured_content["changed"] is True, text(woke)
+        assert replicas(kube, router, name) == 1
+        models.wait_ready(name)
+        wait_router_sees(router, name)
+
+        # asleep again: a speech request wakes it, and the agent sees progress while it waits
+        await client.call_tool("sleep_model", {"name": name})
+        eventually(lambda: not models.pods(name), timeout=60, what=f"{name}'s pods to go away")
+        wait_router_sees(router, name, ready=False)
+        progress: list[tuple[float, str | None]] = []
+
+        async def on_progress(value: float, total: float | None, message: str | None) -> None:
+            progress.append((value, message))
+
+        result = await client.call_tool(
+            "synthesize_speech", {"text": SENTENCE, "model": name, "format": "wav"}, progress_callback=on_progress
+        )
+        assert not result.is_error, text(result)
+        audio = decode_wav(audio_of(result)[0])
+        assert audio.duration > 2.0 and audio.rms > 500
+        assert result.structured_content["woke_model"] is True
+        assert replicas(kube, router, name) == 1
+        messages = [m or "" for _, m in progress]
+        assert any("waking up from zero" in m for m in messages), messages
+        assert "speaking" in messages[-1]
+        assert [v for v, _ in progress] == sorted({v for v, _ in progress})  # strictly increasing
+        print(f"\nMCP speech at zero: {len(progress)} progress notifications, waited {messages[-1]}")
+
+
+@pytest.fixture
+def clips(tmp_path: Path, router: Router, speaker: str) -> Path:
+    """A directory the server may read clips from, with a few seconds of speech the platform made."""
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    resp = httpx.post(
+        f"{router.url}/v1/audio/speech",
+        headers=router.headers(),
+        json={"model": speaker, "input": "This is my voice, and I agree to it being cloned.", "response_format": "wav"},
+        timeout=60,
+    )
+    assert resp.status_code == 200, resp.text
+    (folder / "me.wav").write_bytes(resp.content)
+    (tmp_path / "not-a-clip.txt").write_text("private")
+    return folder
+
+
+async def test_voices_from_a_file_and_a_builtin_speaker(router: Router, speaker: str, kube: Kube, clips: Path):
+    name = f"mcpclone-{uuid.uuid4().hex[:5]}"
+    fast = f"mcpfast-{uuid.uuid4().hex[:5]}"
+    kube.apply(tts_voice(fast, speaker, speaker="en_US-joe-medium", defaults={"speed": 2.0}), router.namespace)
+    try:
+        async with stdio(router, audio_dirs=str(clips)) as client:
+            outside = await client.call_tool(
+                "create_voice",
+                {"name": name, "model": speaker, "audio_path": str(clips.parent / "not-a-clip.txt"), "consent": True},
+            )
+            assert outside.is_error and "outside the allowed directories" in text(outside)
+
+            created = await client.call_tool(
+                "create_voice",
+                {
+                    "name": name,
+                    "model": speaker,
+                    "audio_path": str(clips / "me.wav"),
+                    "transcript": "This is my voice, and I agree to it being cloned.",
+                    "language": "en-US",
+                    "consent": True,
+                },
+            )
+            assert not created.is_error, text(created)
+            clip = created.structured_content["clip"]
+            assert clip["format"] == "wav"
+            assert clip["duration_seconds"] == pytest.approx(decode_wav((clips / "me.wav").read_bytes()).duration, 0.01)
+            stored = kube.get("ttsvoice", name, router.namespace)
+            assert stored is not None and stored["spec"]["reference"]["text"].startswith("This is my voice")
+
+            async def listed() -> dict[str, dict]:
+                result = await client.call_tool("list_voices", {"model": speaker})
+                return {v["name"]: v for v in result.structured_content["voices"]}
+
+            # the router learns of new TtsVoices through its watch; the operator then validates the clip
+            # (it may look before the router has written the clip's ConfigMap: then it re-checks in 30 s)
+            for _ in range(150):
+                voices = await listed()
+                if voices.get(name, {}).get("ready") and fast in voices:
+                    break
+                await anyio.sleep(0.5)
+            assert voices[name]["type"] == "clone" and voices[name]["ready"] is True, voices.get(name)
+            assert voices[fast]["type"] == "speaker"
+
+            # Piper cannot clone: speaking with the clip voice is a tool error carrying the router's reason
+            cloned = await client.call_tool("synthesize_speech", {"text": "Hi there.", "model": speaker, "voice": name})
+            assert cloned.is_error and "cloning_not_supported" in text(cloned) and "pocket-tts" in text(cloned)
+
+            # the speaker voice works, at its default speed of 2
+            normal = decode_wav(
+                audio_of(
+                    await client.call_tool("synthesize_speech", {"text": SENTENCE, "model": speaker, "format": "wav"})
+                )[0]
+            )
+            quick = await client.call_tool(
+                "synthesize_speech", {"text": SENTENCE, "model": speaker, "voice": fast, "format": "wav"}
+            )
+            assert not quick.is_error, text(quick)
+            quick_audio = decode_wav(audio_of(quick)[0])
+            assert quick_audio.rms > 500 and quick_audio.duration < normal.duration * 0.7
+
+            again = await client.call_tool(
+                "create_voice", {"name": name, "model": speaker, "audio_path": str(clips / "me.wav"), "consent": True}
+            )
+            assert again.is_error and "voice_exists" in text(again)
+
+            deleted = await client.call_tool("delete_voice", {"name": name})
+            assert not deleted.is_error and deleted.structured_content == {"name": name, "deleted": True}
+            eventually(lambda: kube.get("ttsvoice", name, router.namespace) is None, timeout=30, what="voice gone")
+            missing = await client.call_tool("delete_voice", {"name": name})
+            assert missing.is_error and "voice_not_found" in text(missing)
+    finally:
+        kube.run("delete", "ttsvoice", name, fast, "-n", router.namespace, "--wait=false", "--ignore-not-found")
+
+
+async def test_failures_are_tool_errors_an_agent_can_act_on(router: Router, speaker: str):
+    async with stdio(router) as client:
+        unknown = await client.call_tool("synthesize_speech", {"text": "Hi.", "model": speaker, "voice": "nobody"})
+        assert unknown.is_error
+        assert "voice_not_found" in text(unknown) and "nobody" in text(unknown) and "list_voices" in text(unknown)
+
+        too_long = await client.call_tool("synthesize_speech", {"text": "a" * 5000, "model": speaker})
+        assert too_long.is_error
+        assert (
+            "input is 5000 characters; the limit is 4096" in text(too_long)
+            and "split the text" in text(too_long).lower()
+        )
+
+        no_model = await client.call_tool("synthesize_speech", {"text": "Hi.", "model": "no-such-model"})
+        assert no_model.is_error and "model_not_found" in text(no_model) and "list_models" in text(no_model)
+
+    async with stdio(router, KUBETTS_API_KEY="sk-wrong", KUBETTS_ADMIN_API_KEY="") as client:
+        bad_key = await client.call_tool("list_models", {})
+        assert bad_key.is_error
+        assert "invalid API key (HTTP 401 invalid_api_key)" in text(bad_key) and "KUBETTS_API_KEY" in text(bad_key)
+        assert "sk-wrong" not in text(bad_key)
+
+    async with stdio(router, KUBETTS_ADMIN_API_KEY="") as client:
+        # a user key may speak but not put models to sleep
+        not_admin = await client.call_tool("sleep_model", {"name": speaker})
+        assert not_admin.is_error and "insufficient_scope" in text(not_admin)
+        assert "KUBETTS_ADMIN_API_KEY" in text(not_admin)
+
+    closed = _free_port()
+    async with stdio(router, KUBETTS_URL=f"http://127.0.0.1:{closed}", connect_timeout="3") as client:
+        unreachable = await client.call_tool("synthesize_speech", {"text": "Hi.", "model": speaker})
+        assert unreachable.is_error
+        assert f"cannot reach the kube-tts router at http://127.0.0.1:{closed}" in text(unreachable)
+        # the server itself is still there for the next call
+        assert {t.name for t in (await client.list_tools()).tools} == MCP_TOOLS
+
+
+@pytest.fixture
+def http_server(router: Router, layout: Layout) -> Iterator[str]:
+    """kube-tts-mcp --transport http on a loopback port, holding no key of its own."""
+    port = _free_port()
+    env = server_env(router, allowed_hosts="mcp.kube-tts.test")
+    del env["KUBETTS_API_KEY"], env["KUBETTS_ADMIN_API_KEY"]
+    service = start_service(
+        layout, "mcp-test", [MCP, "--transport", "http", "--port", str(port)], env, port, "/healthz"
+    )
+    try:
+        yield service.url
+    finally:
+        service.stop()
+    assert router.key not in service.log.read_text(), "a key reached the MCP server's log"
+
+
+@contextlib.asynccontextmanager
+async def http_client(url: str, key: str, host: str | None = None) -> AsyncIterator[Client]:
+    headers = {"Authorization": f"Bearer {key}"} | ({"Host": host} if host else {})
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=120) as http,
+        Client(streamable_http_client(f"{url}/mcp", http_client=http)) as client,
+    ):
+        yield client
+
+
+async def test_streamable_http_passes_the_callers_key_to_the_router(router: Router, speaker: str, http_server: str):
+    async with http_client(http_server, router.key) as client:
+        assert {t.name for t in (await client.list_tools()).tools} == MCP_TOOLS
+        result = await client.call_tool("synthesize_speech", {"text": SENTENCE, "model": speaker, "format": "mp3"})
+        assert not result.is_error, text(result)
+        data, mime = audio_of(result)
+        audio = decode_audio(data)
+        assert mime == "audio/mpeg" and audio.duration > 2.0 and audio.rms > 500
+        # a user key: the router refuses the admin tool, and the error says which key to connect with
+        refused = await client.call_tool("sleep_model", {"name": speaker})
+        assert refused.is_error and "insufficient_scope" in text(refused) and "admin key" in text(refused)
+
+    async with http_client(http_server, router.admin_key) as client:
+        woke = await client.call_tool("wake_model", {"name": speaker})
+        assert not woke.is_error and woke.structured_content["changed"] is False, text(woke)
+
+    async with http_client(http_server, "sk-wrong") as client:
+        bad = await client.call_tool("list_models", {})
+        assert bad.is_error and "HTTP 401 invalid_api_key" in text(bad) and "Authorization: Bearer" in text(bad)
+
+    # the configured external host name is accepted, anything else is refused (DNS rebinding)
+    async with http_client(http_server, router.key, host="mcp.kube-tts.test") as client:
+        assert not (await client.call_tool("list_models", {})).is_error
+    async with httpx.AsyncClient(base_url=http_server) as raw:
+        rebinding = await raw.post(
+            "/mcp", json={}, headers={"Authorization": f"Bearer {router.key}", "Host": "evil.example"}
+        )
+        assert rebinding.status_code == 421
+        anonymous = await raw.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+        assert anonymous.status_code == 401 and anonymous.headers["www-authenticate"].startswith("Bearer")
