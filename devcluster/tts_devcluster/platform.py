@@ -91,8 +91,8 @@ def start_components(layout: Layout) -> None:
             "KUBETTS_ROUTER_METRICS_URLS": f"{router_url()}/metrics",
             "KUBETTS_AUTOSCALE_PERIOD_SECONDS": "2",
             "KUBETTS_LEASE_NAMESPACE": NAMESPACE,
-        "KUBETTS_HEALTH_HOST": "127.0.0.1",
-        "KUBETTS_HEALTH_PORT": str(OPERATOR_HEALTH_PORT),
+            "KUBETTS_HEALTH_HOST": "127.0.0.1",
+            "KUBETTS_HEALTH_PORT": str(OPERATOR_HEALTH_PORT),
         },
     )
     procs.start(

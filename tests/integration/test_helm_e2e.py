@@ -32,7 +32,6 @@ VALUES = [
     "router.hpa.enabled=false",  # no metrics-server here
     "router.replicas=2",
     "operator.autoscalePeriodSeconds=2",
-    "mcp.enabled=false",
 ]
 
 
@@ -92,8 +91,8 @@ def api_key(kube: Kube) -> str:
 def test_components_run_as_pods_under_their_own_service_accounts(kube: Kube, release: str):
     pods = kube.list("pods", NS, f"app.kubernetes.io/instance={RELEASE}")
     by_component = {p["metadata"]["labels"]["app.kubernetes.io/component"]: p for p in pods}
-    assert {"operator", "router"} <= set(by_component)
-    for component in ("operator", "router"):
+    assert {"operator", "router", "mcp"} <= set(by_component)
+    for component in ("operator", "router", "mcp"):
         pod = by_component[component]
         assert pod_ready(pod), component
         assert pod["spec"]["serviceAccountName"] == f"{RELEASE}-kube-tts-{component}"
@@ -141,6 +140,33 @@ def test_sample_model_speaks_through_the_installed_router(kube: Kube, release: s
     )
     audio = decode_wav(speech.content)
     assert audio.duration > 1.0 and audio.rms > 500
+
+
+async def test_an_agent_speaks_through_the_installed_mcp_server(kube: Kube, release: str):
+    import base64 as b64
+
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    svc = kube.get("service", f"{RELEASE}-kube-tts-mcp", NS)
+    url = f"http://{svc['spec']['clusterIP']}:{svc['spec']['ports'][0]['port']}/mcp"
+    # what an in-cluster agent sends: the Service's name as Host (the server refuses others)
+    headers = {"Authorization": f"Bearer {api_key(kube)}", "Host": f"{RELEASE}-kube-tts-mcp.{NS}.svc:8090"}
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=120) as http,
+        Client(streamable_http_client(url, http_client=http)) as client,
+    ):
+        result = await client.call_tool(
+            "synthesize_speech", {"text": "An agent speaks through Helm.", "model": "joe", "format": "wav"}
+        )
+        assert not result.is_error, result.content
+        (block,) = [b for b in result.content if b.type == "audio"]
+        audio = decode_wav(b64.b64decode(block.data))
+        assert audio.duration > 1.0 and audio.rms > 500
+    async with httpx2.AsyncClient(timeout=30) as raw:
+        anonymous = await raw.post(url, json={}, headers={"Host": headers["Host"]})
+        assert anonymous.status_code == 401
 
 
 def test_helm_test_passes(layout: Layout, kube: Kube, release: str):
