@@ -455,8 +455,9 @@ const scenarios = {
       const row = page.locator(`#models-table tr[data-model="${opts.model}"]`);
       await row.waitFor({ timeout: WAIT });
       await row.getByRole('button', { name: `Put ${opts.model} to sleep` }).click();
-      await page.locator('#status-error').waitFor({ timeout: WAIT });
-      out.userSleep = await text(page, '#status-error');
+      await page.locator('#status-action-error').waitFor({ timeout: WAIT });
+      await page.waitForTimeout(1500); // the panel refreshes itself meanwhile: the message stays
+      out.userSleep = await text(page, '#status-action-error');
 
       await tab(page, 'Speak');
       await fillSpeak(page, { text: 'x'.repeat(opts.max_input_chars + 5) });

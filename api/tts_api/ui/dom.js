@@ -1,4 +1,4 @@
-// Small DOM helpers. Text always goes in as text nodes (never innerHTML): API data cannot inject markup.
+// Small DOM helpers. Text always goes in as text nodes, never parsed as HTML: API data cannot inject markup.
 
 export const $ = (selector, root = document) => root.querySelector(selector);
 

@@ -80,7 +80,9 @@ const currentModel = () => modelById(els.model.value);
 function renderModels() {
   const keep = els.model.value;
   clear(els.model);
-  if (!store.models.length) els.model.append(h('option', { value: '' }, t('speak.noModels')));
+  if (!store.models.length) {
+    els.model.append(h('option', { value: '' }, t(store.modelsLoaded ? 'speak.noModels' : 'speak.needKey')));
+  }
   for (const m of store.models) {
     const state = m.ready ? '' : ` · ${t(m.scaled_to_zero ? 'state.asleep' : 'state.notReady')}`;
     els.model.append(h('option', { value: m.id }, `${m.id} — ${m.engine}${state}`));

@@ -52,10 +52,10 @@ async function scale(action, name, button) {
   $('#status-updated').textContent = t(action === 'wake' ? 'status.waking' : 'status.sleeping', { name });
   try {
     await (action === 'wake' ? api.wake(name) : api.sleep(name));
-    showError($('#status-error'), null);
+    showError($('#status-action-error'), null);
     await refreshModels().catch(() => {});
   } catch (err) {
-    showError($('#status-error'), err);
+    showError($('#status-action-error'), err);
   } finally {
     button.disabled = false;
   }

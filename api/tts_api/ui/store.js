@@ -4,6 +4,7 @@
 import { api } from './api.js';
 
 export const store = {
+  modelsLoaded: false,
   models: [],
   voices: [],
   // the router's defaults until /ui/config.json answers
@@ -18,6 +19,7 @@ export function subscribe(what, fn) {
 
 export async function refreshModels() {
   store.models = (await api.models()).data;
+  store.modelsLoaded = true;
   for (const fn of listeners.models) fn();
 }
 

@@ -210,14 +210,14 @@ async function remove(voice) {
   if (!window.confirm(t('voices.confirmDelete', { name: voice.id }))) return;
   try {
     await api.deleteVoice(voice.id);
-    showError($('#voices-error'), null);
+    showError($('#voices-action-error'), null);
     els.status.textContent = t('voices.deleted', { name: voice.id });
     for (let i = 0; i < 10 && store.voices.some((v) => v.id === voice.id); i++) {
       await reload();
       if (store.voices.some((v) => v.id === voice.id)) await new Promise((resolve) => setTimeout(resolve, 500));
     }
   } catch (err) {
-    showError($('#voices-error'), err);
+    showError($('#voices-action-error'), err);
   }
 }
 
