@@ -188,6 +188,8 @@ def test_status_lists_the_sample_model_and_a_sleeping_model_wakes(ui):
     assert used and int(used.group(1)) >= 1 and int(used.group(2)) >= int(used.group(1)), nodes[node]
 
     assert out["asleepRow"][2] == "0 / 0" and out["asleepRow"][3].startswith("Asleep"), out["asleepRow"]
+    # the Wake button brings a replica back (scheduled, started, Piper loaded) without any request
+    assert out["wokenRow"][2] == "1 / 1" and out["wokenRow"][3].startswith("Ready"), out["wokenRow"]
     assert out["modelState"].startswith("Asleep")
     wake = out["wake"]
     assert wake["ok"], wake
@@ -327,3 +329,5 @@ def test_errors_are_shown_in_words(ui, max_input_chars: int):
     assert too_long["error"] == (
         f"input is {max_input_chars + 5} characters; the limit is {max_input_chars} (input_too_long, HTTP 400)"
     )
+    # Stop while it streams: stopped, not an error, ready for the next request
+    assert out["stopped"] == {"status": "Stopped.", "generateEnabled": True, "stopHidden": True, "errorHidden": True}

@@ -251,6 +251,23 @@ const scenarios = {
       out.asleepRow = await row.locator('th, td').allInnerTexts();
       out.screenshots.push(await shot(page, 'status-asleep-dark'));
 
+      // Wake brings it back without a request; then to sleep again, for Speak to wake
+      const wakeClicked = Date.now();
+      await row.getByRole('button', { name: `Wake ${opts.model}` }).click();
+      await page.waitForFunction(
+        (m) => /Ready/.test(document.querySelector(`#models-table tr[data-model="${m}"]`)?.innerText || ''),
+        opts.model,
+        { timeout: WAIT },
+      );
+      out.wokenRow = await row.locator('th, td').allInnerTexts();
+      out.wakeButtonSeconds = (Date.now() - wakeClicked) / 1000;
+      await row.getByRole('button', { name: `Put ${opts.model} to sleep` }).click();
+      await page.waitForFunction(
+        (m) => document.querySelector(`#models-table tr[data-model="${m}"]`)?.innerText.includes('Asleep'),
+        opts.model,
+        { timeout: WAIT },
+      );
+
       await tab(page, 'Speak');
       await page.waitForFunction(() => document.querySelector('#model-state')?.textContent.startsWith('Asleep'), null, {
         timeout: WAIT,
@@ -467,6 +484,24 @@ const scenarios = {
       };
       out.tooLong = await generate(page);
       out.screenshots.push(await shot(page, 'speak-error-light'));
+
+      // Stop ends a request that is still streaming
+      const long = Array.from({ length: 40 }, (_, i) => `This is sentence number ${i + 1}, which nobody will hear.`);
+      await fillSpeak(page, { text: long.join(' ') });
+      await page.getByRole('button', { name: 'Generate' }).click();
+      await page.waitForFunction(() => /^Playing while it streams/.test(document.querySelector('#speak-status').textContent), null, {
+        timeout: WAIT,
+      });
+      await page.getByRole('button', { name: 'Stop' }).click();
+      await page.waitForFunction(() => document.querySelector('#speak-status').textContent === 'Stopped.', null, {
+        timeout: WAIT,
+      });
+      out.stopped = {
+        status: await text(page, '#speak-status'),
+        generateEnabled: await page.locator('#generate').isEnabled(),
+        stopHidden: await page.locator('#stop').isHidden(),
+        errorHidden: await page.locator('#speak-error').isHidden(),
+      };
     },
   },
 };
