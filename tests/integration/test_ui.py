@@ -178,9 +178,10 @@ def test_status_lists_the_sample_model_and_a_sleeping_model_wakes(ui):
     assert last_activity.endswith("ago") or last_activity in ("now", "—"), last_activity
     # the sample asks for one GPU: its pod sits on a GPU node, and that node shows it in use
     (pod_row,) = out["podRows"]
-    pod, model, node, pod_state, device, _memory = pod_row.split("\t")
+    pod, model, node, pod_state, gpus, device, memory = pod_row.split("\t")
     assert pod.startswith("tts-joe-") and model == "joe" and node.startswith("kt-gpu-") and pod_state == "Ready"
-    assert device == "cpu"  # Piper runs on the CPU even on a GPU node
+    assert gpus == "1 × nvidia.com/gpu"
+    assert (device, memory) == ("cpu", "—")  # Piper runs on the CPU even on a GPU node: no GPU memory in use
     nodes = {row.split("\t")[0]: row.split("\t") for row in out["nodeRows"]}
     assert node in nodes and len(nodes) >= 2, nodes
     assert all(row[2] == "nvidia.com/gpu" for row in nodes.values())

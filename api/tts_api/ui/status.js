@@ -40,11 +40,16 @@ function gib(bytes) {
   return `${(bytes / 2 ** 30).toFixed(1)} GiB`;
 }
 
+// Ready-condition reasons the operator sets when a model cannot come up by itself (ADR 0005)
+const PROBLEMS = new Set(['InsufficientGPU', 'Unschedulable', 'CrashLooping', 'ModelFetchFailed']);
+
 function modelState(d) {
+  const why = d.reason ? ` (${d.reason})` : '';
   if (d.waking) return { text: t('state.waking'), kind: 'warn' };
   if (d.scaled_to_zero) return { text: t('state.asleep'), kind: 'sleep' };
-  if (d.ready && d.ready_replicas > 0) return { text: t('state.ready'), kind: 'ok' };
-  return { text: `${t('state.notReady')}${d.reason ? ` (${d.reason})` : ''}`, kind: 'bad' };
+  if (d.ready_replicas > 0) return { text: t('state.ready'), kind: 'ok' };
+  if (d.replicas > 0 && !PROBLEMS.has(d.reason)) return { text: `${t('state.starting')}${why}`, kind: 'warn' };
+  return { text: `${t('state.notReady')}${why}`, kind: 'bad' };
 }
 
 async function scale(action, name, button) {
@@ -110,6 +115,7 @@ function render() {
           cell(t('status.model'), d.name),
           cell(t('status.node'), p.node || '—'),
           cell(t('status.state'), podState),
+          cell(t('status.gpus'), d.gpu_per_replica ? `${d.gpu_per_replica} × ${d.gpu_resource}` : '0'),
           cell(t('status.device'), inf.device || '—'),
           cell(t('status.gpuMemory'), memory),
         ),
@@ -117,7 +123,7 @@ function render() {
     }
   }
   if (!last.deployments.length) models.append(h('tr', {}, h('td', { colspan: 7, class: 'hint' }, t('status.noModels'))));
-  if (!pods.children.length) pods.append(h('tr', {}, h('td', { colspan: 6, class: 'hint' }, t('status.noPods'))));
+  if (!pods.children.length) pods.append(h('tr', {}, h('td', { colspan: 7, class: 'hint' }, t('status.noPods'))));
   for (const n of last.nodes || []) {
     for (const [resource, r] of Object.entries(n.resources)) {
       const product = [n.product, n.memory_mib_per_gpu ? `${Math.round(n.memory_mib_per_gpu / 1024)} GiB` : null].filter(Boolean).join(' · ');
