@@ -79,8 +79,6 @@ def ui(router: Router, sample_model: str, artifacts: Path, browser_tools: None, 
     def run(scenario: str, **options: Any) -> dict[str, Any]:
         opts = {
             "url": router.url,
-            "key": router.key,
-            "admin_key": router.admin_key,
             "model": sample_model,
             "artifacts": str(artifacts),
             "chromium": CHROMIUM,
@@ -93,6 +91,7 @@ def ui(router: Router, sample_model: str, artifacts: Path, browser_tools: None, 
             text=True,
             timeout=400,
             cwd=repo_root,
+            env={**os.environ, "KUBETTS_UI_API_KEY": router.key, "KUBETTS_UI_ADMIN_API_KEY": router.admin_key},
         )
         if proc.returncode != 0:
             pytest.fail(f"UI scenario {scenario} failed (screenshots in {artifacts}):\n{proc.stderr[-6000:]}")

@@ -1,5 +1,6 @@
 // Drives the router's web UI in Debian's headless chromium (playwright-core, no browser download) for
-// tests/integration/test_ui.py: `node tests/ui/ui.mjs <scenario> '<json options>'`.
+// tests/integration/test_ui.py: `KUBETTS_UI_API_KEY=… KUBETTS_UI_ADMIN_API_KEY=… node tests/ui/ui.mjs
+// <scenario> '<json options>'`.
 //
 // Each scenario acts as a user would (keyboard and mouse on labelled controls), waits for what the
 // page shows, saves screenshots under options.artifacts, and prints one JSON line of observations
@@ -21,6 +22,9 @@ const WAIT = 60_000;
 
 const [scenarioName, rawOptions] = process.argv.slice(2);
 const opts = JSON.parse(rawOptions || '{}');
+// the keys come through the environment, not the command line (which `ps` shows)
+opts.key = process.env.KUBETTS_UI_API_KEY;
+opts.admin_key = process.env.KUBETTS_UI_ADMIN_API_KEY;
 const origin = new URL(opts.url).origin;
 
 // --- the browser ---------------------------------------------------------------------------------
