@@ -160,8 +160,18 @@ def test_speak_streams_decodable_audio(ui, max_input_chars: int):
     assert mp3["player"]["duration"] == pytest.approx(mp3["download"]["decoded"]["duration"], abs=0.1)
     assert mp3["download"]["suggested"] == "kube-tts-joe-2.mp3"
 
-    assert [h.split(" · ")[0] for h in out["history"]] == ["#2", "#1"], out["history"]
-    assert "MP3" in out["history"][0] and "WAV" in out["history"][1]
+    # PCM (wrapped as WAV for the player, raw for the download), Opus, AAC, FLAC: each plays
+    extensions = {"pcm": "pcm", "opus": "ogg", "aac": "aac", "flac": "flac"}
+    for n, (fmt, result) in enumerate(out["formats"].items(), start=3):
+        assert result["ok"], (fmt, result)
+        player = result["player"]
+        assert player["duration"] == pytest.approx(seconds(result["length"]), abs=0.1), (fmt, player)
+        assert player["advanced"] > 0.1, f"the audio element did not play {fmt}"
+        assert player["downloadName"] == f"kube-tts-joe-{n}.{extensions[fmt]}"
+        assert (player["src"] == player["downloadHref"]) is (fmt != "pcm")
+
+    assert [h.split(" · ")[0] for h in out["history"]] == ["#6", "#5", "#4", "#3", "#2", "#1"], out["history"]
+    assert [h.split(" · ")[3].split("\n")[0] for h in out["history"]] == ["FLAC", "AAC", "OPUS", "PCM", "MP3", "WAV"]
     # the key is kept for this tab only
     assert out["sessionKeyStored"] is True
     assert "kubetts.apiKey" not in out["localStorageKeys"]

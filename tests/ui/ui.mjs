@@ -223,6 +223,14 @@ const scenarios = {
         out.mp3.player = await playerFacts(page);
         out.mp3.download = await downloadAndDecode(page, 'speech.mp3');
       }
+      // every other format: played by the <audio> element once complete (PCM wrapped as WAV)
+      out.formats = {};
+      for (const format of ['pcm', 'opus', 'aac', 'flac']) {
+        await fillSpeak(page, { text: `This clip is ${format}.`, format });
+        const result = await generate(page);
+        if (result.ok) result.player = await playerFacts(page);
+        out.formats[format] = result;
+      }
       out.history = await page.locator('#history > li').allInnerTexts();
       out.sessionKeyStored = await page.evaluate(() => Boolean(sessionStorage.getItem('kubetts.apiKey')));
       out.localStorageKeys = await page.evaluate(() => Object.keys(localStorage));
