@@ -11,6 +11,8 @@ BIN         := $(shell devcluster/build.sh --print)
 PYTHON      ?= python3
 # a stamp that changes whenever pyproject.toml does, so deps reinstall only when needed
 VENV_STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+# the browser tests' npm packages (playwright-core, axe-core), pinned by tests/ui/package-lock.json
+UI_STAMP    := tests/ui/node_modules/.installed-$(shell sha1sum tests/ui/package-lock.json | cut -c1-12)
 
 export PATH := $(BIN)/current:$(PATH)
 
@@ -32,7 +34,7 @@ down: ## Stop the local cluster and everything on it (keeps .devcluster/ state)
 	@if [ -x $(DEV) ]; then $(DEV) down; fi
 
 .PHONY: test
-test: deps venv build lint ## Lint, then every test: unit, component, integration (starts the cluster if needed)
+test: deps venv ui-deps build lint ## Lint, then every test: unit, component, integration, browser (starts the cluster if needed)
 	$(PYTEST) tests
 
 ##@ Finer-grained
@@ -42,8 +44,12 @@ test-unit: venv ## Unit tests only (pure logic, seconds)
 	$(PYTEST) tests/unit
 
 .PHONY: test-integration
-test-integration: deps venv build ## Integration tests against the local cluster
+test-integration: deps venv ui-deps build ## Integration tests against the local cluster (the web UI's browser tests too)
 	$(PYTEST) tests/integration
+
+.PHONY: test-ui
+test-ui: deps venv ui-deps build ## The web UI in headless chromium against the local cluster; screenshots in artifacts/ui/
+	$(PYTEST) tests/integration/test_ui.py tests/unit/test_router_ui.py
 
 .PHONY: bench
 bench: venv ## Benchmark the inference engines that run here (RTF, time to first audio, throughput); see docs/benchmarks.md
@@ -83,8 +89,15 @@ $(VENV_STAMP): pyproject.toml
 	$(PIP) install --quiet -e '.[dev]'
 	@rm -f $(VENV)/.installed-*; touch $@
 
+.PHONY: ui-deps
+ui-deps: $(UI_STAMP) ## Install the browser tests' npm packages (npm ci; no browser download: Debian's chromium is used)
+
+$(UI_STAMP): tests/ui/package-lock.json
+	cd tests/ui && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
 .PHONY: deps
-deps: ## Install missing Debian packages the local cluster needs (iproute2, iptables, …)
+deps: ## Install missing Debian packages the local cluster and the browser tests need (iproute2, chromium, …)
 	@devcluster/install-deps.sh
 
 .PHONY: build

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Install the Debian packages the local cluster and the tests need, if any are missing.
 # The node agent drives iproute2 and iptables (pod network namespaces, service NAT) as root.
+# The web UI's browser tests run Debian's chromium through playwright-core (node); a CJK font lets
+# the Chinese labels render in their screenshots.
 set -euo pipefail
-packages=(iproute2 iptables util-linux ca-certificates sox python3-venv)
+packages=(iproute2 iptables util-linux ca-certificates sox python3-venv chromium fonts-wqy-microhei)
+# Node.js (>= 18) with npm: any installation will do; Debian's when there is none
+command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tts_crds.http_errors import error_body, install
 
-from .routes import health, models, speech, status, voices
+from .routes import health, models, speech, status, ui, voices
 from .routes.speech import StreamBroken
 from .settings import RouterSettings
 from .state import router_state
@@ -107,4 +107,5 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
         )
     for module in (health, models, speech, voices, status):
         app.include_router(module.router)
+    ui.install(app)  # the web UI at / (ADR 0020)
     return app

@@ -178,7 +178,9 @@ def speak_once(key: str, model: str) -> tuple[int, float, float]:
     import wave
 
     with wave.open(io.BytesIO(data)) as w:
-        seconds = w.getnframes() / w.getframerate()
+        # a streamed WAV's header cannot know its length (0xFFFFFFFF): count the samples that came
+        frames = len(w.readframes(w.getnframes())) // (w.getsampwidth() * w.getnchannels())
+        seconds = frames / w.getframerate()
     return len(data), seconds, elapsed
 
 
@@ -215,6 +217,7 @@ def up(layout: Layout, sample: bool = True) -> None:
     print(f"""
 kube-tts is running.
   router:      {router_url()}   (API docs: {router_url()}/docs)
+  web UI:      {router_url()}/   (paste $KUBETTS_API_KEY; $KUBETTS_ADMIN_API_KEY for voices, wake, sleep)
   kubeconfig:  {layout.kubeconfig()}
   environment: source {layout.env_file.relative_to(layout.repo)}
 
