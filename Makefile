@@ -78,6 +78,45 @@ logs: venv ## Print a component's log: make logs C=router (etcd, kube-apiserver,
 clean: down ## Stop everything and delete .devcluster/ (etcd data, certificates, logs)
 	@if [ -x $(DEV) ]; then $(DEV) down --wipe; fi
 
+##@ kind (for users with Docker; not run by CI — this project's machines have no Docker)
+
+KIND_CLUSTER ?= kube-tts
+KIND_NAMESPACE ?= kube-tts
+IMAGE_REGISTRY ?= ghcr.io/kube-tts
+IMAGE_TAG ?= $(shell sed -n 's/^appVersion: *"\(.*\)"/\1/p' charts/kube-tts/Chart.yaml)
+IMAGES := operator:operator/Dockerfile router:api/Dockerfile mcp:mcp_server/Dockerfile inference:inference_image/Dockerfile
+
+.PHONY: kind-up
+kind-up: ## Create the kind cluster (kind-config.yaml) and advertise 2 fake GPUs on its GPU worker
+	kind create cluster --name $(KIND_CLUSTER) --config kind-config.yaml
+	@# no device plugin on kind: advertise nvidia.com/gpu as an extended resource so GPU pods schedule
+	@# (the engines then run on the worker's CPU)
+	kubectl --context kind-$(KIND_CLUSTER) proxy --port=8011 & proxy=$$!; sleep 2; \
+	  node=$$(kubectl --context kind-$(KIND_CLUSTER) get nodes -l nvidia.com/gpu.present=true -o name | head -n1 | cut -d/ -f2); \
+	  curl -sf -X PATCH -H 'Content-Type: application/json-patch+json' \
+	    --data '[{"op":"add","path":"/status/capacity/nvidia.com~1gpu","value":"2"}]' \
+	    http://127.0.0.1:8011/api/v1/nodes/$$node/status >/dev/null; kill $$proxy
+
+.PHONY: kind-load
+kind-load: ## Build the four images with Docker and load them into the kind cluster
+	@for spec in $(IMAGES); do name=$${spec%%:*}; file=$${spec#*:}; \
+	  docker build -f $$file -t $(IMAGE_REGISTRY)/$$name:$(IMAGE_TAG) . && \
+	  kind load docker-image --name $(KIND_CLUSTER) $(IMAGE_REGISTRY)/$$name:$(IMAGE_TAG) || exit 1; done
+
+.PHONY: kind-deploy
+kind-deploy: ## helm install kube-tts (with the sample model) into the kind cluster and run helm test
+	kubectl --context kind-$(KIND_CLUSTER) create namespace $(KIND_NAMESPACE) --dry-run=client -o yaml \
+	  | kubectl --context kind-$(KIND_CLUSTER) apply -f -
+	kubectl --context kind-$(KIND_CLUSTER) label namespace $(KIND_NAMESPACE) --overwrite \
+	  pod-security.kubernetes.io/enforce=restricted
+	helm --kube-context kind-$(KIND_CLUSTER) upgrade --install kube-tts charts/kube-tts -n $(KIND_NAMESPACE) \
+	  --set image.tag=$(IMAGE_TAG) --set samples.enabled=true --set router.hpa.enabled=false --wait --timeout 10m
+	helm --kube-context kind-$(KIND_CLUSTER) test kube-tts -n $(KIND_NAMESPACE)
+
+.PHONY: kind-down
+kind-down: ## Delete the kind cluster
+	kind delete cluster --name $(KIND_CLUSTER)
+
 ##@ Setup (run by the targets above when needed)
 
 .PHONY: venv

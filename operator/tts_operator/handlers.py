@@ -315,17 +315,17 @@ async def refresh_status(memo: kopf.Memo, namespace: str, name: str) -> None:
     if not changed(current, new):
         return
     await k.patch_status(names.DEPLOYMENT_PLURAL, namespace, name, new)
-    _announce(owner, current, new)
+    await _announce(memo, owner, current, new)
 
 
-def _announce(owner: dict[str, Any], before: dict[str, Any], after: dict[str, Any]) -> None:
+async def _announce(memo: kopf.Memo, owner: dict[str, Any], before: dict[str, Any], after: dict[str, Any]) -> None:
     """Kubernetes Events when a TtsDeployment becomes degraded or recovers."""
     old = condition_of({"status": before}, "Degraded") or {}
     new = condition_of({"status": after}, "Degraded") or {}
     if new.get("status") == "True" and (old.get("status") != "True" or old.get("reason") != new.get("reason")):
-        kopf.warn(owner, reason=new["reason"], message=new["message"])  # type: ignore[arg-type]
+        await memo.kube.event(owner, new["reason"], new["message"], warning=True)
     elif old.get("status") == "True" and new.get("status") != "True":
-        kopf.info(owner, reason="Recovered", message=f"no longer {old.get('reason')}")  # type: ignore[arg-type]
+        await memo.kube.event(owner, "Recovered", f"no longer {old.get('reason')}")
 
 
 async def autoscale_loop(memo: kopf.Memo) -> None:
@@ -401,7 +401,7 @@ async def autoscale_one(memo: kopf.Memo, body: dict[str, Any]) -> None:
         message = _scale_message(decision, inputs)
         log.info("%s/%s: %s", key[0], key[1], message)
         reason = "ScaledToZero" if decision.replicas == 0 else "Scaled"
-        kopf.info(body, reason=reason, message=message)  # type: ignore[arg-type]
+        await memo.kube.event(body, reason, message)
         if decision.replicas == 0:
             status_patch["scaledToZeroAt"] = now_iso()
     if status_patch:
@@ -491,7 +491,7 @@ async def validate_voice(memo: kopf.Memo, body: dict[str, Any]) -> str:
     body["status"] = {**status, **new}
     before = condition_of({"status": status}, "Ready") or {}
     if ok is False and (before.get("reason") != verdict.reason or before.get("status") != "False"):
-        kopf.warn(body, reason=verdict.reason, message=verdict.message)  # type: ignore[arg-type]
+        await memo.kube.event(body, verdict.reason, verdict.message, warning=True)
     return verdict.reason
 
 

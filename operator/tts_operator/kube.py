@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 from typing import Any
 
@@ -111,6 +112,33 @@ class Kube:
             if exc.status == 404:
                 return None
             raise
+
+    async def event(self, obj: JSON, reason: str, message: str, warning: bool = False) -> None:
+        """A Kubernetes Event on ``obj``, posted directly (works from any task, unlike Kopf's queue)."""
+        meta = obj["metadata"]
+        now = dt.datetime.now(dt.UTC)
+        body = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(generate_name=f"{meta['name']}.", namespace=meta["namespace"]),
+            involved_object=client.V1ObjectReference(
+                api_version=obj.get("apiVersion", names.API_VERSION),
+                kind=obj.get("kind"),
+                name=meta["name"],
+                namespace=meta["namespace"],
+                uid=meta.get("uid"),
+            ),
+            reason=reason,
+            message=message[:1024],
+            type="Warning" if warning else "Normal",
+            source=client.V1EventSource(component=FIELD_MANAGER),
+            reporting_component=FIELD_MANAGER,
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+        )
+        try:
+            await self.core.create_namespaced_event(meta["namespace"], body)
+        except ApiException as exc:  # an event is worth a log line, never a failed reconcile
+            log.info("event %s on %s/%s not recorded: %s", reason, meta["namespace"], meta["name"], exc.reason)
 
     # --- routers ----------------------------------------------------------------------------
 

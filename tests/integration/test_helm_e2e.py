@@ -170,9 +170,11 @@ async def test_an_agent_speaks_through_the_installed_mcp_server(kube: Kube, rele
 
 
 def test_helm_test_passes(layout: Layout, kube: Kube, release: str):
-    result = helm(layout, "test", RELEASE, "-n", NS, "--logs", "--timeout", "5m")
+    # the test pod decodes the audio itself and fails on short or silent speech; it is deleted once
+    # it succeeds (hook-succeeded), so nothing is left behind for uninstall
+    result = helm(layout, "test", RELEASE, "-n", NS, "--timeout", "5m")
     assert "Phase:          Succeeded" in result.stdout, result.stdout
-    assert "spoke" in result.stdout
+    assert not kube.get("pod", f"{RELEASE}-kube-tts-test-speak", NS)
 
 
 def test_upgrade_changes_a_value_without_downtime_of_ready_models(layout: Layout, kube: Kube, release: str):

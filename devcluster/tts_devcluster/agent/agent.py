@@ -111,6 +111,7 @@ class NodeAgent:
         self._rules_text = ""
         self._http: aiohttp.ClientSession | None = None
         self.synced = asyncio.Event()  # the first pod list has been handled
+        self._policy_lock = asyncio.Lock()
 
     @property
     def http(self) -> aiohttp.ClientSession:
@@ -276,10 +277,17 @@ class NodeAgent:
         while True:
             try:
                 await self._sync_services()
-                await self._sync_policies()
+                await self.sync_policies()
             except (ApiError, aiohttp.ClientError, OSError, net.NetError) as exc:
                 log.warning("network sync failed: %s", exc)
             await asyncio.sleep(1.0)
+
+    async def sync_policies(self) -> None:
+        """Program every pod's firewall now. Pods call this once they have an address and before
+        their containers start, so a new pod is both isolated and admitted by its peers' policies
+        from its first packet (a CNI does the same before the pod runs)."""
+        async with self._policy_lock:
+            await self._sync_policies()
 
     async def _sync_policies(self) -> None:
         policies = (await self.client.get("/apis/networking.k8s.io/v1/networkpolicies"))["items"]
@@ -288,6 +296,12 @@ class NodeAgent:
         if policies:
             pods = (await self.client.get("/api/v1/pods"))["items"]
             namespaces = {n["metadata"]["name"]: n for n in (await self.client.get("/api/v1/namespaces"))["items"]}
+            # this agent knows addresses before the API does (status is written after)
+            local = {uid: w.ip for uid, w in self.workers.items() if w.ip}
+            for pod in pods:
+                ip = local.get(pod["metadata"]["uid"])
+                if ip:
+                    pod.setdefault("status", {})["podIP"] = ip
         for worker in list(self.workers.values()):
             if not worker.netns:
                 continue

@@ -176,6 +176,8 @@ class PodWorker:
                 self._vb = VolumeBuilder(self.agent.client, self.pod, self.dir / "volumes", self.ip, self.node.ip)
                 self.volumes = await self._vb.build()
                 self.write_etc_files()
+                if self.netns:
+                    await self.agent.sync_policies()
                 self._sandbox_ready = True
                 self._mark_dirty()
                 return True
