@@ -112,10 +112,46 @@ go_install() { # name module version dest
   log "$name: built in $(( $(stamp) - t0 )) s"
 }
 
+build_helm_unittest() {
+  # the helm-unittest plugin: its module replaces one dependency, so `go install` refuses it and a
+  # two-line wrapper module carries the same replace; the plugin folder is what `helm plugin` expects
+  local dest=$BIN/helm-unittest-$HELM_UNITTEST_VERSION
+  [[ -x $dest/untt ]] && return 0
+  local t0; t0=$(stamp)
+  local mod=$CACHE/src/helm-unittest-wrapper-$HELM_UNITTEST_VERSION
+  mkdir -p "$mod" "$dest.tmp"
+  local gomod
+  gomod=$(cd "$mod" && go mod download -json "github.com/helm-unittest/helm-unittest@$HELM_UNITTEST_VERSION" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+  {
+    echo "module kubetts.local/helm-unittest-wrapper"
+    echo
+    grep -E '^go [0-9]' "$gomod"
+    echo
+    echo "require github.com/helm-unittest/helm-unittest $HELM_UNITTEST_VERSION"
+    grep -E '^replace ' "$gomod"
+  } > "$mod/go.mod"
+  log "helm-unittest $HELM_UNITTEST_VERSION: compiling"
+  (cd "$mod" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -v -trimpath -ldflags "-s -w" -o "$dest.tmp/untt" \
+      github.com/helm-unittest/helm-unittest/cmd/helm-unittest 2>&1) | progress helm-unittest
+  cat > "$dest.tmp/plugin.yaml" <<PLUGIN
+name: "unittest"
+version: "${HELM_UNITTEST_VERSION#v}"
+usage: "unit test for helm charts"
+description: "helm-unittest, built from Go modules by kube-tts' devcluster/build.sh"
+command: "\$HELM_PLUGIN_DIR/untt"
+PLUGIN
+  rm -rf "$dest"; mv "$dest.tmp" "$dest"
+  mkdir -p "$BIN/helm-plugins"
+  ln -sfn "$dest" "$BIN/helm-plugins/unittest"
+  log "helm-unittest: built in $(( $(stamp) - t0 )) s"
+}
+
 build_etcd
 go_install kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION" "$kwok_bin"
 go_install helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION" "$helm_bin"
 build_kubernetes
+build_helm_unittest
 
 # stable names for scripts: $BIN/current/<tool>
 mkdir -p "$BIN/current"

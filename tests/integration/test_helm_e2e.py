@@ -99,18 +99,40 @@ def test_components_run_as_pods_under_their_own_service_accounts(kube: Kube, rel
     # the namespace really enforces `restricted`: an ordinary pod without the hardening is refused
     bad = kube.run("run", "plain", "-n", NS, "--image=busybox", "--", "sleep", "1", check=False)
     assert bad.returncode != 0 and 'violates PodSecurity "restricted:latest"' in bad.stderr, bad.stderr
-    # the operator acts with its own, namespaced rights: it may not read other namespaces' secrets
-    can = kube.run(
-        "auth",
-        "can-i",
-        "list",
-        "secrets",
-        "-n",
-        "kube-system",
-        f"--as=system:serviceaccount:{NS}:{RELEASE}-kube-tts-operator",
-        check=False,
-    )
-    assert can.stdout.strip() == "no"
+
+
+# (component, verb, resource, namespace, allowed): what each service account may and may not do
+RBAC = [
+    ("operator", "create", "deployments.apps", NS, True),
+    ("operator", "patch", "ttsdeployments.tts.kubetts.io/status", NS, True),
+    ("operator", "update", "leases.coordination.k8s.io", NS, False),  # only its own lease, by name
+    ("operator", "create", "deployments.apps", "kube-system", False),
+    ("operator", "get", "secrets", "kube-system", False),
+    ("operator", "list", "nodes", "", False),
+    ("router", "patch", "ttsdeployments.tts.kubetts.io/scale", NS, True),
+    ("router", "create", "ttsvoices.tts.kubetts.io", NS, True),
+    ("router", "watch", "pods", NS, True),
+    ("router", "list", "nodes", "", True),
+    ("router", "delete", "deployments.apps", NS, False),
+    ("router", "get", "secrets", NS, False),  # its keys are a mounted file, not an API read
+    ("router", "patch", "ttsdeployments.tts.kubetts.io", NS, False),  # the scale subresource only
+    ("mcp", "list", "pods", NS, False),
+    ("mcp", "get", "ttsdeployments.tts.kubetts.io", NS, False),
+]
+
+
+@pytest.mark.parametrize(
+    ("component", "verb", "resource", "namespace", "allowed"),
+    RBAC,
+    ids=[f"{c}-{v}-{r.split('.')[0]}-{n or 'cluster'}" for c, v, r, n, _ in RBAC],
+)
+def test_rbac_lets_each_component_do_its_job_and_no_more(
+    kube: Kube, release: str, component, verb, resource, namespace, allowed
+):
+    args = ["auth", "can-i", verb, resource, f"--as=system:serviceaccount:{NS}:{RELEASE}-kube-tts-{component}"]
+    args += ["-n", namespace] if namespace else []
+    answer = kube.run(*args, check=False).stdout.strip()
+    assert answer == ("yes" if allowed else "no"), f"{component} {verb} {resource} in {namespace or 'cluster'}"
 
 
 def test_sample_model_speaks_through_the_installed_router(kube: Kube, release: str):
@@ -233,7 +255,7 @@ def test_upgrade_changes_a_value_without_downtime_of_ready_models(layout: Layout
     print(f"\n{len(results)} requests during the upgrade, all 200")
 
 
-def test_uninstall_removes_everything_but_the_kept_key_secret(layout: Layout, kube: Kube, release: str):
+def test_uninstall_leaves_nothing_but_the_crds(layout: Layout, kube: Kube, release: str):
     helm(layout, "uninstall", RELEASE, "-n", NS, "--wait", "--timeout", "3m")
     selector = f"app.kubernetes.io/instance={RELEASE}"
 
@@ -254,8 +276,7 @@ def test_uninstall_removes_everything_but_the_kept_key_secret(layout: Layout, ku
     )
     assert remaining
     assert not kube.run("get", "clusterroles", "-l", selector, "-o", "name").stdout.strip()
-    # kept on purpose (helm.sh/resource-policy: keep) so clients' keys survive a reinstall
-    assert kube.get("secret", f"{RELEASE}-kube-tts-api-keys", NS)
+    assert not kube.get("secret", f"{RELEASE}-kube-tts-api-keys", NS)
     # CRDs are never removed by Helm (that would delete every user's TtsDeployment)
     assert kube.get("crd", "ttsdeployments.tts.kubetts.io")
     # nothing left on the nodes either
@@ -263,3 +284,26 @@ def test_uninstall_removes_everything_but_the_kept_key_secret(layout: Layout, ku
         json.loads(kube.run("get", "pods", "-A", "-l", "tts.kubetts.io/deployment=joe", "-o", "json").stdout)["items"]
         == []
     )
+
+
+SCENARIOS = sorted((Layout.default().repo / "charts" / "kube-tts" / "ci").glob("*-values.yaml"))
+
+
+@pytest.mark.parametrize("values", SCENARIOS, ids=[p.name for p in SCENARIOS])
+def test_every_ci_scenario_is_accepted_by_the_apiserver(layout: Layout, kube: Kube, release: str, values):
+    """The rendered objects of each scenario pass the real apiserver's validation and admission
+    (server-side dry run: schemas, CRD validation of the samples, Pod Security)."""
+    rendered = helm(
+        layout,
+        "template",
+        "other",
+        str(layout.repo / "charts" / "kube-tts"),
+        "-n",
+        NS,
+        "-f",
+        str(values),
+        "--kube-version",
+        "1.36.3",
+    ).stdout
+    result = kube.run("apply", "--dry-run=server", "-n", NS, "-f", "-", input_=rendered, check=False)
+    assert result.returncode == 0, result.stderr

@@ -88,8 +88,18 @@ def test_upload_creates_a_voice_with_its_clip_and_delete_cleans_up(
     model = httpx.get(f"{router.url}/v1/models/{speaker}", headers=router.headers()).json()
     assert name in model["voices"]
 
-    # speaking with it sends the clip to the pod as ref_audio; Piper cannot clone and says so —
-    # the router relays that 400 (a cloning engine would speak in the uploaded voice)
+    # once the operator has checked the clip, speaking with it sends the clip to the pod as
+    # ref_audio; Piper cannot clone and says so — the router relays that 400 (the cloning-engine
+    # test below speaks in an uploaded voice)
+    eventually(
+        lambda: (
+            (v := kube.get("ttsvoice", name, router.namespace))
+            and any(c["type"] == "Ready" and c["status"] == "True" for c in v.get("status", {}).get("conditions", []))
+        ),
+        timeout=60,
+        interval=0.5,
+        what="voice Ready",
+    )
     resp = speak(router, speaker, voice=name)
     assert resp.status_code == 400 and resp.json()["error"]["code"] == "cloning_not_supported", resp.text
     # a second upload under the same name conflicts
@@ -169,3 +179,51 @@ def test_voice_writes_need_an_admin_key(router: Router, speaker: str):
     assert resp.status_code == 403
     unknown = httpx.get(f"{router.url}/v1/audio/voices", headers=router.headers(), params={"model": "no-such-model"})
     assert unknown.status_code == 404
+
+
+@pytest.fixture(scope="module")
+def cloner(models: Models, router: Router, layout) -> str:
+    """A pocket-tts TtsDeployment (zero-shot cloning) on a tiny random checkpoint the test builds.
+
+    No cloning weights ship through any registry, so the pod runs the engine's real loading and
+    synthesis code on random weights: its audio is noise-like, but the whole voice path is real.
+    The checkpoint lives inside the checkout, which pods see as part of their "image".
+    """
+    from tests.tiny_models import build_pocket
+
+    root = build_pocket(layout.state / "models" / f"pocket-{uuid.uuid4().hex[:6]}")
+    for path in [root, *root.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    name = models.create(
+        "cloner",
+        engine="pocket-tts",
+        model={"uri": f"file://{root}"},
+        resources={"gpu": 0, "cpu": "500m", "memory": "2Gi"},
+    )
+    wait_router_sees(router, name)
+    return name
+
+
+def test_an_uploaded_voice_becomes_ready_and_speaks_through_a_cloning_engine(
+    router: Router, kube: Kube, cloner: str, reference_clip: bytes
+):
+    name = f"anna-{uuid.uuid4().hex[:6]}"
+    resp = upload(router, name=name, model=cloner, file=("anna.wav", reference_clip, "audio/wav"))
+    assert resp.status_code == 201, resp.text
+
+    def ready():
+        voice = kube.get("ttsvoice", name, router.namespace) or {}
+        cond = next((c for c in voice.get("status", {}).get("conditions", []) if c["type"] == "Ready"), {})
+        return cond.get("status") == "True" and voice
+
+    voice = eventually(ready, timeout=60, interval=0.5, what="the operator to accept the uploaded clip")
+    assert voice["status"]["audio"]["durationSeconds"] == pytest.approx(decode_wav(reference_clip).duration, abs=0.01)
+    eventually(
+        lambda: speak(router, cloner, voice=name).status_code == 200,
+        timeout=30,
+        interval=1,
+        what="the router to speak with the ready voice",
+    )
+    audio = decode_wav(speak(router, cloner, voice=name, input="Cloned from an uploaded clip.").content)
+    assert audio.sample_rate == 24000 and audio.duration > 0.2 and audio.rms > 0
+    httpx.delete(f"{router.url}/v1/audio/voices/{name}", headers=router.headers(admin=True), timeout=30)

@@ -82,11 +82,17 @@ def test_rbac_is_namespaced_except_reading_nodes():
         "verbs": ["get", "patch"],
     } in router_rules
     assert not any("*" in r["verbs"] or "*" in r["resources"] for role in roles.values() for r in role["rules"])
-    # secrets are only ever read, never listed or written
+    # secrets are only ever read, never listed or written; the router reads none unless named
     for role in roles.values():
         for rule in role["rules"]:
             if "secrets" in rule["resources"]:
                 assert rule["verbs"] == ["get"]
+    assert not any("secrets" in r["resources"] for r in router_rules)
+    named = {
+        r["metadata"]["name"]: r
+        for r in by_kind(render("router.voiceClipSecrets={clips}", "mcp.enabled=false"), "Role")
+    }["kt-kube-tts-router"]["rules"]
+    assert {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["clips"], "verbs": ["get"]} in named
 
 
 def test_operator_watches_listed_namespaces_with_a_role_in_each():
@@ -154,3 +160,43 @@ def test_optional_monitoring_objects(opt):
         assert dashboard["title"] == "kube-tts" and dashboard["panels"]
     else:
         assert by_kind(docs, "ServiceMonitor")[0]["spec"]["endpoints"][0]["path"] == "/metrics"
+
+
+SCENARIOS = sorted((CHART / "ci").glob("*-values.yaml"))
+
+
+@pytest.mark.parametrize("values", SCENARIOS, ids=[p.name for p in SCENARIOS])
+def test_ci_scenarios_lint_and_render(values: Path):
+    assert (
+        helm("lint", "--strict", str(CHART), "-f", str(values), "--kube-version", "1.36.3", check=False).returncode == 0
+    )
+    docs = [
+        d
+        for d in yaml.safe_load_all(
+            helm("template", "kt", str(CHART), "-f", str(values), "--kube-version", "1.36.3").stdout
+        )
+        if d
+    ]
+    kinds = {d["kind"] for d in docs}
+    assert {"Deployment", "Service", "Role"} <= kinds
+    if "ingress" in values.name:
+        assert "Ingress" in kinds
+    if "existing-secret" in values.name:
+        assert "Secret" not in kinds
+    if values.name.startswith("gpu"):
+        sample = next(d for d in docs if d["kind"] == "TtsDeployment")
+        assert sample["spec"]["resources"]["gpu"] == 1
+
+
+def test_helm_unittest_suites_pass():
+    """charts/kube-tts/tests/*_test.yaml with the helm-unittest plugin (built by devcluster/build.sh)."""
+    import os
+    import re
+
+    env = {**os.environ, "HELM_PLUGINS": str(Layout.default().bin.parent / "helm-plugins")}
+    result = subprocess.run(
+        [Layout.default().tool("helm"), "unittest", str(CHART)], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    passed = re.search(r"Tests:\s+(\d+) passed", result.stdout)
+    assert passed and int(passed.group(1)) >= 15, result.stdout
