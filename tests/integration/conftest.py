@@ -305,3 +305,25 @@ def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def repo_root(layout: Layout) -> Path:
     return layout.repo
+
+
+def make_cloner(models: Models, router: Router, layout: Layout) -> str:
+    """A pocket-tts TtsDeployment (zero-shot cloning) on a tiny random checkpoint the test builds.
+
+    No cloning weights ship through any registry, so the pod runs the engine's real loading and
+    synthesis code on random weights: its audio is noise-like, but the whole voice path is real.
+    The checkpoint lives inside the checkout, which pods see as part of their "image".
+    """
+    from tests.tiny_models import build_pocket
+
+    root = build_pocket(layout.state / "models" / f"pocket-{uuid.uuid4().hex[:6]}")
+    for path in [root, *root.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    name = models.create(
+        "cloner",
+        engine="pocket-tts",
+        model={"uri": f"file://{root}"},
+        resources={"gpu": 0, "cpu": "500m", "memory": "2Gi"},
+    )
+    wait_router_sees(router, name)
+    return name

@@ -26,7 +26,7 @@ from tts_devcluster.layout import Layout
 
 from tests.helpers import MCP_TOOLS, decode_audio, decode_wav, eventually
 
-from .conftest import Kube, Models, Router, _free_port, start_service, tts_voice, wait_router_sees
+from .conftest import Kube, Models, Router, _free_port, make_cloner, start_service, tts_voice, wait_router_sees
 
 SENTENCE = "Hello from the MCP server. The agent asked the cluster to speak."
 MCP = str(Path(sys.executable).parent / "kube-tts-mcp")
@@ -265,6 +265,46 @@ async def test_voices_from_a_file_and_a_builtin_speaker(router: Router, speaker:
             assert missing.is_error and "voice_not_found" in text(missing)
     finally:
         kube.run("delete", "ttsvoice", name, fast, "-n", router.namespace, "--wait=false", "--ignore-not-found")
+
+
+@pytest.fixture(scope="module")
+def cloner(models: Models, router: Router, layout: Layout) -> str:
+    return make_cloner(models, router, layout)
+
+
+async def test_a_voice_created_from_a_file_speaks_through_a_cloning_engine(
+    router: Router, kube: Kube, cloner: str, clips: Path
+):
+    name = f"mcpanna-{uuid.uuid4().hex[:5]}"
+    try:
+        async with stdio(router, audio_dirs=str(clips)) as client:
+            created = await client.call_tool(
+                "create_voice",
+                {
+                    "name": name,
+                    "model": cloner,
+                    "audio_path": str(clips / "me.wav"),
+                    "consent": True,
+                    "transcript": "This is my voice, and I agree to it being cloned.",
+                },
+            )
+            assert not created.is_error, text(created)
+            spoken = None
+            for _ in range(120):  # the operator checks the clip, then the router accepts the voice
+                spoken = await client.call_tool(
+                    "synthesize_speech",
+                    {"text": "Cloned by an agent.", "model": cloner, "voice": name, "format": "wav"},
+                )
+                if not spoken.is_error:
+                    break
+                assert "voice_not_ready" in text(spoken), text(spoken)
+                await anyio.sleep(0.5)
+            assert spoken is not None and not spoken.is_error, text(spoken)
+            data, mime = audio_of(spoken)
+            audio = decode_wav(data)
+            assert mime == "audio/wav" and audio.sample_rate == 24000 and audio.duration > 0.2
+    finally:
+        kube.run("delete", "ttsvoice", name, "-n", router.namespace, "--wait=false", "--ignore-not-found")
 
 
 async def test_failures_are_tool_errors_an_agent_can_act_on(router: Router, speaker: str):

@@ -14,7 +14,7 @@ import soundfile as sf
 
 from tests.helpers import decode_wav, eventually
 
-from .conftest import Kube, Models, Router, tts_voice, wait_router_sees
+from .conftest import Kube, Models, Router, make_cloner, tts_voice, wait_router_sees
 
 MB = 1024 * 1024
 
@@ -183,25 +183,7 @@ def test_voice_writes_need_an_admin_key(router: Router, speaker: str):
 
 @pytest.fixture(scope="module")
 def cloner(models: Models, router: Router, layout) -> str:
-    """A pocket-tts TtsDeployment (zero-shot cloning) on a tiny random checkpoint the test builds.
-
-    No cloning weights ship through any registry, so the pod runs the engine's real loading and
-    synthesis code on random weights: its audio is noise-like, but the whole voice path is real.
-    The checkpoint lives inside the checkout, which pods see as part of their "image".
-    """
-    from tests.tiny_models import build_pocket
-
-    root = build_pocket(layout.state / "models" / f"pocket-{uuid.uuid4().hex[:6]}")
-    for path in [root, *root.rglob("*")]:
-        path.chmod(0o755 if path.is_dir() else 0o644)
-    name = models.create(
-        "cloner",
-        engine="pocket-tts",
-        model={"uri": f"file://{root}"},
-        resources={"gpu": 0, "cpu": "500m", "memory": "2Gi"},
-    )
-    wait_router_sees(router, name)
-    return name
+    return make_cloner(models, router, layout)
 
 
 def test_an_uploaded_voice_becomes_ready_and_speaks_through_a_cloning_engine(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -200,3 +201,16 @@ def test_helm_unittest_suites_pass():
     assert result.returncode == 0, result.stdout + result.stderr
     passed = re.search(r"Tests:\s+(\d+) passed", result.stdout)
     assert passed and int(passed.group(1)) >= 15, result.stdout
+
+
+def test_packaged_chart_keeps_the_helm_test_hook_and_leaves_out_the_unittest_suites(tmp_path: Path):
+    # .helmignore patterns without a leading slash match at any depth: `tests/` once dropped templates/tests/
+    helm("package", str(CHART), "-d", str(tmp_path))
+    (archive,) = tmp_path.glob("kube-tts-*.tgz")
+
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+    assert "kube-tts/templates/tests/test-speak.yaml" in names
+    assert not [n for n in names if n.startswith("kube-tts/tests/")]
+    hooks = [d for d in render() if d["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"]
+    assert [h["metadata"]["name"] for h in hooks] == ["kt-kube-tts-test-speak"]
