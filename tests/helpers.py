@@ -156,3 +156,33 @@ def metric_value(text: str, name: str, **labels: str) -> float | None:
         if all(found.get(k, "").strip('"') == v for k, v in labels.items()):
             return float(value)
     return None
+
+
+def fuzz_without_server_errors(url: str, headers: dict[str, str], mode, max_examples: int = 25) -> list[str]:
+    """Schemathesis against ``url``/openapi.json: every operation, ``max_examples`` generated
+    requests each in ``mode`` (positive or negative), none may be answered with a 5xx. Returns the
+    operations tried (an operation with nothing to make invalid is skipped in negative mode)."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis.errors import Unsatisfiable
+    from schemathesis import GenerationMode
+    from schemathesis.checks import not_a_server_error
+
+    schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
+    tried = []
+    for result in schema.get_all_operations():
+        operation = result.ok()
+
+        @given(case=operation.as_strategy(generation_mode=mode, headers=headers))
+        @settings(max_examples=max_examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        def no_server_error(case):
+            case.call_and_validate(checks=[not_a_server_error])
+
+        try:
+            no_server_error()
+        except Unsatisfiable:
+            # nothing in this operation can be made invalid (e.g. GET /healthz has no parameters)
+            assert mode == GenerationMode.NEGATIVE, operation.label
+            continue
+        tried.append(operation.label)
+    return tried

@@ -2,8 +2,9 @@
 
 One task per deployment runs while its queue is non-empty and it has no ready endpoint. It asks
 ``scale_up`` (the scale subresource, 0 -> 1 only) whenever the cached spec says zero replicas —
-again after ``repatch_after`` seconds if something put it back to zero — and fails the waiting
-requests if the deployment disappears. The I/O is injected, so the unit tests drive it with fakes.
+again after ``repatch_after`` seconds if something put it back to zero, after
+``retry_failed_after`` if the call failed (the apiserver away) — and fails the waiting requests if
+the deployment disappears. The I/O is injected, so the unit tests drive it with fakes.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class Activator:
         record: Callable[[str, str], None] | None = None,
         poll: float = 0.25,
         repatch_after: float = 10.0,
+        retry_failed_after: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.dispatcher = dispatcher
@@ -46,6 +48,7 @@ class Activator:
         self.record = record or (lambda _model, _result: None)
         self.poll = poll
         self.repatch_after = repatch_after
+        self.retry_failed_after = retry_failed_after
         self.clock = clock
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
@@ -59,20 +62,24 @@ class Activator:
             self._tasks[model] = asyncio.create_task(self._wake(model), name=f"wake-{model}")
 
     async def _wake(self, model: str) -> None:
-        last_try = float("-inf")
+        next_try = float("-inf")
         while self.dispatcher.queued(model) and not self.endpoints(model):
             replicas = self.spec_replicas(model)
             if replicas is None:
                 self.dispatcher.fail_all(model, ModelGone(model))
                 return
-            if replicas == 0 and self.clock() - last_try >= self.repatch_after:
-                last_try = self.clock()
+            if replicas == 0 and self.clock() >= next_try:
+                tried = self.clock()
                 result = await self.scale_up(model)
                 self.record(model, result)
+                next_try = tried + self.repatch_after
                 if result == SCALED:
                     log.info("woke %s: scaled 0 -> 1 for %d waiting request(s)", model, self.dispatcher.queued(model))
                 elif result == CONFLICT:
-                    last_try = float("-inf")
+                    next_try = float("-inf")
+                elif result == FAILED:
+                    # the apiserver was away or refused: try again soon, not a whole re-patch period later
+                    next_try = tried + self.retry_failed_after
                 elif result == GONE:
                     self.dispatcher.fail_all(model, ModelGone(model))
                     return

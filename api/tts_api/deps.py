@@ -11,7 +11,7 @@ from .security import Principal
 from .state import RouterState
 
 
-def get_state(request: Request) -> RouterState:
+async def get_state(request: Request) -> RouterState:
     state: RouterState = request.app.state.router
     return state
 
@@ -19,8 +19,11 @@ def get_state(request: Request) -> RouterState:
 State = Annotated[RouterState, Depends(get_state)]
 
 
-def authenticate(request: Request, state: State) -> Principal:
-    """Bearer API key (OpenAI style) unless auth is disabled explicitly; then the per-key rate limit."""
+async def authenticate(request: Request, state: State) -> Principal:
+    """Bearer API key (OpenAI style) unless auth is disabled explicitly; then the per-key rate limit.
+
+    ``async`` like every dependency here, although none awaits: FastAPI runs a plain ``def``
+    dependency in its thread pool, a thread hand-off on every request's path."""
     if state.settings.auth_disabled:
         principal = Principal(f"anonymous:{request.client.host if request.client else '-'}", admin=True)
     else:
@@ -53,7 +56,7 @@ def authenticate(request: Request, state: State) -> Principal:
 User = Annotated[Principal, Depends(authenticate)]
 
 
-def require_admin(principal: User) -> Principal:
+async def require_admin(principal: User) -> Principal:
     if not principal.admin:
         raise ApiError(403, "this operation needs an admin API key", "insufficient_scope")
     return principal

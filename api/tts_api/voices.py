@@ -69,7 +69,7 @@ class Clip:
 
 
 def inspect_clip(data: bytes, max_bytes: int, min_seconds: float, max_seconds: float) -> Clip:
-    """Decode an uploaded reference clip and check it: wav or flac, 1-30 s, at most ``max_bytes``."""
+    """Decode an uploaded reference clip and check it: wav or flac, 1-30 s, 8-192 kHz, at most ``max_bytes``."""
     if not data:
         raise ApiError(400, "the audio file is empty", "empty_audio", "file")
     if len(data) > max_bytes:
@@ -95,6 +95,12 @@ def inspect_clip(data: bytes, max_bytes: int, min_seconds: float, max_seconds: f
     if samples.shape[1] > 2:
         message = f"the clip has {samples.shape[1]} channels; send mono or stereo"
         raise ApiError(400, message, "unsupported_audio_format", "file")
+    if not names.REFERENCE_MIN_SAMPLE_RATE <= rate <= names.REFERENCE_MAX_SAMPLE_RATE:
+        message = (
+            f"the clip's sample rate is {rate} Hz; send {names.REFERENCE_MIN_SAMPLE_RATE}-"
+            f"{names.REFERENCE_MAX_SAMPLE_RATE} Hz (16-24 kHz is plenty for cloning)"
+        )
+        raise ApiError(400, message, "unsupported_sample_rate", "file")
     clip = Clip(data, fmt, int(rate), samples.shape[1], len(samples), samples)
     if clip.duration < min_seconds:
         message = f"the clip is {clip.duration:.2f} s long; at least {min_seconds:g} s is needed"

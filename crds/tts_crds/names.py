@@ -27,6 +27,11 @@ PROJECT = "kube-tts"
 MANAGER = "kube-tts-operator"
 COMPONENT_INFERENCE = "inference"
 
+# Reference clips (voice cloning): sample rates outside this range carry no usable speech
+# (a 3-sample "clip" at 1 Hz lasts 3 s) or are not real recordings; every component refuses them
+REFERENCE_MIN_SAMPLE_RATE = 8_000
+REFERENCE_MAX_SAMPLE_RATE = 192_000
+
 # GPU scheduling
 DEFAULT_GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"

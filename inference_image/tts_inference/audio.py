@@ -18,6 +18,7 @@ import av.filter
 import numpy as np
 import soundfile as sf
 import soxr
+from tts_crds import names
 
 # response_format -> (FFmpeg muxer, FFmpeg encoder)
 _CODECS: dict[str, tuple[str, str]] = {
@@ -263,6 +264,11 @@ def decode_reference(b64: str, min_seconds: float, max_seconds: float, max_bytes
     except (binascii.Error, ValueError) as exc:
         raise AudioInputError("ref_audio is not valid base64") from exc
     clip = decode_clip(data)
+    if not names.REFERENCE_MIN_SAMPLE_RATE <= clip.sample_rate <= names.REFERENCE_MAX_SAMPLE_RATE:
+        raise AudioInputError(
+            f"ref_audio's sample rate is {clip.sample_rate} Hz; reference clips must be "
+            f"{names.REFERENCE_MIN_SAMPLE_RATE}-{names.REFERENCE_MAX_SAMPLE_RATE} Hz"
+        )
     if not min_seconds <= clip.duration <= max_seconds:
         raise AudioInputError(
             f"ref_audio lasts {clip.duration:.1f} s; reference clips must last {min_seconds:g} to {max_seconds:g} s"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from collections.abc import Coroutine
+from typing import Any
 
 import kopf
 from aiohttp import web
@@ -46,17 +48,20 @@ async def run(settings: OperatorSettings) -> int:
 
 async def _run(settings: OperatorSettings, health: Health) -> int:
     namespaces = settings.namespaces
-    # an explicit identity: Kopf's default asks the passwd database, which has no entry for an
-    # arbitrary non-root uid (runAsUser: 65532 in a plain image, OpenShift's random uids)
-    operate = kopf.operator(
-        standalone=True,
-        clusterwide=not namespaces,
-        namespaces=namespaces,
-        identity=identity(),  # type: ignore[arg-type]
-    )
+
+    def operate() -> Coroutine[Any, Any, None]:
+        # an explicit identity: Kopf's default asks the passwd database, which has no entry for an
+        # arbitrary non-root uid (runAsUser: 65532 in a plain image, OpenShift's random uids)
+        return kopf.operator(
+            standalone=True,
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            identity=identity(),  # type: ignore[arg-type]
+        )
+
     if not settings.leader_election:
         health.role = "leader"
-        await operate
+        await operate()
         return 0
     try:
         config.load_incluster_config()
@@ -64,23 +69,30 @@ async def _run(settings: OperatorSettings, health: Health) -> int:
         await config.load_kube_config()
     async with client.ApiClient() as api:
         lock = LeaseLock(api, settings.resolved_lease_namespace(), settings.lease_name, settings.lease_duration_seconds)
-        health.role = "standby"
-        await lock.acquire()
-        health.role = "leader"
-        operator = asyncio.create_task(operate)
-        holder = asyncio.create_task(lock.hold())
-        done, _ = await asyncio.wait({operator, holder}, return_when=asyncio.FIRST_COMPLETED)
-        if holder in done:
-            operator.cancel()
-            await asyncio.gather(operator, return_exceptions=True)
-            exc = holder.exception()
-            log.error("stopping: %s", exc if isinstance(exc, LostLeadership) else "lease renewal failed")
-            return 1
-        holder.cancel()
-        await asyncio.gather(holder, return_exceptions=True)
-        await lock.release()
-        operator.result()
-    return 0
+        while True:
+            health.role = "standby"
+            await lock.acquire()
+            health.role = "leader"
+            operator = asyncio.create_task(operate())
+            holder = asyncio.create_task(lock.hold())
+            done, _ = await asyncio.wait({operator, holder}, return_when=asyncio.FIRST_COMPLETED)
+            if holder in done:
+                operator.cancel()
+                await asyncio.gather(operator, return_exceptions=True)
+                exc = holder.exception()
+                if not isinstance(exc, LostLeadership):
+                    log.error("stopping: lease renewal failed (%r)", exc)
+                    return 1
+                # Reconciling has stopped (a successor may hold the lease by now). The process
+                # stays: as a standby it takes the lease again once the apiserver lets it, without
+                # waiting for its container to be restarted (ADR 0035).
+                log.error("stopped reconciling: %s; standing by to take the lease again", exc)
+                continue
+            holder.cancel()
+            await asyncio.gather(holder, return_exceptions=True)
+            await lock.release()
+            operator.result()
+            return 0
 
 
 def main() -> None:

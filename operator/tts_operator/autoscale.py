@@ -84,6 +84,7 @@ class Inputs:
     last_activity: float | None  # status.lastActivityTime
     load: Load | None  # None: no router could be asked; do not guess
     now: float
+    load_taken_at: float | None = None  # when ``load`` was scraped (unix time)
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,7 @@ class Memory:
 
     above_since: float | None = None
     below_since: float | None = None
+    zero_since: float | None = None  # when a decision first saw the model at zero
 
 
 @dataclass(frozen=True)
@@ -125,8 +127,14 @@ def decide(i: Inputs, memory: Memory) -> Decision:
     settled = i.ready == i.desired and i.pods == i.desired
 
     if i.desired == 0:
-        # the router wakes a model at zero; this is the safety net if it could not
-        return done(max(1, i.min_replicas), "wake", Memory()) if busy > 0 else done(0, "unchanged", Memory())
+        # The router wakes a model at zero; this is the safety net if it could not. Only load scraped
+        # after the model was seen at zero counts: a sample from just before someone put it to sleep
+        # (the admin sleep button right after a request) would otherwise wake it straight back up.
+        zero_since = memory.zero_since if memory.zero_since is not None else i.now
+        fresh = i.load_taken_at is not None and i.load_taken_at > zero_since
+        if busy > 0 and fresh:
+            return done(max(1, i.min_replicas), "wake", Memory())
+        return done(0, "unchanged", Memory(zero_since=zero_since))
 
     if busy == 0 and i.desired > i.min_replicas and settled:
         idle_from = max(t for t in (last, i.ready_since, 0.0) if t is not None)

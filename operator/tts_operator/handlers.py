@@ -372,6 +372,7 @@ async def autoscale_one(memo: kopf.Memo, body: dict[str, Any]) -> None:
         last_activity=parse_time(status.get("lastActivityTime")),
         load=load,
         now=time.time(),
+        load_taken_at=memo.scrape.taken_at if load is not None else None,
     )
     decision = autoscale.decide(inputs, memo.scale_memory.get(key, autoscale.Memory()))
     memo.scale_memory[key] = decision.memory

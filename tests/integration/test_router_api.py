@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
-import schemathesis
-from hypothesis import HealthCheck, given, settings
-from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
-from schemathesis.checks import not_a_server_error
+
+from tests.helpers import fuzz_without_server_errors
 
 from .conftest import Kube, Models, Router, wait_router_sees
 
@@ -127,23 +125,6 @@ def test_no_server_errors_for_any_request(spawn_router, namespace: str, mode: Ge
     """Schemathesis against /openapi.json, with an admin key, on a router of its own over an empty
     namespace (so the fuzzer may try any write). Bounded: 25 examples per operation and mode."""
     target = spawn_router(namespace=namespace, rate_limit_per_second="0")
-    schema = schemathesis.openapi.from_url(f"{target.url}/openapi.json")
-    operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) >= 10
-    tried = []
-    for operation in operations:
-
-        @given(case=operation.as_strategy(generation_mode=mode, headers=target.headers(admin=True)))
-        @settings(max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-        def no_server_error(case):
-            case.call_and_validate(checks=[not_a_server_error])
-
-        try:
-            no_server_error()
-        except Unsatisfiable:
-            # nothing in this operation can be made invalid (e.g. GET /healthz has no parameters)
-            assert mode == GenerationMode.NEGATIVE, operation.label
-            continue
-        tried.append(operation.label)
+    tried = fuzz_without_server_errors(target.url, target.headers(admin=True), mode)
     # negative mode: only operations with typed input (the speech and voice bodies, query) can be broken
     assert len(tried) >= (10 if mode == GenerationMode.POSITIVE else 3), tried

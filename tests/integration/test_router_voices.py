@@ -138,10 +138,10 @@ def test_speaker_voice_uses_the_builtin_speaker_and_its_default_speed(router: Ro
         kube.run("delete", "ttsvoice", name, "-n", router.namespace, "--wait=false", check=False)
 
 
-def wav(seconds: float, rate: int = 16000, fmt: str = "WAV") -> bytes:
+def wav(seconds: float, rate: int = 16000, fmt: str = "WAV", channels: int = 1) -> bytes:
     samples = (np.sin(np.arange(int(seconds * rate)) * 2 * np.pi * 220 / rate) * 8000).astype(np.int16)
     buf = io.BytesIO()
-    sf.write(buf, samples, rate, format=fmt)
+    sf.write(buf, np.repeat(samples[:, None], channels, axis=1), rate, format=fmt)
     return buf.getvalue()
 
 
@@ -158,6 +158,19 @@ BAD_UPLOADS = {
     "bad-language": ({"language": "not a language!"}, ("x.wav", wav(2), "audio/wav"), 400, "invalid_value"),
     "unknown-model": ({"model": "no-such-model"}, ("x.wav", wav(2), "audio/wav"), 404, "model_not_found"),
     "no-file": ({}, None, 400, "invalid_value"),
+    # hostile rates: a 3-sample "clip" at 1 Hz lasts 3 s; 400 kHz is no recording
+    "rate-1-hz": ({}, ("x.wav", wav(3, rate=1), "audio/wav"), 400, "unsupported_sample_rate"),
+    "rate-400-khz": ({}, ("x.wav", wav(1.5, rate=400_000), "audio/wav"), 400, "unsupported_sample_rate"),
+    "six-channels": ({}, ("x.wav", wav(2, channels=6), "audio/wav"), 400, "unsupported_audio_format"),
+    # more path-like and invalid names
+    "name-dotdot": ({"name": ".."}, ("x.wav", wav(2), "audio/wav"), 400, "invalid_voice_name"),
+    "name-slash": ({"name": "a/b"}, ("x.wav", wav(2), "audio/wav"), 400, "invalid_voice_name"),
+    "name-encoded": ({"name": "%2e%2e%2fetc"}, ("x.wav", wav(2), "audio/wav"), 400, "invalid_voice_name"),
+    "name-upper": ({"name": "Anna"}, ("x.wav", wav(2), "audio/wav"), 400, "invalid_voice_name"),
+    "name-unicode": ({"name": "名字"}, ("x.wav", wav(2), "audio/wav"), 400, "invalid_voice_name"),
+    "name-too-long": ({"name": "a" * 51}, ("x.wav", wav(2), "audio/wav"), 400, "invalid_voice_name"),
+    # bigger than any request the router reads
+    "over-16mb": ({}, ("x.wav", b"RIFF" + bytes(17 * MB), "audio/wav"), 413, "request_too_large"),
 }
 
 
@@ -209,3 +222,58 @@ def test_an_uploaded_voice_becomes_ready_and_speaks_through_a_cloning_engine(
     audio = decode_wav(speak(router, cloner, voice=name, input="Cloned from an uploaded clip.").content)
     assert audio.sample_rate == 24000 and audio.duration > 0.2 and audio.rms > 0
     httpx.delete(f"{router.url}/v1/audio/voices/{name}", headers=router.headers(admin=True), timeout=30)
+
+
+def hostile_clips(seed: int = 9) -> dict[str, bytes]:
+    """Random and mangled files, the same every run: random bytes (some behind audio magic numbers),
+    valid clips cut at random points or with random bytes flipped, headers that lie about sizes."""
+    rng = np.random.default_rng(seed)
+    good = wav(2.0)
+    clips = {}
+    for i in range(8):
+        clips[f"random-{i}"] = rng.bytes(int(rng.integers(1, 200_000)))
+    for i, magic in enumerate((b"RIFF", b"fLaC", b"OggS", b"ID3", b"RIFF\xff\xff\xff\xffWAVEfmt ")):
+        clips[f"magic-{i}"] = magic + rng.bytes(int(rng.integers(10, 50_000)))
+    for i in range(6):
+        clips[f"cut-{i}"] = good[: int(rng.integers(1, len(good)))]
+    for i in range(6):
+        mangled = bytearray(good)
+        for pos in rng.integers(0, 64, size=int(rng.integers(1, 8))):  # the header
+            mangled[pos] = int(rng.integers(0, 256))
+        clips[f"flipped-{i}"] = bytes(mangled)
+    lying = bytearray(good)
+    lying[40:44] = (0xFFFFFFF0).to_bytes(4, "little")  # data chunk claims 4 GiB
+    clips["data-claims-4gib"] = bytes(lying)
+    return clips
+
+
+def test_hostile_uploads_never_get_a_server_error_or_leave_a_voice(router: Router, kube: Kube, speaker: str):
+    answers = {}
+    for case, data in hostile_clips().items():
+        name = f"hostile-{uuid.uuid4().hex[:6]}"
+        resp = upload(router, name=name, model=speaker, file=("clip.wav", data, "audio/wav"))
+        answers[case] = resp.status_code
+        assert resp.status_code < 500, (case, resp.text)
+        if resp.status_code == 201:
+            # a mangled file that still decodes to 1-30 s of audio at a sane rate is a clip like any other
+            created = resp.json()["audio"]
+            assert 1.0 <= created["durationSeconds"] <= 30.0 and 8000 <= created["sampleRate"] <= 192_000, created
+            httpx.delete(f"{router.url}/v1/audio/voices/{name}", headers=router.headers(admin=True))
+        else:
+            assert resp.status_code in (400, 413) and resp.json()["error"]["code"], (case, resp.text)
+            assert kube.get("ttsvoice", name, router.namespace) is None, case
+    assert sum(code >= 400 for code in answers.values()) >= len(answers) - 8, answers
+    print(f"\n{len(answers)} hostile uploads: {sorted(answers.items(), key=lambda kv: kv[1])}")
+
+
+def test_the_uploaded_file_name_is_never_used_as_a_path(router: Router, kube: Kube, speaker: str):
+    name = f"pathy-{uuid.uuid4().hex[:6]}"
+    resp = upload(router, name=name, model=speaker, file=("../../../etc/passwd", wav(2), "audio/wav"))
+    assert resp.status_code == 201, resp.text
+    try:
+        voice = kube.get("ttsvoice", name, router.namespace)
+        assert voice is not None
+        ref = voice["spec"]["reference"]["audio"]["configMapKeyRef"]
+        assert ref == {"name": f"tts-voice-{name}", "key": "reference.wav"}
+    finally:
+        httpx.delete(f"{router.url}/v1/audio/voices/{name}", headers=router.headers(admin=True))

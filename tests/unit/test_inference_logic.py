@@ -177,6 +177,7 @@ def test_reference_data_urls_are_accepted():
         (b64(b"RIFF but not really a wave file at all"), "not an audio file"),
         (b64(wav_bytes(tone(0.2, 16000), 16000)), "must last 1 to 30 s"),
         (b64(wav_bytes(np.zeros(32000, dtype=np.int16), 16000)), "silent"),
+        (b64(wav_bytes(tone(3.0, 50), 50)), "sample rate is 50 Hz"),
     ],
 )
 def test_bad_reference_clips_are_refused(payload, message):

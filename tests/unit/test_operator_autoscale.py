@@ -89,10 +89,29 @@ def test_scale_down_on_low_load_only_after_a_whole_window():
     assert (later.replicas, later.reason) == (1, "load-down")
 
 
-def test_zero_with_waiting_requests_wakes():
-    d = decide(inputs(desired=0, ready=0, pods=0, load=Load(queued=2)), Memory())
+def test_zero_with_waiting_requests_wakes_once_the_load_was_scraped_at_zero():
+    at_zero = dict(desired=0, ready=0, pods=0, load=Load(queued=2))
+    # first seen at zero: the load may predate the sleep, so nothing happens yet
+    first = decide(inputs(**at_zero, load_taken_at=NOW - 1), Memory())
+    assert not first.changed and first.memory.zero_since == NOW
+    # a scrape taken after that still shows requests waiting: wake
+    d = decide(inputs(**at_zero, now=NOW + 5, load_taken_at=NOW + 4), first.memory)
     assert (d.replicas, d.reason) == (1, "wake")
-    assert not decide(inputs(desired=0, ready=0, pods=0), Memory()).changed
+    assert not decide(inputs(desired=0, ready=0, pods=0, load_taken_at=NOW + 4), first.memory).changed
+
+
+def test_stale_load_does_not_undo_a_sleep():
+    # an admin put the model to sleep right after a request; the last scrape still counts it
+    memory = Memory()
+    for t in range(0, 4):
+        d = decide(
+            inputs(desired=0, ready=0, pods=1, load=Load(inflight=1), now=NOW + t, load_taken_at=NOW - 2), memory
+        )
+        assert not d.changed, t
+        memory = d.memory
+    # the next scrape sees nobody waiting: it stays asleep
+    d = decide(inputs(desired=0, ready=0, pods=0, load=Load(), now=NOW + 5, load_taken_at=NOW + 5), memory)
+    assert not d.changed
 
 
 METRICS = """

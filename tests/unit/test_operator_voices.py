@@ -28,6 +28,9 @@ def test_bad_clips_get_specific_reasons():
     assert inspect_clip(clip(45)).reason == "AudioTooLong"
     assert inspect_clip(clip(0.5)).reason == "AudioTooShort"
     assert inspect_clip(clip(2, channels=2)).ok
+    slow = inspect_clip(clip(3, rate=100))  # 300 samples: three seconds of nothing
+    assert slow.reason == "AudioInvalid" and "sample rate 100 Hz" in slow.message
+    assert inspect_clip(clip(1.5, rate=8000)).ok
 
 
 def test_speaker_checks():

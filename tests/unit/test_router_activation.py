@@ -95,3 +95,26 @@ async def test_no_waker_runs_without_waiters():
     a.kick("joe")
     await asyncio.sleep(0.02)
     assert world.calls == 0 and not a.waking("joe")
+
+
+async def test_a_failed_patch_is_tried_again_soon_not_a_repatch_period_later():
+    # the apiserver was away when the first request came: the waker must not sit out a whole period
+    world = World(replicas=0)
+    world.results = [activation.FAILED, activation.FAILED, activation.SCALED]
+    d = Dispatcher(LeastOutstanding(4), lambda m: world.endpoints, 10)
+    a = Activator(
+        d,
+        lambda m: world.endpoints,
+        lambda m: world.replicas,
+        world.scale_up,
+        poll=0.01,
+        repatch_after=60,
+        retry_failed_after=0.03,
+    )
+    d.enter("joe")
+    a.kick("joe")
+    await asyncio.sleep(0.2)
+    assert world.calls == 3 and world.replicas == 0  # the third answer was "scaled" (from the fake)
+    await asyncio.sleep(0.1)
+    assert world.calls == 3  # scaled: the next patch waits a whole re-patch period
+    await a.close()

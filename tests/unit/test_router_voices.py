@@ -54,11 +54,20 @@ def test_wav_and_flac_clips_are_accepted_with_their_facts():
         (clip_bytes(31), (400, "audio_too_long")),
         (clip_bytes(3, fmt="OGG"), (400, "unsupported_audio_format")),
         (clip_bytes(2, channels=3), (400, "unsupported_audio_format")),
+        # a 3-sample "clip" at 1 Hz lasts 3 s: long enough, and no speech at all
+        (clip_bytes(3, rate=1), (400, "unsupported_sample_rate")),
+        (clip_bytes(2, rate=4000), (400, "unsupported_sample_rate")),
+        (clip_bytes(1.5, rate=384000), (400, "unsupported_sample_rate")),
     ],
-    ids=["empty", "not-audio", "zero-frames", "too-short", "too-long", "ogg", "3-channels"],
+    ids=["empty", "not-audio", "zero-frames", "too-short", "too-long", "ogg", "3-channels", "1-hz", "4-khz", "384-khz"],
 )
 def test_bad_clips_are_refused_with_a_reason(data, expected):
     assert code_of(check, data) == expected
+
+
+@pytest.mark.parametrize("rate", [8000, 22050, 48000, 192000])
+def test_sample_rates_from_telephone_to_studio_are_accepted(rate):
+    assert check(clip_bytes(1.2, rate=rate)).sample_rate == rate
 
 
 def test_over_the_size_limit_is_413():

@@ -159,7 +159,7 @@ class Trip:
     # --- upstream -------------------------------------------------------------------------------
 
     async def open(self, request: Request | None) -> httpx.Response:
-        """Send the request to the granted pod; on a refused connection, to another one."""
+        """Send the request to the granted pod; if the pod never answered it, to another one."""
         http = self.state.http
         while True:
             endpoint = self.ticket.endpoint
@@ -168,19 +168,13 @@ class Trip:
             try:
                 return await http.send(req, stream=True)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                # nothing reached the pod: safe to try another one
+                # nothing reached the pod
                 log.warning("pod %s refused the connection (%s); trying another", endpoint.pod, exc)
-                self.state.metrics.retries.labels(self.model).inc()
-                self.state.dispatcher.retry_elsewhere(self.ticket)
-                if request is not None:
-                    await self.wait(request)
-                else:
-                    task = self.start_wait()
-                    try:
-                        await asyncio.wait({task})
-                    finally:
-                        await _cancel(task)
-                    self._waited(task)
+            except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+                # the pod closed the connection before any answer: a pod shutting down closes its
+                # kept-alive connections, and a request can cross that close on the wire. Speech has
+                # no side effects, so another pod may simply do it (each pod is tried once at most)
+                log.warning("pod %s closed the connection without answering (%r); trying another", endpoint.pod, exc)
             except httpx.TimeoutException as exc:
                 raise ApiError(
                     504, f"replica {endpoint.pod} did not answer in time ({exc.__class__.__name__})", "upstream_timeout"
@@ -189,6 +183,20 @@ class Trip:
                 raise ApiError(
                     502, f"replica {endpoint.pod} failed ({exc.__class__.__name__})", "upstream_unavailable"
                 ) from exc
+            await self._to_another_pod(request)
+
+    async def _to_another_pod(self, request: Request | None) -> None:
+        self.state.metrics.retries.labels(self.model).inc()
+        self.state.dispatcher.retry_elsewhere(self.ticket)
+        if request is not None:
+            await self.wait(request)
+        else:
+            task = self.start_wait()
+            try:
+                await asyncio.wait({task})
+            finally:
+                await _cancel(task)
+            self._waited(task)
 
     async def error_answer(self, upstream: httpx.Response) -> tuple[int, bytes, dict[str, str]]:
         """A pod's error, as the client gets it: its 4xx as is, its 5xx as 502/503."""

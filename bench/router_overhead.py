@@ -1,0 +1,229 @@
+"""Router overhead: the same speech requests straight to an inference pod (its pod IP) and through
+the router, in one run, at several concurrency levels.
+
+A TtsDeployment with one replica is created in the platform namespace of the local cluster, and a
+router of the benchmark's own is started (the platform's router has a per-key rate limit; this one
+has none, every other setting is the default). Each concurrency level runs closed-loop clients for
+``--seconds`` against one path, then the other, ``--rounds`` times with the order alternating, so
+both paths see the same machine. Every request streams audio (``response_format: pcm``) and reads
+it to the end.
+
+    .venv/bin/python bench/router_overhead.py                       # espeak, "Hi." (the router's own cost)
+    .venv/bin/python bench/router_overhead.py --engine piper --text "A sentence of real speech."
+
+Reports, per level: requests per second on each path and their ratio, time to first byte and to the
+last byte (p50/p99) on each path and what the router adds, and the router's CPU time per request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+from common import (
+    JSON,
+    Cluster,
+    RouterProcess,
+    cpu_seconds,
+    eventually,
+    machine,
+    pct,
+    say,
+    table,
+    write_results,
+)
+
+
+@dataclass
+class Window:
+    """The requests of one path at one concurrency level, over every round."""
+
+    ttfb: list[float] = field(default_factory=list)
+    total: list[float] = field(default_factory=list)
+    bytes: int = 0
+    errors: int = 0
+    wall: float = 0.0
+    router_cpu: float = 0.0
+
+    @property
+    def rps(self) -> float:
+        return len(self.total) / self.wall if self.wall else float("nan")
+
+
+async def run_window(url: str, headers: dict[str, str], body: JSON, concurrency: int, seconds: float, into: Window):
+    """Closed loop: ``concurrency`` clients send one request after another for ``seconds``."""
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers) as session:
+
+        async def client(stop: float, record: bool) -> None:
+            while time.perf_counter() < stop:
+                t0 = time.perf_counter()
+                first = 0.0
+                size = 0
+                try:
+                    async with session.post(f"{url}/v1/audio/speech", json=body) as resp:
+                        if resp.status != 200:
+                            await resp.read()
+                            into.errors += record
+                            continue
+                        async for chunk in resp.content.iter_any():
+                            if not first:
+                                first = time.perf_counter() - t0
+                            size += len(chunk)
+                except aiohttp.ClientError:
+                    into.errors += record
+                    continue
+                if record:
+                    into.ttfb.append(first)
+                    into.total.append(time.perf_counter() - t0)
+                    into.bytes += size
+
+        # a short warm-up fills the connection pools; only the window after it counts
+        warm = time.perf_counter() + min(1.0, seconds / 4)
+        await asyncio.gather(*(client(warm, False) for _ in range(concurrency)))
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client(t0 + seconds, True) for _ in range(concurrency)))
+        into.wall += time.perf_counter() - t0
+
+
+def measure(args: argparse.Namespace, cluster: Cluster) -> JSON:
+    name = f"bench-router-{args.engine}"
+    say(f"TtsDeployment {name}: {args.engine}, one replica")
+    # the pod's own queue must hold every client of the direct path (the router holds its own queue)
+    cluster.apply_model(
+        name,
+        args.engine,
+        1,
+        maxReplicas=1,
+        env=[{"name": "KUBETTS_MAX_QUEUE", "value": "512"}],
+    )
+    router = RouterProcess(cluster)
+    try:
+        eventually(lambda: cluster.ready_pods(name), 300, f"a ready pod of {name}")
+        (pod,) = cluster.ready_pods(name)
+        eventually(lambda: (router.model(name) or {}).get("ready"), 60, "the router to see the pod")
+        direct_url = f"http://{pod['status']['podIP']}:8000"
+        body = {"model": name, "input": args.text, "response_format": "pcm"}
+        say(f"pod {pod['metadata']['name']} at {direct_url}; router at {router.url}; text {args.text!r}")
+        levels = []
+        for c in args.concurrency:
+            direct, routed = Window(), Window()
+            for r in range(args.rounds):
+                order = [("direct", direct), ("router", routed)]
+                for path, win in order if r % 2 == 0 else reversed(order):
+                    url, headers = (direct_url, {}) if path == "direct" else (router.url, router.headers())
+                    cpu0 = cpu_seconds(router.pid)
+                    asyncio.run(run_window(url, headers, body, c, args.seconds, win))
+                    if path == "router":
+                        win.router_cpu += cpu_seconds(router.pid) - cpu0
+            level = summarise(c, direct, routed)
+            levels.append(level)
+            say(
+                f"c={c}: direct {level['direct']['rps']:.1f} req/s, router {level['router']['rps']:.1f} req/s "
+                f"(x{level['throughput_ratio']:.2f}); p50 +{level['added_ms']['total_p50']:.1f} ms"
+            )
+        return {
+            "engine": args.engine,
+            "text": args.text,
+            "format": "pcm",
+            "seconds_per_window": args.seconds,
+            "rounds": args.rounds,
+            "router_settings": "defaults (pod_concurrency 4) with the rate limit off",
+            "pod_settings": "max_concurrency 2 (default), max_queue 512",
+            "levels": levels,
+        }
+    finally:
+        router.stop()
+        if not args.keep:
+            cluster.delete_model(name)
+
+
+def summarise(c: int, direct: Window, routed: Window) -> JSON:
+    def side(w: Window) -> JSON:
+        return {
+            "requests": len(w.total),
+            "errors": w.errors,
+            "rps": w.rps,
+            "audio_bytes_per_s": w.bytes / w.wall if w.wall else float("nan"),
+            "ttfb_ms": {"p50": pct(w.ttfb, 50) * 1000, "p99": pct(w.ttfb, 99) * 1000},
+            "total_ms": {"p50": pct(w.total, 50) * 1000, "p99": pct(w.total, 99) * 1000},
+        }
+
+    d, r = side(direct), side(routed)
+    return {
+        "concurrency": c,
+        "direct": d,
+        "router": r,
+        "throughput_ratio": r["rps"] / d["rps"],
+        "added_ms": {
+            f"{what}_{q}": r[f"{what}_ms"][q] - d[f"{what}_ms"][q] for what in ("ttfb", "total") for q in ("p50", "p99")
+        },
+        "router_cpu_ms_per_request": routed.router_cpu / len(routed.total) * 1000 if routed.total else float("nan"),
+    }
+
+
+def print_table(result: JSON) -> None:
+    rows = []
+    for lv in result["levels"]:
+        d, r, a = lv["direct"], lv["router"], lv["added_ms"]
+        rows.append(
+            [
+                lv["concurrency"],
+                f"{d['rps']:.1f}",
+                f"{r['rps']:.1f}",
+                f"{lv['throughput_ratio']:.2f}",
+                f"{d['total_ms']['p50']:.1f} / {d['total_ms']['p99']:.1f}",
+                f"{r['total_ms']['p50']:.1f} / {r['total_ms']['p99']:.1f}",
+                f"{a['total_p50']:+.1f} / {a['total_p99']:+.1f}",
+                f"{a['ttfb_p50']:+.1f} / {a['ttfb_p99']:+.1f}",
+                f"{lv['router_cpu_ms_per_request']:.2f}",
+                d["errors"] + r["errors"],
+            ]
+        )
+    print(
+        f"\nRouter overhead — {result['engine']}, input {result['text']!r}, streamed {result['format']}, "
+        f"{result['rounds']} × {result['seconds_per_window']:g} s per path and level\n"
+    )
+    print(
+        table(
+            [
+                "clients",
+                "direct req/s",
+                "router req/s",
+                "ratio",
+                "direct ms p50/p99",
+                "router ms p50/p99",
+                "added ms p50/p99",
+                "added TTFB ms p50/p99",
+                "router CPU ms/req",
+                "errors",
+            ],
+            rows,
+        )
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--engine", default="espeak", choices=["espeak", "piper"])
+    parser.add_argument("--text", default="Hi.", help="the input of every request")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 64])
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per path, level and round")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating direct/router rounds per level")
+    parser.add_argument("--keep", action="store_true", help="leave the TtsDeployment in place afterwards")
+    parser.add_argument("--output", default="", help="results name (default router_overhead_<engine>)")
+    args = parser.parse_args()
+    say(f"{os.cpu_count()} CPUs, load average {machine()['load_average']}")
+    cluster = Cluster.up()
+    result = measure(args, cluster)
+    print_table(result)
+    write_results(args.output or f"router_overhead_{args.engine}", result)
+
+
+if __name__ == "__main__":
+    main()
