@@ -144,17 +144,13 @@ def sse_events(stream: bytes) -> list[dict]:
 
 
 def metric_value(text: str, name: str, **labels: str) -> float | None:
-    """The value of one sample in Prometheus text format, or None if absent."""
-    for line in text.splitlines():
-        if line.startswith("#") or not line.startswith(name):
-            continue
-        head, _, value = line.rpartition(" ")
-        metric, _, rest = head.partition("{")
-        if metric != name:
-            continue
-        found = dict(part.split("=", 1) for part in rest.rstrip("}").split(",") if "=" in part)
-        if all(found.get(k, "").strip('"') == v for k, v in labels.items()):
-            return float(value)
+    """The value of the first sample ``name`` in Prometheus text whose labels include ``labels``, or None."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
     return None
 
 

@@ -49,6 +49,10 @@ class Kube:
         args = ["apply", "-f", "-"] + (["-n", namespace] if namespace else [])
         self.run(*args, input_=json.dumps(obj))
 
+    def create(self, obj: dict[str, Any], namespace: str) -> None:
+        """``kubectl create``: no last-applied annotation (which would not fit a large ConfigMap)."""
+        self.run("create", "-n", namespace, "-f", "-", input_=json.dumps(obj))
+
     def get(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
         args = ["get", kind, name, "-o", "json"] + (["-n", namespace] if namespace else [])
         proc = self.run(*args, check=False)

@@ -150,14 +150,7 @@ def test_operator_killed_repeatedly_while_reconciling_converges_without_duplicat
     monkeypatch.setenv("KUBETTS_LEASE_DURATION_SECONDS", "5")
     at_kill: list[tuple[int, int]] = []  # (children applied for the round, objects in the round)
     try:
-        kube.run(
-            "create",
-            "-n",
-            namespace,
-            "-f",
-            "-",
-            input_=json.dumps({"apiVersion": "v1", "kind": "List", "items": items(0)}),
-        )
+        kube.create({"apiVersion": "v1", "kind": "List", "items": items(0)}, namespace)
         eventually(lambda: len(rounds()) >= 3, timeout=30, interval=0.05, what="the first Deployments")
         _kill_operator(layout)
         at_kill.append((len(rounds()), len(alive)))

@@ -209,20 +209,14 @@ def test_voice_validation(kube: Kube, namespace: str):
     kube.apply(ttsd("joe"), namespace)
     # ConfigMaps hold at most 1 MiB: the 45 s clip is FLAC at 8 kHz
     clips = {"good.wav": clip_bytes(4.0), "long.wav": clip_bytes(45.0, 8000, "FLAC"), "noise.wav": os.urandom(40_000)}
-    kube.run(
-        "create",
-        "-n",
+    kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "clips"},
+            "binaryData": {k: base64.b64encode(v).decode() for k, v in clips.items()},
+        },
         namespace,
-        "-f",
-        "-",
-        input_=json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "ConfigMap",
-                "metadata": {"name": "clips"},
-                "binaryData": {k: base64.b64encode(v).decode() for k, v in clips.items()},
-            }
-        ),
     )
 
     def ref(key):
