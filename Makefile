@@ -52,8 +52,17 @@ test-ui: deps venv ui-deps build ## The web UI in headless chromium against the 
 	$(PYTEST) tests/integration/test_ui.py tests/unit/test_router_ui.py
 
 .PHONY: bench
-bench: venv ## Benchmark the inference engines that run here (RTF, time to first audio, throughput); see docs/benchmarks.md
+bench: deps venv build ## Every benchmark (inference, router overhead, scale from zero, operator at scale; ~25 min), then the plots; see docs/benchmarks.md
 	$(PY) bench/inference.py
+	$(PY) bench/router_overhead.py --engine piper
+	$(PY) bench/router_overhead.py --engine espeak
+	$(PY) bench/scale_from_zero.py
+	$(PY) bench/operator_scale.py
+	$(PY) bench/plots.py
+
+.PHONY: bench-plots
+bench-plots: venv ## Redraw docs/images/bench-*.png from bench/results/*.json (no measuring)
+	$(PY) bench/plots.py
 
 .PHONY: lint
 lint: venv ## ruff (lint and format check), mypy, CRD drift

@@ -89,10 +89,13 @@ async def watch_kind(progress: Progress, fn: Any, args: tuple, into: str) -> Non
             progress.check()
 
 
-async def sample_rss(pid: int, samples: list[tuple[float, float]], stop: asyncio.Event) -> None:
+async def sample_rss(pid: int, samples: list[tuple[float, float]], stop: asyncio.Event, dead: asyncio.Event) -> None:
     while not stop.is_set():
-        with contextlib.suppress(FileNotFoundError):
+        try:
             samples.append((time.time(), rss_mib(pid)))
+        except FileNotFoundError:
+            dead.set()  # the operator is gone: nothing will converge
+            return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 0.2)
 
@@ -122,8 +125,8 @@ async def run_size(cluster: Cluster, n: int, limit_s: float, parallel: int) -> J
         ]
         await asyncio.sleep(1.0)  # the watches are open
         rss: list[tuple[float, float]] = []
-        stop = asyncio.Event()
-        sampler = asyncio.create_task(sample_rss(pid, rss, stop))
+        stop, dead = asyncio.Event(), asyncio.Event()
+        sampler = asyncio.create_task(sample_rss(pid, rss, stop, dead))
         await asyncio.sleep(0.5)
         rss_before = rss[-1][1]
         say(f"{n} TtsDeployments into namespace {ns} ({parallel} API calls at a time)")
@@ -141,11 +144,16 @@ async def run_size(cluster: Cluster, n: int, limit_s: float, parallel: int) -> J
         await asyncio.gather(*(create(name) for name in names_))
         t_created = time.time() - t0
         say(f"created in {t_created:.1f} s; waiting for children and status")
-        timed_out = False
-        try:
-            await asyncio.wait_for(progress.done.wait(), limit_s)
-        except TimeoutError:
-            timed_out = True
+        done, died = asyncio.ensure_future(progress.done.wait()), asyncio.ensure_future(dead.wait())
+        await asyncio.wait({done, died}, timeout=limit_s, return_when=asyncio.FIRST_COMPLETED)
+        for task in (done, died):
+            task.cancel()
+        if dead.is_set():
+            raise SystemExit(
+                f"the operator (pid {pid}) exited during the run: see .devcluster/logs/operator.log; "
+                f"namespace {ns} is left behind"
+            )
+        timed_out = not progress.done.is_set()
         t_all = time.time() - t0
         cpu1 = cluster.component_cpu()
         await asyncio.sleep(2)  # memory right after the burst

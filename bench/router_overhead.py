@@ -13,6 +13,9 @@ it to the end.
 
 Reports, per level: requests per second on each path and their ratio, time to first byte and to the
 last byte (p50/p99) on each path and what the router adds, and the router's CPU time per request.
+Ratios and added latencies are the median over the rounds of each round's figure: the machine is
+shared, and a burst of load from elsewhere then spoils one round rather than the result. The
+router's CPU time per request does not depend on such load at all.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from common import (
     cpu_seconds,
     eventually,
     machine,
+    median,
     pct,
     say,
     table,
@@ -112,8 +116,9 @@ def measure(args: argparse.Namespace, cluster: Cluster) -> JSON:
         say(f"pod {pod['metadata']['name']} at {direct_url}; router at {router.url}; text {args.text!r}")
         levels = []
         for c in args.concurrency:
-            direct, routed = Window(), Window()
+            rounds: list[tuple[Window, Window]] = []
             for r in range(args.rounds):
+                direct, routed = Window(), Window()
                 order = [("direct", direct), ("router", routed)]
                 for path, win in order if r % 2 == 0 else reversed(order):
                     url, headers = (direct_url, {}) if path == "direct" else (router.url, router.headers())
@@ -121,7 +126,8 @@ def measure(args: argparse.Namespace, cluster: Cluster) -> JSON:
                     asyncio.run(run_window(url, headers, body, c, args.seconds, win))
                     if path == "router":
                         win.router_cpu += cpu_seconds(router.pid) - cpu0
-            level = summarise(c, direct, routed)
+                rounds.append((direct, routed))
+            level = summarise(c, rounds)
             levels.append(level)
             say(
                 f"c={c}: direct {level['direct']['rps']:.1f} req/s, router {level['router']['rps']:.1f} req/s "
@@ -143,7 +149,23 @@ def measure(args: argparse.Namespace, cluster: Cluster) -> JSON:
             cluster.delete_model(name)
 
 
-def summarise(c: int, direct: Window, routed: Window) -> JSON:
+def merged(windows: list[Window]) -> Window:
+    out = Window()
+    for w in windows:
+        out.ttfb += w.ttfb
+        out.total += w.total
+        out.bytes += w.bytes
+        out.errors += w.errors
+        out.wall += w.wall
+        out.router_cpu += w.router_cpu
+    return out
+
+
+def summarise(c: int, rounds: list[tuple[Window, Window]]) -> JSON:
+    """Per path: all rounds' requests together. Ratio and added latency: the median over the rounds
+    of each round's figure (a round's two windows ran back to back, so a burst of load from
+    elsewhere on the machine spoils one round, not the result)."""
+
     def side(w: Window) -> JSON:
         return {
             "requests": len(w.total),
@@ -154,14 +176,28 @@ def summarise(c: int, direct: Window, routed: Window) -> JSON:
             "total_ms": {"p50": pct(w.total, 50) * 1000, "p99": pct(w.total, 99) * 1000},
         }
 
-    d, r = side(direct), side(routed)
+    direct, routed = merged([d for d, _ in rounds]), merged([r for _, r in rounds])
+    per_round = [
+        {
+            "throughput_ratio": r.rps / d.rps,
+            **{
+                f"added_{what}_{q}_ms": (pct(getattr(r, what), q) - pct(getattr(d, what), q)) * 1000
+                for what in ("ttfb", "total")
+                for q in (50, 99)
+            },
+        }
+        for d, r in rounds
+    ]
     return {
         "concurrency": c,
-        "direct": d,
-        "router": r,
-        "throughput_ratio": r["rps"] / d["rps"],
+        "direct": side(direct),
+        "router": side(routed),
+        "rounds": per_round,
+        "throughput_ratio": median(x["throughput_ratio"] for x in per_round),
         "added_ms": {
-            f"{what}_{q}": r[f"{what}_ms"][q] - d[f"{what}_ms"][q] for what in ("ttfb", "total") for q in ("p50", "p99")
+            f"{what}_p{q}": median(x[f"added_{what}_{q}_ms"] for x in per_round)
+            for what in ("ttfb", "total")
+            for q in (50, 99)
         },
         "router_cpu_ms_per_request": routed.router_cpu / len(routed.total) * 1000 if routed.total else float("nan"),
     }
@@ -195,10 +231,10 @@ def print_table(result: JSON) -> None:
                 "clients",
                 "direct req/s",
                 "router req/s",
-                "ratio",
+                "ratio (median of rounds)",
                 "direct ms p50/p99",
                 "router ms p50/p99",
-                "added ms p50/p99",
+                "added ms p50/p99 (median of rounds)",
                 "added TTFB ms p50/p99",
                 "router CPU ms/req",
                 "errors",

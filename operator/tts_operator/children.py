@@ -80,11 +80,14 @@ def inference_container(name: str, spec: TtsDeploymentSpec, image: str, plan: mo
         "command": ["python", "-m", "tts_inference"],
         "env": env,
         "ports": [{"name": "http", "containerPort": names.INFERENCE_PORT, "protocol": "TCP"}],
-        # startup allows a long model load; readiness is the model being loaded and warmed
+        # startup allows a long model load; readiness is the model being loaded and warmed. Both
+        # look every second (the least Kubernetes allows): readiness probes only start once the
+        # startup probe passed, so a slower startup probe delays every wake from zero by up to its
+        # period (bench/scale_from_zero.py measured 2 s of it before; docs/benchmarks.md)
         "startupProbe": {
             "httpGet": {"path": "/healthz", **http},
-            "periodSeconds": 2,
-            "failureThreshold": 150,
+            "periodSeconds": 1,
+            "failureThreshold": 300,
             "timeoutSeconds": 2,
         },
         "readinessProbe": {

