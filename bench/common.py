@@ -263,15 +263,11 @@ def rss_mib(pid: int, field: str = "VmRSS") -> float:
 
 def metric_sum(text: str, name: str, **labels: str) -> float:
     """Sum of the samples of ``name`` (Prometheus text) whose labels include ``labels``."""
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith("#") or not line.startswith(name):
-            continue
-        head, _, value = line.rpartition(" ")
-        metric, _, rest = head.partition("{")
-        if metric != name:
-            continue
-        found = dict(part.split("=", 1) for part in rest.rstrip("}").split(",") if "=" in part)
-        if all(found.get(k, "").strip('"') == v for k, v in labels.items()):
-            total += float(value)
-    return total
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(
+        float(sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    )

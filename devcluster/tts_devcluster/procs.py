@@ -21,21 +21,27 @@ def _pidfile(layout: Layout, name: str) -> Path:
     return layout.run / f"{name}.pid"
 
 
-def pid_of(layout: Layout, name: str) -> int | None:
-    try:
-        pid = int(_pidfile(layout, name).read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    # a zombie or a recycled pid that is not ours any more
+def _started_at(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (/proc/PID/stat field 22), None if it is
+    gone or a zombie. A pid and its start time name one process: a recycled pid has another."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
         return None
-    if stat.rsplit(")", 1)[1].split()[0] == "Z":
+    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    return None if fields[0] == "Z" else fields[19]
+
+
+def pid_of(layout: Layout, name: str) -> int | None:
+    try:
+        pid_text, _, started = _pidfile(layout, name).read_text().strip().partition(" ")
+        pid = int(pid_text)
+    except (FileNotFoundError, ValueError):
+        return None
+    actual = _started_at(pid)
+    # gone, a zombie, or the pid now belongs to another process (which stop() must never signal,
+    # e.g. a daemon of another cluster instance on this machine)
+    if actual is None or (started and actual != started):
         return None
     return pid
 
@@ -69,7 +75,7 @@ def start(
             cwd=cwd,
             start_new_session=True,
         )
-    _pidfile(layout, name).write_text(str(proc.pid))
+    _pidfile(layout, name).write_text(f"{proc.pid} {_started_at(proc.pid) or ''}".strip())
     return proc.pid
 
 
