@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -26,7 +27,11 @@ SANDBOX = textwrap.dedent(
     mount --make-rprivate /
     mount -o remount,bind,ro /                         # readOnlyRootFilesystem
     mount --bind "$MODELS" /mnt && mount -o remount,bind,ro /mnt   # the model volume, read-only
+    # the code and its venv are the image's files: a checkout under /tmp must stay visible below
+    # the pod's fresh /tmp, so it is set aside (on /srv) and bound back read-only
+    case "$CODE" in /tmp/*) mount --bind "$CODE" /srv ;; esac
     mount -t tmpfs -o size=256m,mode=1777 tmpfs /tmp   # the pod's emptyDir
+    case "$CODE" in /tmp/*) mkdir -p "$CODE" && mount --bind /srv "$CODE" && mount -o remount,bind,ro "$CODE" ;; esac
     exec env -i PATH=/usr/bin:/bin HOME=/tmp KUBETTS_ENGINE="$ENGINE" KUBETTS_MODEL_URI="$URI" \\
         KUBETTS_MODEL_DIR=/mnt KUBETTS_HOST=127.0.0.1 KUBETTS_PORT="$PORT" KUBETTS_LOG_LEVEL=warning \\
         setpriv --reuid 65532 --regid 65532 --clear-groups "$PYTHON" -c "$CHECK"
@@ -96,6 +101,7 @@ def test_engine_runs_as_non_root_with_a_read_only_root(models, engine, uri, subd
         "URI": uri,
         "PORT": str(free_port()),
         "PYTHON": sys.executable,
+        "CODE": str(Path(__file__).resolve().parents[2]),
         "CHECK": CHECK,
         "PATH": os.environ["PATH"],
     }
