@@ -93,7 +93,8 @@ KIND_CLUSTER ?= kube-tts
 KIND_NAMESPACE ?= kube-tts
 IMAGE_REGISTRY ?= ghcr.io/kube-tts
 IMAGE_TAG ?= $(shell sed -n 's/^appVersion: *"\(.*\)"/\1/p' charts/kube-tts/Chart.yaml)
-IMAGES := operator:operator/Dockerfile router:api/Dockerfile mcp:mcp_server/Dockerfile inference:inference_image/Dockerfile
+# name:Dockerfile:target (the three control-plane images share the root Dockerfile's base stage)
+IMAGES := operator:Dockerfile:operator router:Dockerfile:router mcp:Dockerfile:mcp inference:inference_image/Dockerfile:cpu
 
 .PHONY: kind-up
 kind-up: ## Create the kind cluster (kind-config.yaml) and advertise 2 fake GPUs on its GPU worker
@@ -108,8 +109,8 @@ kind-up: ## Create the kind cluster (kind-config.yaml) and advertise 2 fake GPUs
 
 .PHONY: kind-load
 kind-load: ## Build the four images with Docker and load them into the kind cluster
-	@for spec in $(IMAGES); do name=$${spec%%:*}; file=$${spec#*:}; \
-	  docker build -f $$file -t $(IMAGE_REGISTRY)/$$name:$(IMAGE_TAG) . && \
+	@for spec in $(IMAGES); do name=$${spec%%:*}; rest=$${spec#*:}; file=$${rest%%:*}; target=$${rest#*:}; \
+	  docker build -f $$file --target $$target -t $(IMAGE_REGISTRY)/$$name:$(IMAGE_TAG) . && \
 	  kind load docker-image --name $(KIND_CLUSTER) $(IMAGE_REGISTRY)/$$name:$(IMAGE_TAG) || exit 1; done
 
 .PHONY: kind-deploy

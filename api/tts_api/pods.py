@@ -6,7 +6,7 @@ import asyncio
 import logging
 from typing import Any
 
-import httpx
+import aiohttp
 
 from .routing import Endpoint
 
@@ -14,18 +14,17 @@ log = logging.getLogger("tts_api.pods")
 JSON = dict[str, Any]
 
 
-async def get_json(http: httpx.AsyncClient, endpoint: Endpoint, path: str, limit: float) -> JSON | None:
+async def get_json(http: aiohttp.ClientSession, endpoint: Endpoint, path: str, limit: float) -> JSON | None:
     """``GET path`` on the pod as JSON, or None if it does not answer 200 with an object within ``limit`` s."""
     try:
-        resp = await http.get(f"{endpoint.url}{path}", timeout=limit)
-    except httpx.HTTPError as exc:
+        async with http.get(f"{endpoint.url}{path}", timeout=aiohttp.ClientTimeout(total=limit)) as resp:
+            if resp.status != 200:
+                return None
+            body = await resp.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError) as exc:
         log.info("pod %s did not answer %s: %s", endpoint.pod, path, exc.__class__.__name__)
         return None
-    if resp.status_code != 200:
-        return None
-    try:
-        body = resp.json()
-    except ValueError:
+    except ValueError:  # not JSON
         return None
     return body if isinstance(body, dict) else None
 
@@ -34,7 +33,7 @@ class Speakers:
     """Built-in speakers of each deployment, asked of one ready pod and remembered per generation
     (so they stay listed while the deployment sleeps at zero)."""
 
-    def __init__(self, http: httpx.AsyncClient, timeout: float) -> None:
+    def __init__(self, http: aiohttp.ClientSession, timeout: float) -> None:
         self.http = http
         self.timeout = timeout
         self._known: dict[str, tuple[int, JSON]] = {}

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-import httpx
 from kubernetes_asyncio import client
 from tts_crds import names
 
@@ -36,8 +35,7 @@ class RouterState:
     deployments: Cache
     voices: Cache
     pods: Cache
-    # queries to pods (status, speakers); speech goes through ``upstream``
-    http: httpx.AsyncClient
+    # every call to the inference pods: speech, and the small reads of their status and speakers
     upstream: aiohttp.ClientSession
     dispatcher: Dispatcher
     activator: Activator
@@ -79,8 +77,8 @@ class RouterState:
         return found
 
 
-def speech_session(settings: RouterSettings) -> aiohttp.ClientSession:
-    """The client that relays speech to inference pods: every request's hot path. aiohttp, because
+def pod_session(settings: RouterSettings) -> aiohttp.ClientSession:
+    """The client for inference pods; relaying speech is every request's hot path. aiohttp, because
     it costs a third of httpx's CPU per streamed request (ADR 0036). Bytes pass through undecoded;
     idle connections are dropped before the pods' servers drop them (uvicorn: after 5 s), so a
     request never goes out on a connection the pod is closing."""
@@ -120,11 +118,7 @@ async def router_state(settings: RouterSettings) -> AsyncIterator[RouterState]:
     )
     selector = f"{names.LABEL_COMPONENT}={names.COMPONENT_INFERENCE},{names.LABEL_MANAGED_BY}={names.MANAGER}"
     pods = Cache("pods", core.list_namespaced_pod, namespace, label_selector=selector)
-    http = httpx.AsyncClient(
-        timeout=httpx.Timeout(settings.upstream_read_timeout, connect=settings.upstream_connect_timeout),
-        limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256),
-    )
-    upstream = speech_session(settings)
+    upstream = pod_session(settings)
     kube = Kube(api, namespace)
     balancer = LeastOutstanding(settings.pod_concurrency)
     dispatcher = Dispatcher(balancer, lambda m: state.endpoints(m), settings.hold_queue_size)
@@ -151,14 +145,13 @@ async def router_state(settings: RouterSettings) -> AsyncIterator[RouterState]:
         deployments=deployments,
         voices=voices,
         pods=pods,
-        http=http,
         upstream=upstream,
         dispatcher=dispatcher,
         activator=activator,
         metrics=metrics,
         keys=keys,
         limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
-        speakers=Speakers(http, settings.pod_query_timeout),
+        speakers=Speakers(upstream, settings.pod_query_timeout),
     )
     state.tasks = [
         asyncio.create_task(deployments.run(), name="watch-ttsdeployments"),
@@ -174,6 +167,5 @@ async def router_state(settings: RouterSettings) -> AsyncIterator[RouterState]:
         for t in state.tasks:
             t.cancel()
         await asyncio.gather(*state.tasks, return_exceptions=True)
-        await http.aclose()
         await upstream.close()
         await api.close()

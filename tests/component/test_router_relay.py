@@ -16,7 +16,7 @@ from tts_api.dispatch import Dispatcher
 from tts_api.metrics import RouterMetrics
 from tts_api.routes.speech import Trip
 from tts_api.routing import Endpoint, LeastOutstanding
-from tts_api.state import speech_session
+from tts_api.state import pod_session
 from tts_crds.http_errors import ApiError
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -63,7 +63,7 @@ class Pods:
 async def router_state(pods: Pods, activation_s: float = 5) -> AsyncIterator[Any]:
     dispatcher = Dispatcher(LeastOutstanding(1), pods, 10)
     settings = SimpleNamespace(upstream_connect_timeout=2.0, upstream_read_timeout=5.0)
-    session = speech_session(settings)  # type: ignore[arg-type]
+    session = pod_session(settings)  # type: ignore[arg-type]
     try:
         yield SimpleNamespace(
             upstream=session,

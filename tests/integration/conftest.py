@@ -29,21 +29,28 @@ from tests.helpers import eventually, sse_events
 pytestmark = pytest.mark.integration
 
 
+def run_tool(
+    layout: Layout, tool: str, *args: str, input_: str | None = None, check: bool = True, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """kubectl or helm against the local cluster; with ``check``, a failure is a test failure."""
+    proc = subprocess.run(
+        [layout.tool(tool), "--kubeconfig", str(layout.kubeconfig()), *args],
+        capture_output=True,
+        text=True,
+        input=input_,
+        timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{tool} {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
 @dataclass
 class Kube:
     layout: Layout
 
     def run(self, *args: str, input_: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [self.layout.tool("kubectl"), "--kubeconfig", str(self.layout.kubeconfig()), *args],
-            capture_output=True,
-            text=True,
-            input=input_,
-            timeout=120,
-        )
-        if check and proc.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed: {proc.stderr}")
-        return proc
+        return run_tool(self.layout, "kubectl", *args, input_=input_, check=check)
 
     def apply(self, obj: dict[str, Any], namespace: str | None = None) -> None:
         args = ["apply", "-f", "-"] + (["-n", namespace] if namespace else [])
@@ -80,6 +87,9 @@ def pod_ready(pod: dict[str, Any]) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in pod.get("status", {}).get("conditions", []))
 
 
+QUICK_FOX = "The quick brown fox jumps over the lazy dog."
+
+
 @dataclass(frozen=True)
 class Router:
     url: str
@@ -89,6 +99,11 @@ class Router:
 
     def headers(self, admin: bool = False) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.admin_key if admin else self.key}"}
+
+    def speak(self, model: str, input: str = QUICK_FOX, timeout: float = 120, **extra: Any) -> httpx.Response:
+        """One WAV speech request (``extra``: voice, speed, response_format, …); the answer as it came."""
+        body = {"model": model, "input": input, "response_format": "wav", **extra}
+        return httpx.post(f"{self.url}/v1/audio/speech", headers=self.headers(), json=body, timeout=timeout)
 
     def speech_stream(self, timeout: float = 60, **body: Any) -> Any:
         """``with router.speech_stream(model=..., input=...) as resp:`` — a streamed speech request."""
@@ -285,6 +300,16 @@ def models(kube: Kube, router: Router) -> Iterator[Models]:
     yield m
     for name in m.created:
         kube.run("delete", "ttsdeployment", name, "-n", router.namespace, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="module")
+def speaker(request: pytest.FixtureRequest, models: Models, router: Router) -> str:
+    """A piper model of the test module's own (named after it: test_router_voices -> voices-…), known
+    to the router."""
+    module = request.module.__name__.rsplit(".", 1)[-1]
+    name = models.create(module.removeprefix("test_").removeprefix("router_").replace("_", "-"))
+    wait_router_sees(router, name)
+    return name
 
 
 def wait_router_sees(router: Router, model: str, ready: bool = True, timeout: float = 30) -> None:

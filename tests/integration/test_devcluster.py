@@ -22,6 +22,20 @@ def pod(name: str, command: list[str], **spec) -> dict:
     }
 
 
+def serve_behind_a_service(kube: Kube, namespace: str, name: str, command: list[str], label: str) -> None:
+    """A pod serving on port 8000 (named http; ready once it accepts connections), labelled
+    ``label`` only after it exists, and a Service ``name`` selecting that label, port 80 -> 8000."""
+    container = {
+        "ports": [{"name": "http", "containerPort": 8000}],
+        "readinessProbe": {"tcpSocket": {"port": 8000}, "periodSeconds": 1},
+    }
+    kube.apply(pod(name, command, container=container), namespace)
+    kube.run("label", "pod", name, "-n", namespace, label)
+    key, _, value = label.partition("=")
+    service = {"selector": {key: value}, "ports": [{"port": 80, "targetPort": 8000}]}
+    kube.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name}, "spec": service}, namespace)
+
+
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 
 
@@ -206,27 +220,7 @@ def test_deleting_the_pod_stops_its_process(kube: Kube, namespace: str):
 
 
 def test_services_route_by_cluster_ip_and_name(kube: Kube, namespace: str):
-    kube.apply(
-        pod(
-            "web",
-            ["python", "-m", "http.server", "8000"],
-            container={
-                "ports": [{"containerPort": 8000}],
-                "readinessProbe": {"tcpSocket": {"port": 8000}, "periodSeconds": 1},
-            },
-        ),
-        namespace,
-    )
-    kube.run("label", "pod", "web", "-n", namespace, "app=web")
-    kube.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": "web"},
-            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8000}]},
-        },
-        namespace,
-    )
+    serve_behind_a_service(kube, namespace, "web", ["python", "-m", "http.server", "8000"], "app=web")
     kube.wait_pod(namespace, "web", pod_ready, what="ready")
 
     def endpoint_ready():
@@ -301,27 +295,7 @@ WHO_CALLS = textwrap.dedent("""
 
 
 def test_network_policy_admits_only_selected_peers_and_sees_real_sources(kube: Kube, namespace: str):
-    kube.apply(
-        pod(
-            "server",
-            ["python", "-c", WHO_CALLS],
-            container={
-                "ports": [{"name": "http", "containerPort": 8000}],
-                "readinessProbe": {"tcpSocket": {"port": 8000}, "periodSeconds": 1},
-            },
-        ),
-        namespace,
-    )
-    kube.run("label", "pod", "server", "-n", namespace, "role=server")
-    kube.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": "server"},
-            "spec": {"selector": {"role": "server"}, "ports": [{"port": 80, "targetPort": 8000}]},
-        },
-        namespace,
-    )
+    serve_behind_a_service(kube, namespace, "server", ["python", "-c", WHO_CALLS], "role=server")
     kube.apply(
         {
             "apiVersion": "networking.k8s.io/v1",

@@ -319,14 +319,7 @@ def test_apiserver_down_while_requests_flow(router: Router, models: Models, kube
             assert listed.status_code == 200 and listed.json()["ready"] is True, listed.text
             # a request for the sleeping model waits for it to wake
             waker = threading.Thread(
-                target=lambda: woke.append(
-                    httpx.post(
-                        f"{router.url}/v1/audio/speech",
-                        headers=router.headers(),
-                        json={"model": sleepy, "input": SHORT, "response_format": "wav"},
-                        timeout=120,
-                    )
-                ),
+                target=lambda: woke.append(router.speak(sleepy, input=SHORT)),
                 daemon=True,
             )
             waker.start()
@@ -357,12 +350,7 @@ def test_apiserver_down_while_requests_flow(router: Router, models: Models, kube
     # and both act on what happens afterwards: a new model gets its children, its status, and speaks
     after = models.create("apiafter", wait_ready=False, replicas=0, **ESPEAK)
     eventually(lambda: kube.get("deployment", f"tts-{after}", router.namespace), timeout=30, what="its Deployment")
-    resp = httpx.post(
-        f"{router.url}/v1/audio/speech",
-        headers=router.headers(),
-        json={"model": after, "input": SHORT, "response_format": "wav"},
-        timeout=120,
-    )
+    resp = router.speak(after, input=SHORT)
     assert resp.status_code == 200, resp.text
     assert decode_wav(resp.content).duration > 1
     print(

@@ -22,7 +22,7 @@ from tts_devcluster.layout import Layout
 
 from tests.helpers import decode_wav, eventually
 
-from .conftest import Kube, pod_ready
+from .conftest import Kube, pod_ready, run_tool
 
 NS = "kube-tts-e2e"
 RELEASE = "kt"
@@ -35,15 +35,7 @@ VALUES = [
 
 
 def helm(layout: Layout, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [layout.tool("helm"), "--kubeconfig", str(layout.kubeconfig()), *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"helm {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
-    return proc
+    return run_tool(layout, "helm", *args, check=check, timeout=600)
 
 
 @pytest.fixture(scope="module")

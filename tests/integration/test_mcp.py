@@ -70,13 +70,6 @@ def replicas(kube: Kube, router: Router, model: str) -> int:
     return int(obj["spec"]["replicas"])
 
 
-@pytest.fixture(scope="module")
-def speaker(models: Models, router: Router) -> str:
-    name = models.create("mcp")
-    wait_router_sees(router, name)
-    return name
-
-
 async def test_stdio_lists_tools_and_speaks_audio_that_decodes(router: Router, speaker: str, tmp_path: Path):
     out = tmp_path / "speech"
     async with stdio(router, output_mode="both", output_dir=str(out)) as client:
@@ -180,12 +173,7 @@ def clips(tmp_path: Path, router: Router, speaker: str) -> Path:
     """A directory the server may read clips from, with a few seconds of speech the platform made."""
     folder = tmp_path / "clips"
     folder.mkdir()
-    resp = httpx.post(
-        f"{router.url}/v1/audio/speech",
-        headers=router.headers(),
-        json={"model": speaker, "input": "This is my voice, and I agree to it being cloned.", "response_format": "wav"},
-        timeout=60,
-    )
+    resp = router.speak(speaker, input="This is my voice, and I agree to it being cloned.", timeout=60)
     assert resp.status_code == 200, resp.text
     (folder / "me.wav").write_bytes(resp.content)
     (tmp_path / "not-a-clip.txt").write_text("private")

@@ -203,7 +203,7 @@ def voice(name: str, deployment: str, **spec) -> dict:
     }
 
 
-def test_voice_validation(kube: Kube, namespace: str):
+def test_voice_validation(kube: Kube, namespace: str, tmp_path):
     import base64
 
     kube.apply(ttsd("joe"), namespace)
@@ -240,6 +240,20 @@ def test_voice_validation(kube: Kube, namespace: str):
     wait_condition(kube, namespace, "orphan", "Ready", "False", "DeploymentNotFound", plural="ttsvoice")
     printed = kube.run("get", "ttsv", "good", "-n", namespace).stdout
     assert "joe" in printed and "True" in printed and "4" in printed
+
+    # the source changes: the missing key appears and the good clip is replaced; both voices are
+    # validated again without touching them (the operator re-checks, it does not watch ConfigMaps)
+    patch = {"binaryData": {k: base64.b64encode(clip_bytes(6.0)).decode() for k in ("nope.wav", "good.wav")}}
+    patch_file = tmp_path / "patch.json"  # too large for a command-line argument
+    patch_file.write_text(json.dumps(patch))
+    kube.run("patch", "configmap", "clips", "-n", namespace, "--type=merge", "--patch-file", str(patch_file))
+    found = wait_condition(kube, namespace, "missing-key", "Ready", "True", plural="ttsvoice", timeout=60)
+    assert found["status"]["audio"]["durationSeconds"] == 6.0
+    eventually(
+        lambda: (v := kube.get("ttsvoice", "good", namespace)) and v["status"]["audio"]["durationSeconds"] == 6.0,
+        timeout=60,
+        what="the replaced clip to be validated again",
+    )
 
     # speakers: checked once the model has published them
     wait_condition(kube, namespace, "joe", "Ready", "True")

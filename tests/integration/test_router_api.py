@@ -9,15 +9,7 @@ from schemathesis import GenerationMode
 
 from tests.helpers import fuzz_without_server_errors
 
-from .conftest import Kube, Models, Router, wait_router_sees
-
-
-@pytest.fixture(scope="module")
-def speaker(models: Models, router: Router) -> str:
-    name = models.create("api")
-    wait_router_sees(router, name)
-    return name
-
+from .conftest import Kube, Router
 
 ADMIN_ROUTES = [
     ("POST", "/v1/models/{model}/wake"),

@@ -50,12 +50,7 @@ def test_router_recovers_from_an_apiserver_restart(router: Router, kube: Kube, m
             timeout=30,
             what="the router to see a voice created after the restart",
         )
-        resp = httpx.post(
-            f"{router.url}/v1/audio/speech",
-            headers=router.headers(),
-            json={"model": name, "voice": voice, "input": "Still here after the restart.", "response_format": "wav"},
-            timeout=60,
-        )
+        resp = router.speak(name, input="Still here after the restart.", voice=voice, timeout=60)
         assert resp.status_code == 200, resp.text
         assert decode_wav(resp.content).duration > 1.0
     finally:

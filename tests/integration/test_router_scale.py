@@ -36,15 +36,6 @@ def metrics(router: Router) -> str:
     return httpx.get(f"{router.url}/metrics", timeout=10).text
 
 
-def speak(router: Router, model: str, timeout: float = 120, **extra) -> httpx.Response:
-    return httpx.post(
-        f"{router.url}/v1/audio/speech",
-        headers=router.headers(),
-        json={"model": model, "input": TEXT, "response_format": "wav", **extra},
-        timeout=timeout,
-    )
-
-
 def test_requests_wake_a_model_at_zero_and_admin_sleep_puts_it_back(router: Router, models: Models, kube: Kube):
     name = models.create("wake", wait_ready=False, replicas=0)
     known_to(router, name)
@@ -80,7 +71,7 @@ def test_requests_wake_a_model_at_zero_and_admin_sleep_puts_it_back(router: Rout
         timeout=30,
         what="the router to see the model at zero",
     )
-    resp = speak(router, name)
+    resp = router.speak(name, input=TEXT)
     assert resp.status_code == 200, resp.text
     assert decode_wav(resp.content).duration > 1.0
     assert spec_replicas(kube, router, name) == 1
@@ -105,7 +96,7 @@ def test_burst_of_100_at_zero_gets_200_or_429_with_retry_after_never_5xx(spawn_r
     known_to(small, name)
 
     def one(i: int) -> httpx.Response:
-        return speak(small, name, timeout=240, input=f"Request number {i} of the burst.")
+        return small.speak(name, timeout=240, input=f"Request number {i} of the burst.")
 
     with ThreadPoolExecutor(100) as pool:
         answers = list(pool.map(one, range(100)))
@@ -145,13 +136,13 @@ def test_activation_timeout_is_504_and_clients_that_leave_leave_the_queue(router
     # a client that gives up after 1 s: its request leaves the hold queue long before the deadline
     t0 = time.monotonic()
     with pytest.raises(httpx.ReadTimeout):
-        speak(router, name, timeout=1)
+        router.speak(name, input=TEXT, timeout=1)
     eventually(lambda: queued() == 0, timeout=3, what="the abandoned request to leave the queue")
     assert time.monotonic() - t0 < 5
     assert metric_value(metrics(router), "kubetts_router_requests_total", deployment=name, code="499") == 1
 
     t0 = time.monotonic()
-    resp = speak(router, name, timeout=60)
+    resp = router.speak(name, input=TEXT, timeout=60)
     waited = time.monotonic() - t0
     assert resp.status_code == 504, resp.text
     assert resp.json()["error"]["code"] == "activation_timeout"

@@ -12,18 +12,11 @@ from openai import OpenAI
 
 from tests.helpers import decode_audio, decode_wav, eventually, metric_value
 
-from .conftest import Models, Router, pod_ready, wait_router_sees
+from .conftest import Models, Router, pod_ready
 
 TEXT = "The quick brown fox jumps over the lazy dog."
 # about 3,700 characters: minutes of audio at half speed, far longer than any test waits
 LONG_TEXT = " ".join(f"This is sentence number {i} of a long text that nobody will hear." for i in range(55))
-
-
-@pytest.fixture(scope="module")
-def speaker(models: Models, router: Router) -> str:
-    name = models.create("speech")
-    wait_router_sees(router, name)
-    return name
 
 
 def pod_metrics(pod: dict) -> str:

@@ -14,31 +14,18 @@ import soundfile as sf
 
 from tests.helpers import decode_wav, eventually
 
-from .conftest import Kube, Models, Router, make_cloner, tts_voice, wait_router_sees
+from .conftest import Kube, Models, Router, make_cloner, tts_voice
 
 MB = 1024 * 1024
 
 
-@pytest.fixture(scope="module")
-def speaker(models: Models, router: Router) -> str:
-    name = models.create("voices")
-    wait_router_sees(router, name)
-    return name
-
-
-def speak(router: Router, model: str, **extra) -> httpx.Response:
-    return httpx.post(
-        f"{router.url}/v1/audio/speech",
-        headers=router.headers(),
-        json={"model": model, "input": "This voice was chosen by name.", "response_format": "wav", **extra},
-        timeout=60,
-    )
+BY_NAME = "This voice was chosen by name."
 
 
 @pytest.fixture(scope="module")
 def reference_clip(router: Router, speaker: str) -> bytes:
     """A few seconds of real speech, made by the platform itself."""
-    resp = speak(router, speaker, input="Hello, this is my voice. I agree to it being used for cloning.")
+    resp = router.speak(speaker, input="Hello, this is my voice. I agree to it being used for cloning.")
     assert resp.status_code == 200
     return resp.content
 
@@ -100,7 +87,7 @@ def test_upload_creates_a_voice_with_its_clip_and_delete_cleans_up(
         interval=0.5,
         what="voice Ready",
     )
-    resp = speak(router, speaker, voice=name)
+    resp = router.speak(speaker, input=BY_NAME, voice=name)
     assert resp.status_code == 400 and resp.json()["error"]["code"] == "cloning_not_supported", resp.text
     # a second upload under the same name conflicts
     again = upload(router, name=name, model=speaker, file=("me.wav", reference_clip, "audio/wav"))
@@ -122,17 +109,17 @@ def test_speaker_voice_uses_the_builtin_speaker_and_its_default_speed(router: Ro
     kube.apply(tts_voice(name, speaker, speaker="en_US-joe-medium", defaults={"speed": 2.0}), router.namespace)
     try:
         eventually(lambda: any(v["id"] == name for v in voices(router)), timeout=15, what="voice listed")
-        normal = decode_wav(speak(router, speaker).content)
-        fast = speak(router, speaker, voice=name)
+        normal = decode_wav(router.speak(speaker, input=BY_NAME).content)
+        fast = router.speak(speaker, input=BY_NAME, voice=name)
         assert fast.status_code == 200, fast.text
         fast_audio = decode_wav(fast.content)
         assert fast_audio.rms > 500
         assert fast_audio.duration < normal.duration * 0.7, (fast_audio.duration, normal.duration)
         # a speed the client states wins over the voice's default
-        explicit = decode_wav(speak(router, speaker, voice=name, speed=1.0).content)
+        explicit = decode_wav(router.speak(speaker, input=BY_NAME, voice=name, speed=1.0).content)
         assert explicit.duration == pytest.approx(normal.duration, rel=0.15)
         # an unknown voice name is the pod's 400, relayed
-        unknown = speak(router, speaker, voice="nobody")
+        unknown = router.speak(speaker, input=BY_NAME, voice="nobody")
         assert unknown.status_code == 400 and unknown.json()["error"]["code"] == "voice_not_found"
     finally:
         kube.run("delete", "ttsvoice", name, "-n", router.namespace, "--wait=false", check=False)
@@ -214,12 +201,12 @@ def test_an_uploaded_voice_becomes_ready_and_speaks_through_a_cloning_engine(
     voice = eventually(ready, timeout=60, interval=0.5, what="the operator to accept the uploaded clip")
     assert voice["status"]["audio"]["durationSeconds"] == pytest.approx(decode_wav(reference_clip).duration, abs=0.01)
     eventually(
-        lambda: speak(router, cloner, voice=name).status_code == 200,
+        lambda: router.speak(cloner, input=BY_NAME, voice=name).status_code == 200,
         timeout=30,
         interval=1,
         what="the router to speak with the ready voice",
     )
-    audio = decode_wav(speak(router, cloner, voice=name, input="Cloned from an uploaded clip.").content)
+    audio = decode_wav(router.speak(cloner, input="Cloned from an uploaded clip.", voice=name).content)
     assert audio.sample_rate == 24000 and audio.duration > 0.2 and audio.rms > 0
     httpx.delete(f"{router.url}/v1/audio/voices/{name}", headers=router.headers(admin=True), timeout=30)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 import uuid
 
-import httpx
 from tts_operator.status import parse_time
 
 from tests.helpers import decode_wav, eventually
@@ -17,22 +16,15 @@ IDLE = 10  # the smallest idle window the CRD allows
 PERIOD = 2  # KUBETTS_AUTOSCALE_PERIOD_SECONDS of the local cluster's operator
 
 
-def speak(router: Router, model: str, text: str) -> httpx.Response:
-    return httpx.post(
-        f"{router.url}/v1/audio/speech",
-        timeout=180,
-        headers={"Authorization": f"Bearer {router.key}"},
-        json={"model": model, "input": text, "response_format": "wav"},
-    )
-
-
 def test_idle_model_scales_to_zero_and_the_next_request_wakes_it(kube: Kube, router: Router):
     name = f"nap-{uuid.uuid4().hex[:5]}"
     kube.apply(ttsd(name, scaleToZero={"idleSeconds": IDLE}), router.namespace)
     try:
         wait_condition(kube, router.namespace, name, "Ready", "True")
-        eventually(lambda: speak(router, name, "Warm.").status_code == 200, timeout=30, what="first request")
-        resp = speak(router, name, "Before I nap, one sentence.")
+        eventually(
+            lambda: router.speak(name, input="Warm.", timeout=180).status_code == 200, timeout=30, what="first request"
+        )
+        resp = router.speak(name, input="Before I nap, one sentence.", timeout=180)
         assert resp.status_code == 200
         spoke_at = time.time()
         asleep = wait_condition(
@@ -52,7 +44,7 @@ def test_idle_model_scales_to_zero_and_the_next_request_wakes_it(kube: Kube, rou
         assert "ScaledToZero" in events
 
         t0 = time.monotonic()
-        woke = speak(router, name, "I was asleep, and now I speak.")
+        woke = router.speak(name, input="I was asleep, and now I speak.", timeout=180)
         wake_seconds = time.monotonic() - t0
         assert woke.status_code == 200, woke.text
         audio = decode_wav(woke.content)
@@ -74,7 +66,7 @@ def test_sustained_load_scales_up(kube: Kube, router: Router):
         wait_condition(kube, router.namespace, name, "Ready", "True")
         text = " ".join(["This sentence keeps the model busy for a while."] * 40)
         with cf.ThreadPoolExecutor(6) as pool:
-            futures = [pool.submit(speak, router, name, text) for _ in range(6)]
+            futures = [pool.submit(router.speak, name, input=text, timeout=180) for _ in range(6)]
             scaled = eventually(
                 lambda: (o := kube.get("ttsdeployment", name, router.namespace)) and o["spec"]["replicas"] == 2 and o,
                 timeout=90,

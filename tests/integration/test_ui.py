@@ -242,12 +242,7 @@ def voice_names(kube: Kube, router: Router, sample_model: str) -> Iterator[dict[
 @pytest.fixture
 def reference_clip(router: Router, sample_model: str, tmp_path: Path) -> Path:
     """A few seconds of real speech to upload, made by the platform itself."""
-    resp = httpx.post(
-        f"{router.url}/v1/audio/speech",
-        headers=router.headers(),
-        json={"model": sample_model, "input": "Hello, this is my voice. I agree to its use.", "response_format": "wav"},
-        timeout=60,
-    )
+    resp = router.speak(sample_model, input="Hello, this is my voice. I agree to its use.", timeout=60)
     assert resp.status_code == 200, resp.text
     path = tmp_path / "my-voice.wav"
     path.write_bytes(resp.content)

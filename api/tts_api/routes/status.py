@@ -35,7 +35,7 @@ async def _pod_entry(state: State, pod: JSON) -> JSON:
     inference = None
     if ready:
         endpoint = Endpoint(pod["metadata"]["name"], status["podIP"], names.INFERENCE_PORT)
-        inference = await get_json(state.http, endpoint, "/v1/status", state.settings.pod_query_timeout)
+        inference = await get_json(state.upstream, endpoint, "/v1/status", state.settings.pod_query_timeout)
     return {
         "name": pod["metadata"]["name"],
         "node": (pod.get("spec") or {}).get("nodeName"),
