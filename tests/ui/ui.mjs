@@ -120,14 +120,24 @@ const text = (page, selector) => page.locator(selector).innerText();
 
 /** Generate with what the form holds; returns once the page says Done (or shows an error). */
 async function generate(page, { watchStatus = false } = {}) {
-  const seen = new Set();
+  if (watchStatus) {
+    // every text the status line takes, however briefly: a MutationObserver's records keep each
+    // text node that was put in, even when two changes land within one task (polling misses those)
+    await page.evaluate(() => {
+      const el = document.querySelector('#speak-status');
+      window.__statusSeen = [];
+      new MutationObserver((records) => {
+        for (const r of records) for (const n of r.addedNodes) if (n.textContent) window.__statusSeen.push(n.textContent);
+      }).observe(el, { childList: true });
+    });
+  }
+  const seenSoFar = async () => (watchStatus ? [...new Set(await page.evaluate(() => window.__statusSeen))] : []);
   await page.getByRole('button', { name: 'Generate' }).click();
   const deadline = Date.now() + WAIT;
   for (;;) {
     const status = await text(page, '#speak-status');
-    if (watchStatus && status) seen.add(status);
     if (await page.locator('#speak-error').isVisible()) {
-      return { ok: false, error: await text(page, '#speak-error'), status, seen: [...seen] };
+      return { ok: false, error: await text(page, '#speak-error'), status, seen: await seenSoFar() };
     }
     if (status === 'Done.' || status === '完成。') break;
     if (Date.now() > deadline) throw new Error(`generation did not finish; status: ${status}`);
@@ -135,7 +145,7 @@ async function generate(page, { watchStatus = false } = {}) {
   }
   return {
     ok: true,
-    seen: [...seen],
+    seen: await seenSoFar(),
     ttfa: await text(page, '#m-ttfa'),
     total: await text(page, '#m-total'),
     length: await text(page, '#m-length'),
