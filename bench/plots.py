@@ -90,8 +90,7 @@ PHASES = [
     ("started", "container started"),
     ("imports", "process up (imports)"),
     ("model_load", "model load"),
-    ("probe", "readiness probe"),
-    ("router_sees", "router sees ready"),
+    ("router_sees", "router sees ready (its probe)"),
     ("first_byte", "first byte"),
 ]
 

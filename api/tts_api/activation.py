@@ -4,7 +4,9 @@ One task per deployment runs while its queue is non-empty and it has no ready en
 ``scale_up`` (the scale subresource, 0 -> 1 only) whenever the cached spec says zero replicas —
 again after ``repatch_after`` seconds if something put it back to zero, after
 ``retry_failed_after`` if the call failed (the apiserver away) — and fails the waiting requests if
-the deployment disappears. The I/O is injected, so the unit tests drive it with fakes.
+the deployment disappears. Once pods exist it asks ``probe`` on every poll whether one of them already
+answers its readiness check, so waiting requests go to a pod as soon as its model is ready rather
+than a kubelet probe period later (ADR 0038). The I/O is injected, so the unit tests drive it with fakes.
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ class Activator:
         endpoints: Callable[[str], list[Endpoint]],
         spec_replicas: Callable[[str], int | None],
         scale_up: Callable[[str], Awaitable[str]],
+        probe: Callable[[str], Awaitable[bool]] | None = None,
         record: Callable[[str, str], None] | None = None,
-        poll: float = 0.25,
+        poll: float = 0.05,
         repatch_after: float = 10.0,
         retry_failed_after: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
@@ -45,6 +48,7 @@ class Activator:
         self.endpoints = endpoints
         self.spec_replicas = spec_replicas
         self.scale_up = scale_up
+        self.probe = probe
         self.record = record or (lambda _model, _result: None)
         self.poll = poll
         self.repatch_after = repatch_after
@@ -83,6 +87,9 @@ class Activator:
                 elif result == GONE:
                     self.dispatcher.fail_all(model, ModelGone(model))
                     return
+            elif replicas > 0 and self.probe is not None and await self.probe(model):
+                self.dispatcher.dispatch(model)
+                continue
             await asyncio.sleep(self.poll)
 
     async def close(self) -> None:

@@ -29,6 +29,15 @@ async def get_json(http: aiohttp.ClientSession, endpoint: Endpoint, path: str, l
     return body if isinstance(body, dict) else None
 
 
+async def answers_ready(http: aiohttp.ClientSession, url: str, limit: float) -> bool:
+    """Whether the inference server at ``url`` answers ``GET /readyz`` with 200 within ``limit`` s."""
+    try:
+        async with http.get(f"{url}/readyz", timeout=aiohttp.ClientTimeout(total=limit)) as resp:
+            return resp.status == 200
+    except (aiohttp.ClientError, TimeoutError):
+        return False  # not listening yet, or busy loading
+
+
 class Speakers:
     """Built-in speakers of each deployment, asked of one ready pod and remembered per generation
     (so they stay listed while the deployment sleeps at zero)."""

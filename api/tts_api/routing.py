@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,21 +24,88 @@ class Endpoint:
         return f"http://{self.ip}:{self.port}"
 
 
-def pod_is_ready(pod: JSON) -> bool:
+def _ready_condition(pod: JSON) -> JSON:
     status = pod.get("status") or {}
-    if pod.get("metadata", {}).get("deletionTimestamp") or not status.get("podIP"):
-        return False
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+    return next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
 
 
-def endpoints_for(deployment: str, pods: dict[str, JSON]) -> list[Endpoint]:
-    """Ready pods of one TtsDeployment, by the label the operator puts on them."""
+def _reachable(pod: JSON) -> bool:
+    """Has an IP and is not being deleted."""
+    return bool((pod.get("status") or {}).get("podIP")) and not (pod.get("metadata") or {}).get("deletionTimestamp")
+
+
+def pod_is_ready(pod: JSON) -> bool:
+    return _reachable(pod) and _ready_condition(pod).get("status") == "True"
+
+
+def pod_is_starting(pod: JSON) -> bool:
+    """Running with an IP, not yet Ready: the kubelet's readiness probe has not passed (yet)."""
+    status = pod.get("status") or {}
+    return _reachable(pod) and status.get("phase") == "Running" and not pod_is_ready(pod)
+
+
+def _deployment_of(pod: JSON) -> str | None:
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    return labels.get(names.LABEL_DEPLOYMENT)
+
+
+class EarlyReady:
+    """Starting pods the router saw answer ``/readyz`` itself, before the kubelet marked them Ready.
+
+    A model woken from zero is served as soon as its server says it is ready, not a readiness-probe
+    period later (ADR 0038). Such a pod counts as an endpoint only while Kubernetes has not spoken
+    since: an entry is for one pod incarnation (its uid), lapses after ``ttl`` seconds (by then the
+    kubelet's probe has run several times), and is void once the pod's Ready condition changed after
+    the router's probe (it became Ready and so needs no entry, or it was found unready) or the pod is
+    being deleted.
+    """
+
+    def __init__(self, ttl: float = 10.0, clock: Callable[[], float] = time.time) -> None:
+        self.ttl = ttl
+        self.clock = clock
+        self._seen: dict[str, tuple[str, float]] = {}  # pod name -> (uid, unix time its /readyz said 200)
+
+    def mark(self, pod: JSON) -> None:
+        meta = pod.get("metadata") or {}
+        self._seen[meta.get("name", "")] = (meta.get("uid", ""), self.clock())
+
+    def admits(self, pod: JSON) -> bool:
+        meta = pod.get("metadata") or {}
+        seen = self._seen.get(meta.get("name", ""))
+        if seen is None:
+            return False
+        uid, at = seen
+        if uid != meta.get("uid", "") or self.clock() - at > self.ttl or not pod_is_starting(pod):
+            self._seen.pop(meta.get("name", ""), None)
+            return False
+        changed = _ready_condition(pod).get("lastTransitionTime")
+        # RFC 3339 with whole seconds: a change in the same second as the probe cannot be told
+        # apart from one before it; the ttl bounds that case
+        return not (changed and _unix(changed) > at)
+
+    def to_probe(self, deployment: str, pods: dict[str, JSON]) -> list[JSON]:
+        """The deployment's starting pods the router has not yet seen ready."""
+        return [
+            p for p in pods.values() if _deployment_of(p) == deployment and pod_is_starting(p) and not self.admits(p)
+        ]
+
+
+def _unix(timestamp: str) -> float:
+    try:
+        return datetime.datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return float("inf")  # unreadable: take it as newer than any probe
+
+
+def endpoints_for(deployment: str, pods: dict[str, JSON], early: EarlyReady | None = None) -> list[Endpoint]:
+    """Pods of one TtsDeployment (by the label the operator puts on them) that can take requests:
+    Ready ones, and starting ones in ``early``."""
     out = []
     for name, pod in pods.items():
-        labels = pod.get("metadata", {}).get("labels") or {}
-        if labels.get(names.LABEL_DEPLOYMENT) != deployment or not pod_is_ready(pod):
+        if _deployment_of(pod) != deployment:
             continue
-        out.append(Endpoint(name, pod["status"]["podIP"], names.INFERENCE_PORT))
+        if pod_is_ready(pod) or (early is not None and early.admits(pod)):
+            out.append(Endpoint(name, pod["status"]["podIP"], names.INFERENCE_PORT))
     return sorted(out, key=lambda e: e.pod)
 
 

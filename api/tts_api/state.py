@@ -17,8 +17,8 @@ from .activation import Activator
 from .dispatch import Dispatcher
 from .kube import Cache, Kube, api_client
 from .metrics import RouterMetrics
-from .pods import Speakers
-from .routing import Endpoint, LeastOutstanding, endpoints_for
+from .pods import Speakers, answers_ready
+from .routing import EarlyReady, Endpoint, LeastOutstanding, endpoints_for
 from .security import KeyRing, RateLimiter
 from .settings import RouterSettings
 
@@ -43,6 +43,8 @@ class RouterState:
     keys: KeyRing
     limiter: RateLimiter
     speakers: Speakers
+    # starting pods seen answering /readyz before the kubelet marked them Ready (ADR 0038)
+    early: EarlyReady = field(default_factory=EarlyReady)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
@@ -50,7 +52,26 @@ class RouterState:
         return all(c.synced.is_set() for c in (self.deployments, self.voices, self.pods))
 
     def endpoints(self, deployment: str) -> list[Endpoint]:
-        return endpoints_for(deployment, self.pods.objects)
+        return endpoints_for(deployment, self.pods.objects, self.early)
+
+    async def probe_starting(self, deployment: str) -> bool:
+        """Ask the deployment's starting pods for ``/readyz`` and admit those that answer 200 (ADR 0038);
+        whether any was admitted."""
+        pods = self.early.to_probe(deployment, self.pods.objects)
+        if not pods:
+            return False
+        limit = min(self.settings.pod_query_timeout, 0.5)  # a loading server may be slow to answer: ask again soon
+        urls = [f"http://{p['status']['podIP']}:{names.INFERENCE_PORT}" for p in pods]
+        answers = await asyncio.gather(*(answers_ready(self.upstream, url, limit) for url in urls))
+        for pod, ready in zip(pods, answers, strict=True):
+            if ready:
+                self.early.mark(pod)
+                log.info(
+                    "pod %s answers /readyz before Kubernetes marked it Ready: it takes %s's waiting requests now",
+                    pod["metadata"]["name"],
+                    deployment,
+                )
+        return any(answers)
 
     def deployment(self, name: str) -> JSON | None:
         return self.deployments.objects.get(name)
@@ -132,6 +153,7 @@ async def router_state(settings: RouterSettings) -> AsyncIterator[RouterState]:
         lambda m: state.endpoints(m),
         lambda m: state.spec_replicas(m),
         kube.wake,
+        probe=lambda m: state.probe_starting(m),
         record=lambda m, result: metrics.wakes.labels(m, result).inc(),
     )
     keys = KeyRing(settings)

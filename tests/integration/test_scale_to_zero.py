@@ -76,3 +76,46 @@ def test_sustained_load_scales_up(kube: Kube, router: Router):
         assert condition(scaled, "Ready")["status"] == "True"
     finally:
         kube.run("delete", "ttsdeployment", name, "-n", router.namespace, "--wait=false", check=False)
+
+
+def test_a_woken_model_is_served_once_its_server_is_ready_not_when_the_kubelet_says_so(kube: Kube, router: Router):
+    """ADR 0038: the router probes a starting pod's /readyz itself. Here the operator's own pod can
+    never be scheduled (a node selector nothing matches) and a hand-made pod of the deployment has a
+    readiness probe that waits ten minutes: Kubernetes never calls it Ready during the test, yet the
+    request waiting for the model is served by it as soon as its model is loaded."""
+    name = f"early-{uuid.uuid4().hex[:5]}"
+    spec = {
+        "engine": "espeak",
+        "model": {"uri": "package://espeakng-loader"},
+        "replicas": 0,
+        "nodeSelector": {"kubetts.io/test": "nowhere"},
+        "activationTimeoutSeconds": 60,
+    }
+    kube.apply(ttsd(name, **spec), router.namespace)
+    pod_name = f"{name}-by-hand"
+    try:
+        deployment = eventually(lambda: kube.get("deployment", f"tts-{name}", router.namespace), 30, "its Deployment")
+        template = deployment["spec"]["template"]
+        labels = dict(template["metadata"]["labels"])
+        labels.pop("pod-template-hash", None)  # no ReplicaSet adopts it
+        pod_spec = dict(template["spec"])
+        pod_spec.pop("nodeSelector", None)
+        (container,) = pod_spec["containers"]
+        container["readinessProbe"] = {**container["readinessProbe"], "initialDelaySeconds": 600}
+        kube.apply(
+            {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod_name, "labels": labels}, "spec": pod_spec},
+            router.namespace,
+        )
+        kube.wait_pod(router.namespace, pod_name, lambda p: p["status"].get("phase") == "Running", what="running")
+
+        resp = router.speak(name, input="Served before the kubelet noticed.", timeout=90)
+        assert resp.status_code == 200, resp.text
+        audio = decode_wav(resp.content)
+        assert audio.duration > 1.0 and audio.rms > 500
+        hand_made = kube.get("pod", pod_name, router.namespace)
+        assert condition(hand_made, "Ready")["status"] == "False"  # Kubernetes still says not ready
+        operator_pods = kube.list("pods", router.namespace, f"tts.kubetts.io/deployment={name}")
+        assert all(not p["spec"].get("nodeName") for p in operator_pods if p["metadata"]["name"] != pod_name)
+    finally:
+        kube.run("delete", "pod", pod_name, "-n", router.namespace, "--wait=false", check=False)
+        kube.run("delete", "ttsdeployment", name, "-n", router.namespace, "--wait=false", check=False)

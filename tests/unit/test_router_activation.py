@@ -118,3 +118,24 @@ async def test_a_failed_patch_is_tried_again_soon_not_a_repatch_period_later():
     await asyncio.sleep(0.1)
     assert world.calls == 3  # scaled: the next patch waits a whole re-patch period
     await a.close()
+
+
+async def test_a_starting_pod_that_answers_its_probe_gets_the_waiting_requests():
+    world = World(replicas=1)  # pods are starting, none Ready in Kubernetes' eyes
+    probed: list[str] = []
+
+    async def probe(model: str) -> bool:
+        probed.append(model)
+        if len(probed) < 3:
+            return False  # still loading
+        world.endpoints = [Endpoint("p", "10.0.0.1", 8000)]  # what admitting it early amounts to
+        return True
+
+    d = Dispatcher(LeastOutstanding(4), lambda m: world.endpoints, 10)
+    a = Activator(d, lambda m: world.endpoints, lambda m: world.replicas, world.scale_up, probe=probe, poll=0.01)
+    t = d.enter("joe")
+    a.kick("joe")
+    assert (await d.wait(t, 1)).pod == "p"
+    assert probed == ["joe"] * 3 and world.calls == 0
+    await asyncio.sleep(0.03)
+    assert not a.waking("joe")
