@@ -52,10 +52,12 @@ test-ui: deps venv ui-deps build ## The web UI in headless chromium against the 
 	$(PYTEST) tests/integration/test_ui.py tests/unit/test_router_ui.py
 
 .PHONY: bench
-bench: deps venv build ## Every benchmark (inference, router overhead, scale from zero, operator at scale; ~25 min), then the plots; see docs/benchmarks.md
+bench: deps venv build ## Every benchmark (inference, router overhead shared and on its own core, scale from zero, operator at scale; ~35 min), then the plots; see docs/benchmarks.md
 	$(PY) bench/inference.py
 	$(PY) bench/router_overhead.py --engine piper
+	$(PY) bench/router_overhead.py --engine piper --router-cpus auto --output router_overhead_piper_own_core
 	$(PY) bench/router_overhead.py --engine espeak
+	$(PY) bench/router_overhead.py --engine espeak --router-cpus auto --output router_overhead_espeak_own_core
 	$(PY) bench/scale_from_zero.py
 	$(PY) bench/operator_scale.py
 	$(PY) bench/plots.py

@@ -7,6 +7,7 @@ started here when it is not running) and write ``bench/results/<name>.json``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -271,3 +272,25 @@ def metric_sum(text: str, name: str, **labels: str) -> float:
         for sample in family.samples
         if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
     )
+
+
+def pids_with_env(key: str, value: str) -> list[int]:
+    """Processes whose environment has ``key=value`` (a pod's processes carry its container env)."""
+    want = f"{key}={value}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if want in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:  # gone, or not ours to read
+            continue
+    return found
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Restrict every thread of a process to ``cpus`` (threads it starts later inherit it)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(int(task.name), cpus)

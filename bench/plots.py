@@ -3,7 +3,8 @@
     .venv/bin/python bench/plots.py
 
 - ``bench-router-overhead.png``: throughput ratio (router ÷ direct) and added p50 latency against
-  the number of clients, per engine, with the targets; the httpx relay of the same-session A/B run
+  the number of clients, per engine (everything sharing every core, and the router pinned to a
+  core of its own), with the targets; the httpx relay of the same-session A/B run
   (``router_overhead_ab_*.json``) dashed where it is there.
 - ``bench-scale-from-zero.png``: the median way from a request at zero to the first audio byte,
   phase by phase, per engine.
@@ -54,7 +55,10 @@ def router_overhead() -> None:
     for engine, colour in (("piper", "tab:blue"), ("espeak", "tab:orange")):
         data = load(f"router_overhead_{engine}")
         if data:
-            series.append((f"{engine} (aiohttp relay)", data, colour, "-"))
+            series.append((f"{engine}, shared cores", data, colour, "-"))
+        data = load(f"router_overhead_{engine}_own_core")
+        if data:
+            series.append((f"{engine}, router on its own core", data, colour, "-."))
     ab = load("router_overhead_ab_2_httpx")
     if ab:
         series.append((f"{ab['engine']} (httpx relay, A/B run)", ab, "tab:gray", "--"))

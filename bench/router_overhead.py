@@ -36,6 +36,8 @@ from common import (
     machine,
     median,
     pct,
+    pids_with_env,
+    pin,
     say,
     table,
     write_results,
@@ -112,6 +114,9 @@ def measure(args: argparse.Namespace, cluster: Cluster) -> JSON:
         (pod,) = cluster.ready_pods(name)
         eventually(lambda: (router.model(name) or {}).get("ready"), 60, "the router to see the pod")
         direct_url = f"http://{pod['status']['podIP']}:8000"
+        placement = "shared: the router, the pod and the clients on every CPU"
+        if args.router_cpus:
+            placement = separate_cores(args.router_cpus, router.pid, pids_with_env("KUBETTS_DEPLOYMENT", name))
         body = {"model": name, "input": args.text, "response_format": "pcm"}
         say(f"pod {pod['metadata']['name']} at {direct_url}; router at {router.url}; text {args.text!r}")
         levels = []
@@ -141,12 +146,34 @@ def measure(args: argparse.Namespace, cluster: Cluster) -> JSON:
             "rounds": args.rounds,
             "router_settings": "defaults (pod_concurrency 4) with the rate limit off",
             "pod_settings": "max_concurrency 2 (default), max_queue 512",
+            "placement": placement,
             "levels": levels,
         }
     finally:
         router.stop()
         if not args.keep:
             cluster.delete_model(name)
+
+
+def router_cpus(value: str) -> set[int]:
+    if value == "auto":
+        return {max(os.sched_getaffinity(0))}
+    return {int(c) for c in value.split(",")}
+
+
+def separate_cores(router_cpus: set[int], router_pid: int, pod_pids: list[int]) -> str:
+    """The router on ``router_cpus``; the pod and the load generator (this process) on the others,
+    as in a cluster where the router has its own nodes. The control plane stays where it was (idle
+    while the benchmark runs)."""
+    rest = os.sched_getaffinity(0) - router_cpus
+    if not rest or not pod_pids:
+        raise SystemExit(f"cannot separate: CPUs left {sorted(rest)}, pod processes {pod_pids}")
+    pin(router_pid, router_cpus)
+    for pid in [*pod_pids, os.getpid()]:
+        pin(pid, rest)
+    placement = f"router on CPUs {sorted(router_cpus)}; pod and clients on CPUs {sorted(rest)}"
+    say(placement)
+    return placement
 
 
 def merged(windows: list[Window]) -> Window:
@@ -223,7 +250,7 @@ def print_table(result: JSON) -> None:
         )
     print(
         f"\nRouter overhead — {result['engine']}, input {result['text']!r}, streamed {result['format']}, "
-        f"{result['rounds']} × {result['seconds_per_window']:g} s per path and level\n"
+        f"{result['rounds']} × {result['seconds_per_window']:g} s per path and level; {result['placement']}\n"
     )
     print(
         table(
@@ -252,6 +279,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per path, level and round")
     parser.add_argument("--rounds", type=int, default=3, help="alternating direct/router rounds per level")
     parser.add_argument("--keep", action="store_true", help="leave the TtsDeployment in place afterwards")
+    parser.add_argument(
+        "--router-cpus",
+        type=router_cpus,
+        default=set(),
+        help="pin the router to these CPUs (e.g. 1, or 'auto' for the last one) and the pod and the clients "
+        "to the others: the router on cores of its own, as on its own nodes (default: all share every CPU)",
+    )
     parser.add_argument("--output", default="", help="results name (default router_overhead_<engine>)")
     args = parser.parse_args()
     say(f"{os.cpu_count()} CPUs, load average {machine()['load_average']}")
