@@ -67,7 +67,13 @@ class EarlyReady:
 
     def mark(self, pod: JSON) -> None:
         meta = pod.get("metadata") or {}
-        self._seen[meta.get("name", "")] = (meta.get("uid", ""), self.clock())
+        now = self.clock()
+        # entries of pods that went away are never asked about again: drop the lapsed ones here
+        self._seen = {name: seen for name, seen in self._seen.items() if now - seen[1] <= self.ttl}
+        self._seen[meta.get("name", "")] = (meta.get("uid", ""), now)
+
+    def __len__(self) -> int:
+        return len(self._seen)
 
     def admits(self, pod: JSON) -> bool:
         meta = pod.get("metadata") or {}

@@ -88,3 +88,16 @@ def test_an_early_entry_lapses_and_never_outlives_its_pod():
     assert not early.admits(starting)  # and the entry is gone
     early.mark(starting)
     assert not early.admits(pod("s", ready=False, changed="not a time"))
+
+
+def test_early_entries_of_pods_that_went_away_do_not_pile_up():
+    clock = Clock(T0)
+    early = EarlyReady(ttl=10, clock=clock)
+    for i in range(5):
+        early.mark(pod(f"gone-{i}", ready=False, uid=f"u{i}"))
+        clock.now += 3
+    # each mark drops what lapsed: only the entries of the last ten seconds are left
+    assert len(early) == 4
+    clock.now += 20
+    early.mark(pod("new", ready=False))
+    assert len(early) == 1
