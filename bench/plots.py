@@ -8,6 +8,8 @@
   (``router_overhead_ab_*.json``) dashed where it is there.
 - ``bench-scale-from-zero.png``: the median way from a request at zero to the first audio byte,
   phase by phase, per engine.
+- ``bench-inference.png``: audio seconds per second and time to first audio against the number
+  of clients, per engine (straight to the inference server, no cluster).
 - ``bench-operator-scale.png``: how many of N TtsDeployments had converged (children and status)
   against the time since they were created, per N, with the 60 s target.
 
@@ -25,6 +27,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, NullLocator
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -138,10 +141,39 @@ def operator_scale() -> None:
     save(fig, "bench-operator-scale.png")
 
 
+def inference() -> None:
+    data = load("inference")
+    if not data:
+        return
+    engines = sorted({lv["engine"] for lv in data["levels"]})
+    fig, (rate, first) = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig.subplots_adjust(wspace=0.3)
+    for engine in engines:
+        levels = [lv for lv in data["levels"] if lv["engine"] == engine]
+        c = [lv["concurrency"] for lv in levels]
+        rate.plot(c, [lv["throughput"] for lv in levels], marker="o", label=engine)
+        first.plot(c, [lv["ttfa_p50"] * 1000 for lv in levels], marker="o", label=engine)
+    rate.set(xscale="log", yscale="log", xlabel="concurrent clients", ylabel="seconds of audio per second")
+    rate.set_title(f"Throughput (server runs {data['server_concurrency']} at a time)")
+    first.set(xscale="log", yscale="log", xlabel="concurrent clients", ylabel="ms to the first audio byte (p50)")
+    first.set_title("Time to first audio")
+    for ax in (rate, first):
+        ticks = sorted({lv["concurrency"] for lv in data["levels"]})
+        ax.set_xticks(ticks, labels=[str(t) for t in ticks])
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    save(fig, "bench-inference.png")
+
+
 def main() -> None:
     router_overhead()
     scale_from_zero()
     operator_scale()
+    inference()
 
 
 if __name__ == "__main__":
