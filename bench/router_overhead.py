@@ -164,7 +164,7 @@ def router_cpus(value: str) -> set[int]:
 def separate_cores(router_cpus: set[int], router_pid: int, pod_pids: list[int]) -> str:
     """The router on ``router_cpus``; the pod and the load generator (this process) on the others,
     as in a cluster where the router has its own nodes. The control plane stays where it was (idle
-    while the benchmark runs)."""
+    while the benchmark runs). The pod is deleted at the end; with ``--keep`` it stays pinned."""
     rest = os.sched_getaffinity(0) - router_cpus
     if not rest or not pod_pids:
         raise SystemExit(f"cannot separate: CPUs left {sorted(rest)}, pod processes {pod_pids}")

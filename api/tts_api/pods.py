@@ -14,28 +14,23 @@ log = logging.getLogger("tts_api.pods")
 JSON = dict[str, Any]
 
 
-async def get_json(http: aiohttp.ClientSession, endpoint: Endpoint, path: str, limit: float) -> JSON | None:
-    """``GET path`` on the pod as JSON, or None if it does not answer 200 with an object within ``limit`` s."""
+async def get_json(
+    http: aiohttp.ClientSession, endpoint: Endpoint, path: str, limit: float, expect_failure: bool = False
+) -> JSON | None:
+    """``GET path`` on the pod as JSON, or None if it does not answer 200 with an object within ``limit`` s.
+    ``expect_failure``: the pod may well not be listening yet (a probe), so a failure is not logged."""
     try:
         async with http.get(f"{endpoint.url}{path}", timeout=aiohttp.ClientTimeout(total=limit)) as resp:
             if resp.status != 200:
                 return None
             body = await resp.json(content_type=None)
     except (aiohttp.ClientError, TimeoutError) as exc:
-        log.info("pod %s did not answer %s: %s", endpoint.pod, path, exc.__class__.__name__)
+        if not expect_failure:
+            log.info("pod %s did not answer %s: %s", endpoint.pod, path, exc.__class__.__name__)
         return None
     except ValueError:  # not JSON
         return None
     return body if isinstance(body, dict) else None
-
-
-async def answers_ready(http: aiohttp.ClientSession, url: str, limit: float) -> bool:
-    """Whether the inference server at ``url`` answers ``GET /readyz`` with 200 within ``limit`` s."""
-    try:
-        async with http.get(f"{url}/readyz", timeout=aiohttp.ClientTimeout(total=limit)) as resp:
-            return resp.status == 200
-    except (aiohttp.ClientError, TimeoutError):
-        return False  # not listening yet, or busy loading
 
 
 class Speakers:

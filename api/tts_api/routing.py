@@ -44,7 +44,7 @@ def pod_is_starting(pod: JSON) -> bool:
     return _reachable(pod) and status.get("phase") == "Running" and not pod_is_ready(pod)
 
 
-def _deployment_of(pod: JSON) -> str | None:
+def deployment_of(pod: JSON) -> str | None:
     labels = (pod.get("metadata") or {}).get("labels") or {}
     return labels.get(names.LABEL_DEPLOYMENT)
 
@@ -92,7 +92,7 @@ class EarlyReady:
     def to_probe(self, deployment: str, pods: dict[str, JSON]) -> list[JSON]:
         """The deployment's starting pods the router has not yet seen ready."""
         return [
-            p for p in pods.values() if _deployment_of(p) == deployment and pod_is_starting(p) and not self.admits(p)
+            p for p in pods.values() if deployment_of(p) == deployment and pod_is_starting(p) and not self.admits(p)
         ]
 
 
@@ -103,15 +103,19 @@ def _unix(timestamp: str) -> float:
         return float("inf")  # unreadable: take it as newer than any probe
 
 
+def endpoint_of(pod: JSON) -> Endpoint:
+    """Where a pod with an IP serves the inference API."""
+    return Endpoint(pod["metadata"]["name"], pod["status"]["podIP"], names.INFERENCE_PORT)
+
+
 def endpoints_for(deployment: str, pods: dict[str, JSON], early: EarlyReady | None = None) -> list[Endpoint]:
     """Pods of one TtsDeployment (by the label the operator puts on them) that can take requests:
     Ready ones, and starting ones in ``early``."""
-    out = []
-    for name, pod in pods.items():
-        if _deployment_of(pod) != deployment:
-            continue
-        if pod_is_ready(pod) or (early is not None and early.admits(pod)):
-            out.append(Endpoint(name, pod["status"]["podIP"], names.INFERENCE_PORT))
+    out = [
+        endpoint_of(pod)
+        for pod in pods.values()
+        if deployment_of(pod) == deployment and (pod_is_ready(pod) or (early is not None and early.admits(pod)))
+    ]
     return sorted(out, key=lambda e: e.pod)
 
 

@@ -17,8 +17,8 @@ from .activation import Activator
 from .dispatch import Dispatcher
 from .kube import Cache, Kube, api_client
 from .metrics import RouterMetrics
-from .pods import Speakers, answers_ready
-from .routing import EarlyReady, Endpoint, LeastOutstanding, endpoints_for
+from .pods import Speakers, get_json
+from .routing import EarlyReady, Endpoint, LeastOutstanding, endpoint_of, endpoints_for
 from .security import KeyRing, RateLimiter
 from .settings import RouterSettings
 
@@ -61,17 +61,19 @@ class RouterState:
         if not pods:
             return False
         limit = min(self.settings.pod_query_timeout, 0.5)  # a loading server may be slow to answer: ask again soon
-        urls = [f"http://{p['status']['podIP']}:{names.INFERENCE_PORT}" for p in pods]
-        answers = await asyncio.gather(*(answers_ready(self.upstream, url, limit) for url in urls))
-        for pod, ready in zip(pods, answers, strict=True):
-            if ready:
+        answers = await asyncio.gather(
+            *(get_json(self.upstream, endpoint_of(p), "/readyz", limit, expect_failure=True) for p in pods)
+        )
+        ready = [answer is not None for answer in answers]  # /readyz answers 200 only once the model is warm
+        for pod, is_ready in zip(pods, ready, strict=True):
+            if is_ready:
                 self.early.mark(pod)
                 log.info(
                     "pod %s answers /readyz before Kubernetes marked it Ready: it takes %s's waiting requests now",
                     pod["metadata"]["name"],
                     deployment,
                 )
-        return any(answers)
+        return any(ready)
 
     def deployment(self, name: str) -> JSON | None:
         return self.deployments.objects.get(name)

@@ -8,13 +8,12 @@ from typing import Any
 
 from fastapi import APIRouter
 from kubernetes_asyncio.client.exceptions import ApiException
-from tts_crds import names
 
 from ..capacity import node_gpus
 from ..deps import Authenticated, State
 from ..kube import TRANSPORT_ERRORS
 from ..pods import get_json
-from ..routing import Endpoint, pod_is_ready
+from ..routing import deployment_of, endpoint_of, pod_is_ready
 from ..voices import condition
 
 router = APIRouter(tags=["status"], dependencies=[Authenticated])
@@ -34,8 +33,7 @@ async def _pod_entry(state: State, pod: JSON) -> JSON:
     ready = pod_is_ready(pod)
     inference = None
     if ready:
-        endpoint = Endpoint(pod["metadata"]["name"], status["podIP"], names.INFERENCE_PORT)
-        inference = await get_json(state.upstream, endpoint, "/v1/status", state.settings.pod_query_timeout)
+        inference = await get_json(state.upstream, endpoint_of(pod), "/v1/status", state.settings.pod_query_timeout)
     return {
         "name": pod["metadata"]["name"],
         "node": (pod.get("spec") or {}).get("nodeName"),
@@ -57,7 +55,7 @@ async def _deployment_entry(state: State, obj: JSON, pods: list[JSON]) -> JSON:
     endpoints = state.endpoints(name)
     router_last = state.dispatcher.last_finished.get(name)
     mine = sorted(
-        (p for p in pods if (p["metadata"].get("labels") or {}).get(names.LABEL_DEPLOYMENT) == name),
+        (p for p in pods if deployment_of(p) == name),
         key=lambda p: p["metadata"]["name"],
     )
     return {
