@@ -21,7 +21,7 @@ from . import audio
 from .engines import EngineError, SynthesisOptions
 from .host import EngineHost, Job, Metrics
 from .settings import Settings
-from .text import split_sentences
+from .text import speakable, split_sentences
 
 log = logging.getLogger("tts_inference")
 
@@ -135,8 +135,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def options_for(body: SpeechRequest, host: EngineHost) -> SynthesisOptions:
         """Check everything about a request that can be checked before audio starts (4xx here, never later)."""
         engine = host.engine
-        if not body.input.strip():
-            raise fail(400, "input is empty", "invalid_value", "input")
+        if not speakable(body.input).strip():
+            raise fail(400, "input is empty (or only control characters)", "invalid_value", "input")
         if len(body.input) > settings.max_input_chars:
             raise fail(
                 400,

@@ -7,6 +7,9 @@ import re
 # A sentence ends at . ! ? … (and their CJK forms) followed by space or the end, possibly after
 # closing quotes or brackets; CJK full stops need no space after them.
 _SENTENCE_END = re.compile(r"""(?<=[.!?…])["'”’)\]]*\s+|(?<=[。！？])["'”’）」』]*\s*""")
+# control characters and lone surrogates (JSON can carry "\u0000" or "\ud800"): nothing to speak,
+# and a NUL or an unencodable surrogate breaks the C libraries under the engines
+_UNSPEAKABLE = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 _CLAUSE_END = re.compile(r"(?<=[,;:，；：、—])\s*")
 # abbreviations that end in a full stop without ending the sentence
 _ABBREVIATIONS = frozenset(
@@ -55,13 +58,19 @@ def _split_long(sentence: str, max_chars: int) -> list[str]:
     return out
 
 
+def speakable(text: str) -> str:
+    """``text`` without the characters no engine can speak (control characters, lone surrogates)."""
+    return _UNSPEAKABLE.sub("", text)
+
+
 def split_sentences(text: str, max_chars: int = 400, min_chars: int = 12) -> list[str]:
     """Split ``text`` into sentences of at most ``max_chars`` characters.
 
-    Whitespace is normalised; pieces shorter than ``min_chars`` ("Hi.", "No!") join the next one so
-    an engine is not called for a syllable; abbreviations such as "Dr." do not end a sentence.
+    Unspeakable characters are dropped and whitespace is normalised; pieces shorter than
+    ``min_chars`` ("Hi.", "No!") join the next one so an engine is not called for a syllable;
+    abbreviations such as "Dr." do not end a sentence.
     """
-    normalised = " ".join(text.split())
+    normalised = " ".join(speakable(text).split())
     if not normalised:
         return []
     pieces = [p.strip() for p in _SENTENCE_END.split(normalised) if p and p.strip()]

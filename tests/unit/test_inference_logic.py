@@ -12,7 +12,7 @@ from tts_inference.engines import EngineUnavailable, ModelLoadError, load_engine
 from tts_inference.engines.espeak import wpm_and_tempo
 from tts_inference.engines.pocket import resolve_config
 from tts_inference.engines.torch_support import require
-from tts_inference.text import cut_at_spaces, split_sentences
+from tts_inference.text import cut_at_spaces, speakable, split_sentences
 
 from tests.helpers import decode_audio, wav_bytes
 
@@ -227,3 +227,14 @@ def test_a_missing_torch_says_which_image_to_use(monkeypatch):
 def test_unknown_engine_names_the_known_ones():
     with pytest.raises(Exception, match="piper, espeak, kokoro, pocket-tts"):
         load_engine("festival", "file:///x", "/models")
+
+
+def test_control_characters_and_lone_surrogates_never_reach_an_engine():
+    # schemathesis sent {"input": "\u0000"}: piper's phonemiser raised "embedded null character"
+    # after the 200 had gone out, and the client's stream broke
+    assert split_sentences("Hello\u0000 there.\u0007 How\ud800 are you today?") == [
+        "Hello there.",
+        "How are you today?",
+    ]
+    assert split_sentences("\u0000\u001f\ud800") == []
+    assert speakable("tab\tnew\nline é ✓") == "tab\tnew\nline é ✓"  # whitespace and letters stay
