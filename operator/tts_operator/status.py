@@ -2,8 +2,8 @@
 
 Conditions (metav1.Condition shape):
 - ``Ready``: at least one replica serves now. Reasons when False name what to do about it:
-  ``ScaledToZero``, ``InsufficientGPU``, ``Unschedulable``, ``CrashLooping``, ``ModelFetchFailed``,
-  ``ModelFetching``, ``ModelLoading``, ``Starting``, ``Creating``.
+  ``ScaledToZero``, ``InsufficientGPU``, ``Unschedulable``, ``ImagePullFailed``, ``CrashLooping``,
+  ``ModelFetchFailed``, ``ModelFetching``, ``ModelLoading``, ``Starting``, ``Creating``.
 - ``Available``: every desired replica is ready (True with ``ScaledToZero`` when none is desired).
 - ``Progressing``: a roll-out or scale is under way (``RollingOut``, ``Scaling``), else False ``Stable``.
 - ``Degraded``: something needs attention (same reasons as the failing ``Ready`` ones, plus
@@ -21,7 +21,9 @@ from tts_crds import names
 JSON = dict[str, Any]
 
 # most specific first: the Ready reason is the first that applies
-PROBLEMS = ("InsufficientGPU", "Unschedulable", "CrashLooping", "ModelFetchFailed")
+PROBLEMS = ("InsufficientGPU", "Unschedulable", "ImagePullFailed", "CrashLooping", "ModelFetchFailed")
+# what a kubelet says while it cannot get a container's image
+IMAGE_PULL_REASONS = ("ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName")
 WAITING = ("ModelFetching", "ModelLoading", "Starting")
 
 
@@ -69,6 +71,15 @@ def _waiting_reason(statuses: list[JSON]) -> tuple[str, str] | None:
     return None
 
 
+def _image_problem(statuses: list[JSON]) -> str | None:
+    for cs in statuses:
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in IMAGE_PULL_REASONS:
+            why = f": {waiting['message'].strip()}" if waiting.get("message") else ""
+            return f"container {cs['name']} image {cs.get('image', '?')}: {waiting['reason']}{why}"
+    return None
+
+
 def analyse_pods(pods: list[JSON], gpu_resource: str) -> PodFindings:
     out = PodFindings()
     for pod in pods:
@@ -91,6 +102,10 @@ def analyse_pods(pods: list[JSON], gpu_resource: str) -> PodFindings:
                 out.add("Unschedulable", f"pod {name} cannot be scheduled: {message}")
             continue
         init = status.get("initContainerStatuses") or []
+        pulling = _image_problem(init + (status.get("containerStatuses") or []))
+        if pulling:
+            out.add("ImagePullFailed", f"pod {name}: {pulling}")
+            continue
         crash = _waiting_reason(init)
         if crash:
             out.add("ModelFetchFailed", f"pod {name}: {crash[1]}")

@@ -80,3 +80,17 @@ def test_terminating_pods_are_not_counted():
     gone = pod(ready=True)
     gone["metadata"]["deletionTimestamp"] = "x"
     assert analyse_pods([gone], "nvidia.com/gpu").total == 0
+
+
+def test_image_pull_failure_is_named_with_the_kubelets_reason():
+    pulling = {
+        "name": "inference",
+        "image": "127.0.0.1:5100/kube-tts/inference:gone",
+        "state": {"waiting": {"reason": "ImagePullBackOff", "message": 'manifest unknown: tag "gone"'}},
+    }
+    s = deployment_status(OWNER, CHILD, [pod(containers=[pulling])], at="t")
+    ready, degraded = cond(s, "Ready"), cond(s, "Degraded")
+    assert (ready["status"], ready["reason"]) == ("False", "ImagePullFailed")
+    assert degraded["status"] == "True"
+    assert "ImagePullBackOff" in ready["message"] and "kube-tts/inference:gone" in ready["message"]
+    assert 'manifest unknown: tag "gone"' in ready["message"]
