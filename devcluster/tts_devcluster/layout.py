@@ -37,6 +37,10 @@ CONTROLLER_MANAGER_PORT = 10257 + 100 * INSTANCE
 SCHEDULER_PORT = 10259 + 100 * INSTANCE
 ROUTER_PORT = 8080 + INSTANCE
 OPERATOR_HEALTH_PORT = 9081 + INSTANCE
+# the local OCI registry (loopback only: the node agent, on the host, pulls from it, as kind users
+# push to a registry on localhost); image references name it as 127.0.0.1:<port>/kube-tts/<name>
+REGISTRY_PORT = 5100 + INSTANCE
+REGISTRY = f"127.0.0.1:{REGISTRY_PORT}"
 
 # the name prefix of everything the cluster creates in the host's network stack
 NETNS_PREFIX = f"kt{INSTANCE}-"
