@@ -8,6 +8,7 @@ Every step is idempotent: a component that already runs and answers is left alon
 from __future__ import annotations
 
 import json
+import os
 import ssl
 import subprocess
 import sys
@@ -36,6 +37,12 @@ from .layout import (
     node_pod_cidr,
 )
 from .pki import Pki
+
+# Images whose containers run as processes from the checkout instead of from the image (ADR 0040).
+# The default names the CUDA inference image only: it is several GB of torch, `make test` does not
+# build it (see docs/images.md), and the torch engines' tests run from the checkout's venv instead.
+# KUBETTS_AGENT_PROCESS_IMAGES='' runs everything from images; '*' runs everything as processes.
+PROCESS_IMAGES = os.environ.get("KUBETTS_AGENT_PROCESS_IMAGES", "*/kube-tts/inference:*-cuda")
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "node-agent")
 
@@ -331,6 +338,7 @@ class ControlPlane:
                 f"--pki-dir={self.layout.pki}",
                 f"--path={self.layout.venv_bin}",
                 f"--health-port={AGENT_HEALTH_PORT}",
+                f"--process-images={PROCESS_IMAGES}",
             ],
             env={"PYTHONUNBUFFERED": "1"},
         )

@@ -1,7 +1,9 @@
-"""kube-tts on the local cluster: CRDs, operator and router, the sample model, and the env file.
+"""kube-tts on the local cluster: CRDs, the Helm chart from the local registry's images, the sample
+model, and the env file.
 
-The operator and router run as local processes here (with the admin kubeconfig); the Helm chart
-runs them as pods under their own service accounts.
+The operator, router and MCP server run as pods from their images (``make images`` builds and pushes
+them), installed by the same chart a platform team uses. A port map relays the router's Service to
+``127.0.0.1:8080`` (as kind's ``extraPortMappings`` would), so ``KUBETTS_URL`` stays fixed.
 """
 
 from __future__ import annotations
@@ -18,11 +20,24 @@ import yaml
 
 from . import procs
 from .controlplane import ClusterError, kubectl, say, wait_for
-from .layout import OPERATOR_HEALTH_PORT, ROUTER_PORT, Layout
+from .layout import REGISTRY, ROUTER_PORT, Layout
 
-COMPONENTS = ("operator", "router")
+COMPONENTS = ("router-port",)
 NAMESPACE = "kube-tts"
+RELEASE = "kube-tts"
 SAMPLE = "examples/ttsdeployment-piper.yaml"
+KEYS_SECRET = "kube-tts-dev-api-keys"  # noqa: S105 - a Secret's name
+# (chart value prefix, image repository) of every image the chart runs
+CHART_IMAGES = (
+    ("operator", "operator"),
+    ("router", "router"),
+    ("mcp", "mcp"),
+    ("operator.inferenceImage", "inference"),
+)
+MANIFEST_TYPES = (
+    "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, "
+    "application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json"
+)
 
 
 def api_key_path(layout: Layout) -> Path:
@@ -47,6 +62,30 @@ def ensure_api_key(layout: Layout, admin: bool = False) -> str:
     return path.read_text().strip()
 
 
+def app_version(layout: Layout) -> str:
+    return str(yaml.safe_load((layout.repo / "charts" / "kube-tts" / "Chart.yaml").read_text())["appVersion"])
+
+
+def image_ref(layout: Layout, name: str, suffix: str = "") -> str:
+    """The local registry's reference of a kube-tts image (``suffix``: e.g. ``-cuda``)."""
+    return f"{REGISTRY}/kube-tts/{name}:{app_version(layout)}{suffix}"
+
+
+def image_digest(layout: Layout, name: str) -> str:
+    """The digest the local registry serves for ``name``'s tag; a clear error when it is not there."""
+    tag = app_version(layout)
+    req = urllib.request.Request(
+        f"http://{REGISTRY}/v2/kube-tts/{name}/manifests/{tag}", method="HEAD", headers={"Accept": MANIFEST_TYPES}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return str(resp.headers["Docker-Content-Digest"])
+    except (urllib.error.URLError, OSError, KeyError) as exc:
+        raise ClusterError(
+            f"image {image_ref(layout, name)} is not in the local registry ({exc}); run `make images`"
+        ) from exc
+
+
 def install_crds(layout: Layout) -> None:
     kubectl(layout, "apply", "--server-side", "--force-conflicts", "-f", str(layout.repo / "crds"))
     for crd in ("ttsdeployments.tts.kubetts.io", "ttsvoices.tts.kubetts.io"):
@@ -60,13 +99,25 @@ def ensure_namespace(layout: Layout) -> None:
         "metadata": {
             "name": NAMESPACE,
             "labels": {
-                # inference pods must pass the restricted Pod Security level
+                # every pod of the platform must pass the restricted Pod Security level
                 "pod-security.kubernetes.io/enforce": "restricted",
                 "pod-security.kubernetes.io/enforce-version": "latest",
             },
         },
     }
     kubectl(layout, "apply", "-f", "-", input_=json.dumps(ns))
+
+
+def ensure_keys_secret(layout: Layout) -> None:
+    """The router's keys as the chart's ``apiKeys.existingSecret`` (the same keys .devcluster/env exports)."""
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": KEYS_SECRET, "namespace": NAMESPACE},
+        "type": "Opaque",
+        "stringData": {"api-keys": ensure_api_key(layout), "admin-api-keys": ensure_api_key(layout, admin=True)},
+    }
+    kubectl(layout, "apply", "-f", "-", input_=json.dumps(secret))
 
 
 def _http_ok(url: str) -> bool:
@@ -77,38 +128,91 @@ def _http_ok(url: str) -> bool:
         return False
 
 
+def helm(layout: Layout, *args: str, timeout: float = 600) -> str:
+    import subprocess
+
+    proc = subprocess.run(
+        [layout.tool("helm"), "--kubeconfig", str(layout.kubeconfig()), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if proc.returncode != 0:
+        raise ClusterError(f"helm {args[0]} failed: {(proc.stderr or proc.stdout).strip()}")
+    return proc.stdout
+
+
+def chart_values(layout: Layout, keys: bool = True) -> list[str]:
+    """``--set`` arguments: the local registry, each image pinned to its digest (the tag is the chart's
+    appVersion), and with ``keys`` the Secret holding the keys that .devcluster/env exports."""
+    out = [f"image.registry={REGISTRY}/kube-tts"]
+    if keys:
+        out.append(f"apiKeys.existingSecret={KEYS_SECRET}")
+    for prefix, name in CHART_IMAGES:
+        key = f"{prefix}.digest" if prefix.endswith("Image") else f"{prefix}.image.digest"
+        out.append(f"{key}={image_digest(layout, name)}")
+    return out
+
+
 def start_components(layout: Layout) -> None:
-    ensure_api_key(layout)
-    ensure_api_key(layout, admin=True)
-    env = {"KUBECONFIG": str(layout.kubeconfig()), "PYTHONUNBUFFERED": "1"}
+    """``helm upgrade --install`` the chart (images from the local registry), then map the router's port."""
+    ensure_namespace(layout)
+    ensure_keys_secret(layout)
+    args = ["upgrade", "--install", RELEASE, str(layout.repo / "charts" / "kube-tts"), "-n", NAMESPACE]
+    args += ["--skip-crds", "-f", str(layout.config / "platform-values.yaml"), "--wait", "--timeout", "5m"]
+    for value in chart_values(layout):
+        args += ["--set", value]
+    t0 = time.monotonic()
+    helm(layout, *args)
+    say(f"  helm upgrade --install {RELEASE}: {time.monotonic() - t0:.1f}s")
+    svc = json.loads(kubectl(layout, "get", "service", f"{RELEASE}-router", "-n", NAMESPACE, "-o", "json"))
+    target = f"{svc['spec']['clusterIP']}:{svc['spec']['ports'][0]['port']}"
+    procs.stop(layout, "router-port")
     procs.start(
         layout,
-        "operator",
-        [sys.executable, "-m", "tts_operator"],
-        env={
-            **env,
-            # the router runs outside the cluster here, so its metrics are a fixed URL
-            "KUBETTS_ROUTER_METRICS_URLS": f"{router_url()}/metrics",
-            "KUBETTS_AUTOSCALE_PERIOD_SECONDS": "2",
-            "KUBETTS_LEASE_NAMESPACE": NAMESPACE,
-            "KUBETTS_HEALTH_HOST": "127.0.0.1",
-            "KUBETTS_HEALTH_PORT": str(OPERATOR_HEALTH_PORT),
-        },
+        "router-port",
+        [sys.executable, "-m", "tts_devcluster.portmap", f"--listen=127.0.0.1:{ROUTER_PORT}", f"--to={target}"],
+        env={"PYTHONUNBUFFERED": "1"},
     )
-    procs.start(
+    wait_for("router /readyz", lambda: _http_ok(f"{router_url()}/readyz"), 60, "router-port", layout)
+
+
+def uninstall(layout: Layout) -> None:
+    """Remove the platform's release (CRDs and TtsDeployments stay), e.g. for another installation."""
+    procs.stop(layout, "router-port")
+    kubectl(layout, "delete", "deployment", "-n", NAMESPACE, "-l", f"app.kubernetes.io/instance={RELEASE}", check=False)
+    import contextlib
+
+    with contextlib.suppress(ClusterError):
+        helm(layout, "uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "2m")
+
+
+def component_pods(layout: Layout, component: str) -> list[dict]:
+    out = kubectl(
         layout,
-        "router",
-        [sys.executable, "-m", "tts_api"],
-        env={
-            **env,
-            "KUBETTS_HOST": "127.0.0.1",
-            "KUBETTS_PORT": str(ROUTER_PORT),
-            "KUBETTS_NAMESPACE": NAMESPACE,
-            "KUBETTS_API_KEYS_FILE": str(api_key_path(layout)),
-            "KUBETTS_ADMIN_API_KEYS_FILE": str(admin_key_path(layout)),
-        },
+        "get",
+        "pods",
+        "-n",
+        NAMESPACE,
+        "-l",
+        f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component={component}",
+        "-o",
+        "json",
     )
-    wait_for("router /readyz", lambda: _http_ok(f"{router_url()}/readyz"), 60, "router", layout)
+    return [p for p in json.loads(out)["items"] if not p["metadata"].get("deletionTimestamp")]
+
+
+def component_pid(layout: Layout, component: str) -> int | None:
+    """The host pid of a platform component's main process (its container's init), or None."""
+    from .agent.runtime import container_pid
+
+    for pod in component_pods(layout, component):
+        for cs in pod.get("status", {}).get("containerStatuses", []):
+            if cs["name"] == component and "running" in cs.get("state", {}):
+                pid = container_pid(layout.pods, cs.get("containerID", ""))
+                if pid:
+                    return pid
+    return None
 
 
 def wait_ready(layout: Layout, name: str, timeout: float = 300) -> float:
@@ -201,7 +305,7 @@ def up(layout: Layout, sample: bool = True) -> None:
     say("installing CRDs and the kube-tts namespace")
     install_crds(layout)
     ensure_namespace(layout)
-    say("starting the operator and the router")
+    say(f"installing the chart ({RELEASE}: operator, router, MCP server) from {REGISTRY}")
     start_components(layout)
     write_env(layout, key)
     if sample:
@@ -231,6 +335,7 @@ Try it:
 
 
 def down(layout: Layout) -> None:
+    """Stop what runs on the host (the port map); the platform's pods stop with the node agent."""
     for name in reversed(COMPONENTS):
         if procs.stop(layout, name):
             say(f"stopped {name}")

@@ -341,7 +341,9 @@ def make_cloner(models: Models, router: Router, layout: Layout) -> str:
 
     No cloning weights ship through any registry, so the pod runs the engine's real loading and
     synthesis code on random weights: its audio is noise-like, but the whole voice path is real.
-    The checkpoint lives inside the checkout, which pods see as part of their "image".
+    It names the CUDA inference image, as a user would for pocket-tts. `make test` does not build
+    that image (several GB of torch; docs/images.md), so the local cluster runs its pods as
+    processes from the checkout (ADR 0040), where the checkpoint under .devcluster/ is visible.
     """
     from tests.tiny_models import build_pocket
 
@@ -351,6 +353,7 @@ def make_cloner(models: Models, router: Router, layout: Layout) -> str:
     name = models.create(
         "cloner",
         engine="pocket-tts",
+        image=platform.image_ref(layout, "inference", "-cuda"),
         model={"uri": f"file://{root}"},
         resources={"gpu": 0, "cpu": "500m", "memory": "2Gi"},
     )

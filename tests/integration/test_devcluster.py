@@ -6,13 +6,19 @@ import subprocess
 import textwrap
 import uuid
 
+from tts_devcluster import platform
+from tts_devcluster.layout import REGISTRY, Layout
+
 from tests.helpers import eventually
 
 from .conftest import Kube, pod_ready
 
+# the Python base image every kube-tts image builds on, as `make images` pushes it to the local registry
+PYTHON = f"{REGISTRY}/library/python:3.11-slim-bookworm"
+
 
 def pod(name: str, command: list[str], **spec) -> dict:
-    container = {"name": "main", "image": "python:3.11-slim", "command": command}
+    container = {"name": "main", "image": PYTHON, "command": command}
     container.update(spec.pop("container", {}))
     return {
         "apiVersion": "v1",
@@ -248,8 +254,11 @@ def test_services_route_by_cluster_ip_and_name(kube: Kube, namespace: str):
     assert "STATUS 200" in logs
 
 
-def test_volume_over_the_checkout_does_not_hide_the_program(kube: Kube, namespace: str, repo_root):
-    # Like an emptyDir at /tmp when the checkout lives under /tmp: the program must still run.
+def test_process_mode_volume_over_the_checkout_does_not_hide_the_program(
+    kube: Kube, namespace: str, repo_root, layout: Layout
+):
+    # The opt-in process mode (ADR 0040; by default the CUDA inference image's pods) runs the command
+    # from the checkout. Like an emptyDir at /tmp when the checkout lives under /tmp: it must still run.
     kube.apply(
         pod(
             "shadowed",
@@ -257,7 +266,10 @@ def test_volume_over_the_checkout_does_not_hide_the_program(kube: Kube, namespac
             restartPolicy="Never",
             securityContext={"runAsUser": 4242, "runAsNonRoot": True},
             volumes=[{"name": "scratch", "emptyDir": {}}],
-            container={"volumeMounts": [{"name": "scratch", "mountPath": str(repo_root)}]},
+            container={
+                "image": platform.image_ref(layout, "inference", "-cuda"),
+                "volumeMounts": [{"name": "scratch", "mountPath": str(repo_root)}],
+            },
         ),
         namespace,
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ import httpx
 import pytest
 from tts_devcluster import platform, procs
 from tts_devcluster.controlplane import ControlPlane
+from tts_devcluster.layout import OPERATOR_HEALTH_PORT
 
 from tests.helpers import decode_pcm, decode_wav, eventually, metric_value, sse_events
 
@@ -106,18 +108,49 @@ def pod_status(pod: dict) -> dict:
 # --- the operator, killed again and again ------------------------------------------------------
 
 
+LOCAL_OPERATOR = "operator-test"
+
+
+@pytest.fixture
+def local_operator(router: Router, kube: Kube, layout) -> Iterator[None]:
+    """The platform's operator pod stands down (scaled to 0) so that this test can kill and restart an
+    operator process of its own at will, with its own settings; the pod comes back afterwards."""
+    deployment = f"{platform.RELEASE}-operator"
+    kube.run("scale", "deployment", deployment, "-n", platform.NAMESPACE, "--replicas=0")
+    eventually(lambda: not platform.component_pods(layout, "operator"), timeout=60, what="the operator pod to go")
+    try:
+        yield
+    finally:
+        procs.stop(layout, LOCAL_OPERATOR)
+        kube.run("scale", "deployment", deployment, "-n", platform.NAMESPACE, "--replicas=1")
+        kube.run("rollout", "status", "deployment", deployment, "-n", platform.NAMESPACE, "--timeout=120s")
+
+
 def _kill_operator(layout) -> None:
-    pid = procs.pid_of(layout, "operator")
+    pid = procs.pid_of(layout, LOCAL_OPERATOR)
     assert pid, "the operator is not running"
     os.killpg(pid, signal.SIGKILL)
-    eventually(lambda: procs.pid_of(layout, "operator") is None, timeout=10, what="the operator to die")
+    eventually(lambda: procs.pid_of(layout, LOCAL_OPERATOR) is None, timeout=10, what="the operator to die")
 
 
 def _restart_operator(layout, kube: Kube) -> int:
     """A new operator; returns its pid once it holds the lease (it waits out the dead one's)."""
-    platform.start_components(layout)
-    pid = procs.pid_of(layout, "operator")
-    assert pid
+    pid = procs.start(
+        layout,
+        LOCAL_OPERATOR,
+        [sys.executable, "-m", "tts_operator"],
+        env={
+            "KUBECONFIG": str(layout.kubeconfig()),
+            "PYTHONUNBUFFERED": "1",
+            "KUBETTS_WATCH_NAMESPACES": "",
+            "KUBETTS_INFERENCE_IMAGE": platform.image_ref(layout, "inference"),
+            "KUBETTS_ROUTER_METRICS_URLS": f"{platform.router_url()}/metrics",
+            "KUBETTS_AUTOSCALE_PERIOD_SECONDS": "2",
+            "KUBETTS_LEASE_NAMESPACE": platform.NAMESPACE,
+            "KUBETTS_HEALTH_HOST": "127.0.0.1",
+            "KUBETTS_HEALTH_PORT": str(OPERATOR_HEALTH_PORT),
+        },
+    )
 
     def leader() -> bool:
         lease = kube.get("lease", "kube-tts-operator", platform.NAMESPACE)
@@ -128,7 +161,7 @@ def _restart_operator(layout, kube: Kube) -> int:
 
 
 def test_operator_killed_repeatedly_while_reconciling_converges_without_duplicates_or_orphans(
-    kube: Kube, namespace: str, layout, monkeypatch: pytest.MonkeyPatch
+    kube: Kube, namespace: str, layout, monkeypatch: pytest.MonkeyPatch, local_operator: None
 ):
     names = [f"r{i:03d}" for i in range(100)]
     alive = list(names)
@@ -303,7 +336,10 @@ def test_apiserver_down_while_requests_flow(router: Router, models: Models, kube
         timeout=30,
         what="the router to know the sleeping model",
     )
-    operator_pid = procs.pid_of(layout, "operator")
+    operator_pid = platform.component_pid(layout, "operator")
+    lease = kube.get("lease", "kube-tts-operator", platform.NAMESPACE)
+    holder = lease["spec"]["holderIdentity"] if lease else None
+    assert operator_pid and holder, "the platform's operator pod runs and leads"
     lists_before = router_metric(router, "kubetts_router_watch_lists_total", kind="pods")
     assert lists_before is not None
     traffic = Traffic(router, name)
@@ -344,9 +380,9 @@ def test_apiserver_down_while_requests_flow(router: Router, models: Models, kube
         timeout=60,
         what="the pod watch to re-list",
     )
-    assert procs.pid_of(layout, "operator") == operator_pid
+    assert platform.component_pid(layout, "operator") == operator_pid
     lease = kube.get("lease", "kube-tts-operator", platform.NAMESPACE)
-    assert lease and lease["spec"]["holderIdentity"].endswith(f"_{operator_pid}")
+    assert lease and lease["spec"]["holderIdentity"] == holder
     # and both act on what happens afterwards: a new model gets its children, its status, and speaks
     after = models.create("apiafter", wait_ready=False, replicas=0, **ESPEAK)
     eventually(lambda: kube.get("deployment", f"tts-{after}", router.namespace), timeout=30, what="its Deployment")

@@ -40,7 +40,7 @@ def helm(layout: Layout, *args: str, check: bool = True) -> subprocess.Completed
 
 @pytest.fixture(scope="module")
 def release(kube: Kube, layout: Layout, crds: None) -> Iterator[str]:
-    platform.down(layout)
+    platform.uninstall(layout)  # two operators would fight over the same objects
     kube.run("delete", "namespace", NS, "--wait=true", "--timeout=120s", check=False)
     kube.apply(
         {
@@ -57,7 +57,7 @@ def release(kube: Kube, layout: Layout, crds: None) -> Iterator[str]:
     )
     try:
         args = ["install", RELEASE, str(layout.repo / "charts" / "kube-tts"), "-n", NS, "--wait", "--timeout", "5m"]
-        for v in VALUES:
+        for v in VALUES + platform.chart_values(layout, keys=False):
             args += ["--set", v]
         t0 = time.monotonic()
         helm(layout, *args)

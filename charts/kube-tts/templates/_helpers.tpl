@@ -44,7 +44,9 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace 
 {{- define "kube-tts.image" -}}
 {{- $registry := .root.Values.image.registry -}}
 {{- $tag := default .root.Values.image.tag .image.tag | default .root.Chart.AppVersion -}}
-{{- if $registry }}{{ printf "%s/%s:%s" $registry .image.repository $tag }}{{ else }}{{ printf "%s:%s" .image.repository $tag }}{{ end }}
+{{- $name := .image.repository -}}
+{{- if $registry }}{{ $name = printf "%s/%s" $registry $name }}{{ end -}}
+{{- if .image.digest }}{{ printf "%s:%s@%s" $name $tag .image.digest }}{{ else }}{{ printf "%s:%s" $name $tag }}{{ end }}
 {{- end }}
 
 {{/* Security: every pod passes the restricted Pod Security level ------------------------ */}}

@@ -6,12 +6,13 @@ import argparse
 import asyncio
 import logging
 import os
+import shutil
 import sys
 from pathlib import Path
 
 from ..kube import KubeClient
-from ..layout import AGENT_HEALTH_PORT, repo_root
-from .agent import NodeAgent
+from ..layout import AGENT_HEALTH_PORT, cache_root, repo_root
+from .agent import NodeAgent, RuntimeSettings
 
 
 def main() -> None:
@@ -21,6 +22,15 @@ def main() -> None:
     parser.add_argument("--pki-dir", type=Path, required=True, help="CA and the kubelet-API serving certificate")
     parser.add_argument("--path", action="append", default=[], help="directories put first on pods' PATH")
     parser.add_argument("--health-port", type=int, default=AGENT_HEALTH_PORT)
+    parser.add_argument(
+        "--images-dir", type=Path, default=cache_root() / "images", help="unpacked images, one rootfs per digest"
+    )
+    parser.add_argument("--runc", default=shutil.which("runc") or "runc", help="the OCI runtime")
+    parser.add_argument(
+        "--process-images",
+        default=os.environ.get("KUBETTS_AGENT_PROCESS_IMAGES", ""),
+        help="comma-separated image patterns run as processes from the checkout instead (opt-in; ADR 0040)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # what a non-root container must be able to reach: the interpreter and the project itself
@@ -28,7 +38,12 @@ def main() -> None:
 
     async def run() -> None:
         client = KubeClient.from_kubeconfig(args.kubeconfig)
-        agent = NodeAgent(client, args.state_dir, args.pki_dir, args.path, expose)
+        runtime = RuntimeSettings(
+            images_dir=args.images_dir,
+            runc=args.runc,
+            process_images=tuple(p.strip() for p in args.process_images.split(",") if p.strip()),
+        )
+        agent = NodeAgent(client, args.state_dir, args.pki_dir, args.path, expose, runtime)
         await agent.run(args.health_port)
 
     asyncio.run(run())

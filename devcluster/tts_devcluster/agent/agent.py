@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import fnmatch
 import ipaddress
 import logging
 import os
@@ -24,7 +25,9 @@ from .. import net
 from ..kube import ApiError, KubeClient, informer
 from ..layout import BRIDGE_IP, CLUSTER_DOMAIN, KUBELET_PORT, KUBERNETES_SERVICE_IP
 from . import netpol
+from .images import ImageStore
 from .podspec import DEFAULT_PATH
+from .runtime import Runc, runc_root, unmount_below
 from .worker import PodWorker, now_iso
 
 log = logging.getLogger("node-agent")
@@ -91,9 +94,25 @@ class GpuAllocator:
         self.used.get(node.name, {}).pop(uid, None)
 
 
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """How the agent runs containers: from images with runc (the default), or, for the images
+    named in ``process_images`` (shell patterns), as processes from the checkout (ADR 0040)."""
+
+    images_dir: Path
+    runc: str
+    process_images: tuple[str, ...] = ()
+
+
 class NodeAgent:
     def __init__(
-        self, client: KubeClient, state_dir: Path, pki_dir: Path, path_dirs: list[str], expose: list[str]
+        self,
+        client: KubeClient,
+        state_dir: Path,
+        pki_dir: Path,
+        path_dirs: list[str],
+        expose: list[str],
+        runtime: RuntimeSettings,
     ) -> None:
         self.client = client
         self.state_dir = state_dir
@@ -101,6 +120,9 @@ class NodeAgent:
         self.python = sys.executable
         self.path_env = ":".join([*path_dirs, DEFAULT_PATH])
         self.expose_paths = expose
+        self.images = ImageStore(runtime.images_dir)
+        self.runc = Runc(runtime.runc, runc_root(state_dir))
+        self.process_images = runtime.process_images
         self.ipam = Ipam()
         self.gpus = GpuAllocator()
         self.kubernetes_service = (KUBERNETES_SERVICE_IP, 443)
@@ -112,6 +134,9 @@ class NodeAgent:
         self._http: aiohttp.ClientSession | None = None
         self.synced = asyncio.Event()  # the first pod list has been handled
         self._policy_lock = asyncio.Lock()
+
+    def runs_as_process(self, image: str) -> bool:
+        return any(fnmatch.fnmatchcase(image, pattern) for pattern in self.process_images)
 
     @property
     def http(self) -> aiohttp.ClientSession:
@@ -426,10 +451,12 @@ class NodeAgent:
 
     def cleanup_stale(self) -> None:
         """Kill processes and namespaces a previous agent left behind (it was killed hard)."""
+        self.runc.cleanup_all()
         if self.state_dir.exists():
             for pidfile in self.state_dir.glob("*/pids/*"):
                 with contextlib.suppress(ValueError, ProcessLookupError, PermissionError, OSError):
                     os.killpg(int(pidfile.read_text()), signal.SIGKILL)
+            unmount_below(self.state_dir)
             for child in self.state_dir.iterdir():
                 shutil.rmtree(child, ignore_errors=True)
         for ns in net.list_netns():

@@ -3,14 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import aiohttp
 
 from .podspec import ProbeSpec
 
+# turns a command into the argv that runs it inside the container (None: it is not running)
+ExecArgv = Callable[[list[str]], list[str]]
+
+
+def nsenter_argv(pid: int, user: tuple[int, int] | None) -> ExecArgv:
+    """A process-mode container: enter its namespaces (and user) with nsenter."""
+
+    def argv(command: list[str]) -> list[str]:
+        out = ["nsenter", "-t", str(pid), "-n", "-m", "-u"]
+        if user is not None:
+            out += ["-S", str(user[0]), "-G", str(user[1])]
+        return [*out, "--", *command]
+
+    return argv
+
 
 async def run_probe(
-    spec: ProbeSpec, pod_ip: str, pid: int | None, session: aiohttp.ClientSession, user: tuple[int, int] | None
+    spec: ProbeSpec, pod_ip: str, session: aiohttp.ClientSession, exec_argv: ExecArgv | None
 ) -> tuple[bool, str]:
     """Returns (success, message). 2xx/3xx is success for HTTP, like the kubelet."""
     try:
@@ -32,15 +48,10 @@ async def run_probe(
             writer.close()
             return True, ""
         if spec.kind == "exec":
-            if pid is None:
+            if exec_argv is None:
                 return False, "container is not running"
-            argv = ["nsenter", "-t", str(pid), "-n", "-m", "-u"]
-            if user is not None:
-                argv += ["-S", str(user[0]), "-G", str(user[1])]
             proc = await asyncio.create_subprocess_exec(
-                *argv,
-                "--",
-                *spec.command,
+                *exec_argv(spec.command),
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
             )

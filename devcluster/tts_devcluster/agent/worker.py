@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import net
 from ..kube import ApiError
+from .images import Image, ImageError, pull_policy
 from .podspec import (
     Identity,
     ProbeSpec,
@@ -28,7 +29,20 @@ from .podspec import (
     probe_spec,
     resource_value,
 )
-from .probes import ProbeState, run_probe
+from .probes import ExecArgv, ProbeState, nsenter_argv, run_probe
+from .runtime import (
+    Process,
+    Rootfs,
+    RuntimeConfigError,
+    capabilities,
+    container_argv,
+    current_nofile,
+    memory_limit,
+    merge_env,
+    oci_config,
+    resolve_user,
+    seccomp_profile,
+)
 from .volumes import VolumeBuilder, VolumeError, Volumes
 
 if TYPE_CHECKING:
@@ -40,6 +54,7 @@ JSON = dict[str, Any]
 BACKOFF_START = float(os.environ.get("KUBETTS_AGENT_BACKOFF_START", "10"))
 BACKOFF_MAX = float(os.environ.get("KUBETTS_AGENT_BACKOFF_MAX", "300"))
 BACKOFF_RESET_AFTER = 600.0
+PULL_BACKOFF_START = float(os.environ.get("KUBETTS_AGENT_PULL_BACKOFF_START", "10"))
 
 
 def now_iso() -> str:
@@ -61,17 +76,25 @@ class Container:
     started: bool = False
     ready: bool = False
     stopping: bool = False
+    image: Image | None = None  # None: not pulled yet, or run as a process (see ``as_process``)
+    as_process: bool = False
+    pull_backoff: float = 0.0
+    container_id: str = ""
+    rootfs: Rootfs | None = None
 
     @property
     def name(self) -> str:
         return str(self.spec["name"])
 
+    def cid(self, pod_uid: str) -> str:
+        return f"{pod_uid}-{self.name}-{self.restart_count}"
+
     def status(self, pod_uid: str) -> JSON:
         return {
             "name": self.name,
             "image": self.spec.get("image", ""),
-            "imageID": "",
-            "containerID": f"kubetts://{pod_uid[:8]}-{self.name}-{self.restart_count}",
+            "imageID": self.image.image_id if self.image else "",
+            "containerID": self.container_id,
             "ready": self.ready,
             "started": self.started,
             "restartCount": self.restart_count,
@@ -233,6 +256,8 @@ class PodWorker:
             backoff = 0.0
             while not self.terminating.is_set():
                 rc = await self._run_once(c)
+                if rc is None:
+                    continue  # not started (image pull, config): retried without counting a restart
                 if rc == 0:
                     break
                 if self.terminating.is_set():
@@ -257,6 +282,8 @@ class PodWorker:
             rc = await self._run_once(c)
             if self.terminating.is_set():
                 return
+            if rc is None:
+                continue  # not started (image pull, config): retried without counting a restart
             if policy == "Never" or (policy == "OnFailure" and rc == 0):
                 return
             if time.monotonic() - started > BACKOFF_RESET_AFTER:
@@ -283,10 +310,13 @@ class PodWorker:
 
     def _env(self, c: Container) -> dict[str, str]:
         ident = identity(self.pod, c.spec)
-        env: dict[str, str] = {
-            "PATH": self.agent.path_env,
+        env: dict[str, str] = {}
+        if c.as_process:
+            # a process sees the host's filesystem: the checkout's venv first on PATH
+            env["PATH"] = self.agent.path_env
+            env["HOME"] = "/root" if ident.uid in (None, 0) else "/"
+        env |= {
             "HOSTNAME": self.pod["spec"].get("hostname") or self.name,
-            "HOME": "/root" if ident.uid in (None, 0) else "/",
             "KUBERNETES_SERVICE_HOST": self.agent.kubernetes_service[0],
             "KUBERNETES_SERVICE_PORT": str(self.agent.kubernetes_service[1]),
             "KUBERNETES_SERVICE_PORT_HTTPS": str(self.agent.kubernetes_service[1]),
@@ -361,33 +391,41 @@ class PodWorker:
             message = "\n".join(lines)[-2048:]
         return message
 
-    def _launch_spec(self, c: Container, ident: Identity) -> JSON:
-        argv = list(c.spec.get("command") or []) + list(c.spec.get("args") or [])
-        if not c.spec.get("command"):
-            raise ContainerConfigError(
-                "the devcluster runs no images: the container must name its command (see docs/adr/0002)"
-            )
-        if ident.run_as_non_root and ident.uid in (None, 0):
-            raise ContainerConfigError("container has runAsNonRoot and image will run as root")
-        env = self._env(c)
-        argv = [expand(a, env) for a in argv]
-        mounts = []
+    def _mounts(self, c: Container) -> list[JSON]:
+        """The termination-message file and the container's volumeMounts, as bind sources."""
         termination = self._termination_file(c)
         termination.write_text("")
         termination.chmod(0o666)  # the container's user writes it
-        mounts.append(
+        mounts: list[JSON] = [
             {
                 "source": str(termination),
                 "target": c.spec.get("terminationMessagePath") or "/dev/termination-log",
                 "readOnly": False,
             }
-        )
+        ]
         for m in c.spec.get("volumeMounts", []) or []:
             base = self.volumes.paths.get(m["name"])
             if base is None:
                 raise ContainerConfigError(f"volumeMount {m['name']!r} has no volume")
             source = base / m["subPath"] if m.get("subPath") else base
             mounts.append({"source": str(source), "target": m["mountPath"], "readOnly": bool(m.get("readOnly"))})
+        return mounts
+
+    def _etc_files(self) -> dict[str, str]:
+        return {name: str(self.dir / "etc" / name) for name in ("hosts", "resolv.conf", "hostname")}
+
+    def _launch_spec(self, c: Container, ident: Identity) -> JSON:
+        """Process mode (opt-in, see ADR 0040): what the launcher needs to run the command from the host."""
+        argv = list(c.spec.get("command") or []) + list(c.spec.get("args") or [])
+        if not c.spec.get("command"):
+            raise ContainerConfigError(
+                "this container runs as a process from the checkout (KUBETTS_AGENT_PROCESS_IMAGES), "
+                "so it must name its command"
+            )
+        if ident.run_as_non_root and ident.uid in (None, 0):
+            raise ContainerConfigError("container has runAsNonRoot and image will run as root")
+        env = self._env(c)
+        argv = [expand(a, env) for a in argv]
         return {
             "argv": argv,
             "env": env,
@@ -399,48 +437,161 @@ class PodWorker:
             "readOnlyRoot": ident.read_only_root,
             "netns": net.netns_path(self.netns) if self.netns else None,
             "hostname": self.pod["spec"].get("hostname") or self.name,
-            "mounts": mounts,
-            "etc": {
-                "hosts": str(self.dir / "etc" / "hosts"),
-                "resolv.conf": str(self.dir / "etc" / "resolv.conf"),
-                "hostname": str(self.dir / "etc" / "hostname"),
-            },
+            "mounts": self._mounts(c),
+            "etc": self._etc_files(),
             "expose": self.agent.expose_paths,
         }
 
-    async def _run_once(self, c: Container) -> int:
-        """Start the container, run its probes, wait for it to exit; returns the exit code."""
-        ident = identity(self.pod, c.spec)
+    def _bundle_config(self, c: Container, ident: Identity, image: Image, rootfs: Path) -> JSON:
+        """Image mode: the OCI runtime spec of this container run."""
+        pod_env = self._env(c)
+        spec = dict(c.spec)
+        for key in ("command", "args"):
+            if spec.get(key):
+                spec[key] = [expand(a, pod_env) for a in spec[key]]
+        uid, gid, home = resolve_user(ident.uid, ident.gid, image.config.user, image.rootfs, ident.run_as_non_root)
+        env = merge_env(image.config.env, pod_env)
+        env.setdefault("HOME", home)
+        mounts = self._mounts(c)
+        if not self.pod["spec"].get("hostNetwork"):
+            etc = self._etc_files().items()
+            mounts += [{"source": src, "target": f"/etc/{name}", "readOnly": False} for name, src in etc]
+        csc = c.spec.get("securityContext") or {}
+        psc = self.pod["spec"].get("securityContext") or {}
+        return oci_config(
+            process=Process(
+                argv=container_argv(spec, image.config),
+                env=[f"{k}={v}" for k, v in env.items()],
+                cwd=c.spec.get("workingDir") or image.config.working_dir or "/",
+                uid=uid,
+                gid=gid,
+                groups=list(ident.groups),
+            ),
+            rootfs=rootfs,
+            read_only_root=ident.read_only_root,
+            no_new_privs=ident.no_new_privs,
+            caps=capabilities(csc),
+            seccomp=seccomp_profile(csc, psc),
+            netns=net.netns_path(self.netns) if self.netns else None,
+            hostname=self.pod["spec"].get("hostname") or self.name,
+            mounts=mounts,
+            memory=memory_limit(c.spec),
+            nofile=current_nofile(),
+        )
+
+    async def _pull(self, c: Container) -> bool:
+        """Get the container's image per its pull policy, as a kubelet reports it (events, reasons)."""
+        image = c.spec.get("image", "")
+        try:
+            policy = pull_policy(c.spec)
+            if policy == "Always" or self.agent.images.present(image) is None:
+                await self.agent.event(self.pod, "Pulling", f'Pulling image "{image}"', container=c.name)
+            t0 = time.monotonic()
+            got, pulled = await self.agent.images.ensure(image, policy)
+        except ImageError as exc:
+            c.state = {"waiting": {"reason": exc.reason, "message": str(exc)}}
+            self._mark_dirty()
+            await self.agent.event(
+                self.pod, "Failed", f'Failed to pull image "{image}": {exc}', warning=True, container=c.name
+            )
+            await self.agent.event(self.pod, "Failed", f"Error: {exc.reason}", warning=True, container=c.name)
+            c.pull_backoff = PULL_BACKOFF_START if not c.pull_backoff else min(c.pull_backoff * 2, BACKOFF_MAX)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.terminating.wait(), 1.0)
+            if exc.reason == "ErrImagePull":
+                c.state = {
+                    "waiting": {
+                        "reason": "ImagePullBackOff",
+                        "message": f'Back-off pulling image "{image}": ErrImagePull: {exc}',
+                    }
+                }
+                self._mark_dirty()
+                await self.agent.event(
+                    self.pod, "BackOff", f'Back-off pulling image "{image}"', warning=True, container=c.name
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.terminating.wait(), c.pull_backoff)
+            return False
+        c.pull_backoff = 0.0
+        c.image = got
+        if pulled:
+            took = time.monotonic() - t0
+            msg = f'Successfully pulled image "{image}" in {took:.3f}s. Image size: {got.size} bytes.'
+        else:
+            msg = f'Container image "{image}" already present on machine'
+        await self.agent.event(self.pod, "Pulled", msg, container=c.name)
+        return True
+
+    async def _start(self, c: Container, ident: Identity, log_path: Path) -> asyncio.subprocess.Process | None:
+        """Start the container (image mode: pull, overlay, ``runc run``); None when it cannot start."""
         try:
             await self.agent.refresh_env_cache(self.ns, c.spec)
-            spec = self._launch_spec(c, ident)
-        except (ContainerConfigError, ValueError, ApiError) as exc:
+            if c.as_process:
+                spec_path = self.dir / f"launch-{c.name}.json"
+                spec_path.write_text(json.dumps(self._launch_spec(c, ident)))
+                spec_path.chmod(0o600)
+                c.container_id = f"kubetts://{c.cid(self.uid)}"
+                with open(log_path, "ab") as logf:
+                    return await asyncio.create_subprocess_exec(
+                        self.agent.python,
+                        "-m",
+                        "tts_devcluster.agent.launcher",
+                        str(spec_path),
+                        stdin=asyncio.subprocess.DEVNULL,
+                        stdout=logf,
+                        stderr=asyncio.subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+            if not await self._pull(c):
+                return None
+            assert c.image is not None
+            cid = c.cid(self.uid)
+            rootfs = Rootfs(c.image.rootfs, self.dir / "rootfs" / cid)
+            config = self._bundle_config(c, ident, c.image, rootfs.merged)
+            await asyncio.to_thread(rootfs.mount)
+            c.rootfs = rootfs
+            bundle = self.dir / "bundles" / cid
+            bundle.mkdir(parents=True, exist_ok=True)
+            (bundle / "config.json").write_text(json.dumps(config))
+            (bundle / "config.json").chmod(0o600)
+            c.container_id = f"runc://{cid}"
+            with open(log_path, "ab") as logf:
+                return await self.agent.runc.run(cid, bundle, logf)
+        except (ContainerConfigError, RuntimeConfigError, ValueError, ApiError, OSError) as exc:
+            await self._cleanup_run(c)
             c.state = {"waiting": {"reason": "CreateContainerConfigError", "message": str(exc)}}
             self._mark_dirty()
             await self.agent.event(self.pod, "Failed", f"Error: {exc}", warning=True, container=c.name)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.terminating.wait(), 10)
-            return 1
-        spec_path = self.dir / f"launch-{c.name}.json"
-        spec_path.write_text(json.dumps(spec))
-        spec_path.chmod(0o600)
+            return None
+
+    async def _cleanup_run(self, c: Container) -> None:
+        """After an image-mode run: the runtime's record, the overlay and the bundle go."""
+        if c.as_process:
+            return
+        cid = c.cid(self.uid)
+        await self.agent.runc.delete(cid)
+        if c.rootfs is not None:
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(c.rootfs.umount)
+            c.rootfs = None
+        shutil.rmtree(self.dir / "bundles" / cid, ignore_errors=True)
+
+    async def _run_once(self, c: Container) -> int | None:
+        """Start the container, run its probes, wait for it to exit; the exit code, or None when it
+        could not be started (a pull or config error: no restart is counted, as in the kubelet)."""
+        ident = identity(self.pod, c.spec)
+        c.as_process = self.agent.runs_as_process(c.spec.get("image", ""))
         log_dir = self.dir / "logs" / c.name
         log_dir.mkdir(parents=True, exist_ok=True)
         log_path = log_dir / f"{c.restart_count}.log"
         started_at = now_iso()
-        with open(log_path, "ab") as logf:
-            c.proc = await asyncio.create_subprocess_exec(
-                self.agent.python,
-                "-m",
-                "tts_devcluster.agent.launcher",
-                str(spec_path),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=logf,
-                stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,
-            )
-        pid = c.proc.pid
-        (self.dir / "pids" / c.name).write_text(str(pid))
+        proc = await self._start(c, ident, log_path)
+        if proc is None:
+            return None
+        c.proc = proc
+        (self.dir / "pids" / c.name).write_text(str(proc.pid))
         if "terminated" in c.state:
             c.last_state = c.state
         c.state = {"running": {"startedAt": started_at}}
@@ -452,11 +603,12 @@ class PodWorker:
         await self.agent.event(self.pod, "Started", f"Started container {c.name}", container=c.name)
         probes = [] if c.init else self._probe_tasks(c, ident)
         try:
-            rc = await c.proc.wait()
+            rc = await proc.wait()
         finally:
             for t in probes:
                 t.cancel()
         (self.dir / "pids" / c.name).unlink(missing_ok=True)
+        await self._cleanup_run(c)
         reason = "Completed" if rc == 0 else "Error"
         message = self._termination_message(c, rc, log_path)
         if rc == 127 and (launch_error := _launcher_error(log_path)):
@@ -471,7 +623,7 @@ class PodWorker:
             "reason": reason,
             "startedAt": started_at,
             "finishedAt": now_iso(),
-            "containerID": f"kubetts://{self.uid[:8]}-{c.name}-{c.restart_count}",
+            "containerID": c.container_id,
         }
         if message:
             term["message"] = message
@@ -498,9 +650,17 @@ class PodWorker:
             tasks.append(asyncio.create_task(self._readiness_loop(c, readiness, started, user)))
         return tasks
 
+    def _exec_argv(self, c: Container, user: tuple[int, int] | None) -> ExecArgv | None:
+        """How to run a command inside ``c`` now (exec probes, preStop), or None if it is not running."""
+        if c.proc is None:
+            return None
+        if c.as_process:
+            return nsenter_argv(c.proc.pid, user)
+        cid = c.cid(self.uid)
+        return lambda command: self.agent.runc.exec_argv(cid, command)
+
     async def _probe(self, c: Container, spec: ProbeSpec, user: tuple[int, int] | None) -> tuple[bool, str]:
-        pid = c.proc.pid if c.proc else None
-        return await run_probe(spec, self.ip, pid, self.agent.http, user)
+        return await run_probe(spec, self.ip, self.agent.http, self._exec_argv(c, user))
 
     async def _startup_loop(
         self, c: Container, spec: ProbeSpec, started: asyncio.Event, user: tuple[int, int] | None
@@ -578,34 +738,38 @@ class PodWorker:
         if not self.killed_fast:
             # the preStop hook runs first and counts against the grace period, as in the kubelet
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._pre_stop(c, proc.pid), max(grace, 0.1))
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
+                await asyncio.wait_for(self._pre_stop(c), max(grace, 0.1))
+        await self._signal(c, proc, signal.SIGTERM)
         try:
             await asyncio.wait_for(asyncio.shield(proc.wait()), max(deadline - time.monotonic(), 0.1))
         except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+            await self._signal(c, proc, signal.SIGKILL)
             await proc.wait()
 
-    async def _pre_stop(self, c: Container, pid: int) -> None:
+    async def _signal(self, c: Container, proc: asyncio.subprocess.Process, sig: signal.Signals) -> None:
+        """SIGTERM/SIGKILL to the container: a process container's group, or through the runtime
+        (``runc run`` passes SIGTERM on to the container; SIGKILL goes by ``runc kill``)."""
+        with contextlib.suppress(ProcessLookupError):
+            if c.as_process:
+                os.killpg(proc.pid, sig)
+            elif sig == signal.SIGKILL:
+                await self.agent.runc.kill(c.cid(self.uid), "KILL")
+            else:
+                os.kill(proc.pid, sig)
+
+    async def _pre_stop(self, c: Container) -> None:
         """``lifecycle.preStop``: sleep, exec or httpGet, before SIGTERM."""
         hook = ((c.spec.get("lifecycle") or {}).get("preStop")) or {}
         if "sleep" in hook:
             await asyncio.sleep(float(hook["sleep"].get("seconds", 0)))
         elif "exec" in hook:
             ident = identity(self.pod, c.spec)
-            user = ["-S", str(ident.uid), "-G", str(ident.gid or 0)] if ident.uid is not None else []
+            user = (ident.uid, ident.gid or 0) if ident.uid is not None else None
+            argv = self._exec_argv(c, user)
+            if argv is None:
+                return
             proc = await asyncio.create_subprocess_exec(
-                "nsenter",
-                "-t",
-                str(pid),
-                "-n",
-                "-m",
-                "-u",
-                *user,
-                "--",
-                *hook["exec"].get("command", []),
+                *argv(hook["exec"].get("command", [])),
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.DEVNULL,
             )
@@ -613,7 +777,7 @@ class PodWorker:
         elif "httpGet" in hook:
             spec = probe_spec(c.spec, {"httpGet": hook["httpGet"], "timeoutSeconds": 10})
             if spec is not None:
-                await run_probe(spec, self.ip, pid, self.agent.http, None)
+                await run_probe(spec, self.ip, self.agent.http, None)
 
     async def _stop_containers(self) -> None:
         grace = 2.0 if self.killed_fast else self._grace()
@@ -621,6 +785,10 @@ class PodWorker:
         await asyncio.gather(*(self._kill(c, f"Stopping container {c.name}", grace) for c in running))
 
     def _teardown(self) -> None:
+        for c in self.init_containers + self.containers:
+            if c.rootfs is not None:
+                with contextlib.suppress(OSError):
+                    c.rootfs.umount()
         if self.netns:
             net.delete_pod_netns(self.netns)
         self.agent.ipam.release(self.node, self.uid)
