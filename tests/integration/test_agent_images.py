@@ -175,5 +175,6 @@ def test_platform_components_run_from_the_registry_images(kube: Kube, router, la
             assert re.fullmatch(rf"{re.escape(REGISTRY)}/kube-tts/{component}@sha256:[0-9a-f]{{64}}", cs["imageID"])
             assert cs["containerID"].startswith("runc://") and cs["ready"]
     # and the values the chart was given pin exactly those digests
-    values = json.loads(platform.helm(layout, "get", "values", platform.RELEASE, "-n", platform.NAMESPACE, "-o", "json"))
+    got = platform.helm(layout, "get", "values", platform.RELEASE, "-n", platform.NAMESPACE, "-o", "json")
+    values = json.loads(got)
     assert values["router"]["image"]["digest"] == platform.image_digest(layout, "router")

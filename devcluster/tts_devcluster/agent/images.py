@@ -323,7 +323,8 @@ class ImageStore:
         detail = body
         with contextlib.suppress(ValueError, KeyError, IndexError, TypeError):
             err = json.loads(body)["errors"][0]
-            detail = f"{err.get('code', '').lower().replace('_', ' ')}: {err.get('message', '')}"
+            code, message = err.get("code", "").lower().replace("_", " "), err.get("message", "")
+            detail = message if message.lower() == code else f"{code}: {message}"
         if resp.status == 401:
             detail = f"{detail} (the local cluster's agent pulls anonymously; imagePullSecrets are not supported)"
         raise ImageError(f"{resp.status} from {url}: {detail.strip()}")
