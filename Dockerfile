@@ -14,6 +14,10 @@
 # in the `app` stage, as one small layer: a code change rebuilds in seconds and leaves no sources,
 # build files or pip cache behind. setuptools finds the packages of every component folder; only
 # the component's extra's dependencies install.
+#
+# PIP_CERT (a build argument, unset by default): the CA bundle pip trusts, for builds behind a
+# TLS-inspecting proxy; mount that bundle for the build (`make images` passes its own path and
+# mounts the host's bundle read-only), so that it never lands in a layer.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS base
@@ -29,6 +33,7 @@ COPY pyproject.toml images/extra_requirements.py ./
 
 # kube-tts itself, installed under /install; every image copies that folder into /usr/local
 FROM base AS app
+ARG PIP_CERT
 RUN pip install --no-compile 'setuptools>=75'
 COPY README.md ./
 COPY crds crds
@@ -41,6 +46,7 @@ RUN pip install --no-deps --no-compile --no-build-isolation --prefix=/install . 
     && mkdir -p /install/share/kube-tts
 
 FROM base AS operator
+ARG PIP_CERT
 # the operator decodes voice clips with libsndfile (the soundfile wheel bundles it)
 RUN python extra_requirements.py operator > requirements.txt \
     && pip install --no-compile -r requirements.txt \
@@ -60,6 +66,7 @@ LABEL org.opencontainers.image.title="kube-tts-operator" \
       org.opencontainers.image.licenses="Apache-2.0"
 
 FROM base AS router
+ARG PIP_CERT
 RUN python extra_requirements.py api > requirements.txt \
     && pip install --no-compile -r requirements.txt \
     && rm -rf /src
@@ -82,6 +89,7 @@ LABEL org.opencontainers.image.title="kube-tts-router" \
 # `Authorization: Bearer`, which it passes on. The same image speaks stdio:
 #   docker run -i --rm -e KUBETTS_URL=… kube-tts/mcp kube-tts-mcp --transport stdio
 FROM base AS mcp
+ARG PIP_CERT
 RUN python extra_requirements.py mcp > requirements.txt \
     && pip install --no-compile -r requirements.txt \
     && rm -rf /src

@@ -19,7 +19,7 @@
 #             minbase + Debian's python3 in a venv at /usr/local; devcluster/config/python-standin.Containerfile)
 # The stand-in carries the label dev.kube-tts.standin=<recipe hash> and is rebuilt when the recipe
 # changes. Builds run with --network=host and the host's CA bundle mounted read-only (HTTPS here is
-# TLS-inspected); nothing of it stays in the images.
+# TLS-inspected) with pip pointed at it (--build-arg PIP_CERT); nothing of it stays in the images.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
@@ -147,13 +147,11 @@ revision=$(git -C "$repo" rev-parse HEAD 2>/dev/null || echo unknown)
 if [[ $revision != unknown && -n $(git -C "$repo" status --porcelain --untracked-files=no 2>/dev/null) ]]; then
   revision+=-dirty
 fi
-mkdir -p "$CACHE/containers"
-pipconf=$CACHE/containers/pip.conf
-printf '[global]\ncert = %s\n' "$CA_BUNDLE" > "$pipconf"
-mounts=()
+tls=()
 if [[ -r $CA_BUNDLE ]]; then
-  # the host's CA bundle (and pip told to use it) for the RUN steps only; never in a layer
-  mounts=(-v "$CA_BUNDLE:$CA_BUNDLE:ro" -v "$pipconf:/etc/pip.conf:ro")
+  # the host's CA bundle over the base image's own (the path exists there, so no mount point is
+  # left behind in a layer) and pip told to use it (PIP_CERT, a build argument: not in the image)
+  tls=(-v "$CA_BUNDLE:$CA_BUNDLE:ro" --build-arg PIP_CERT="$CA_BUNDLE")
 fi
 
 remote_config_digest() { # the config digest of the image the registry holds under $1, if any
@@ -170,7 +168,7 @@ for spec in "${wanted[@]}"; do
   log "$name: podman build -f $file --target $target"
   "$podman" build --quiet --network=host --pull=never --layers \
     --build-arg PYTHON_IMAGE="$BASE" --build-arg VERSION="$VERSION" --build-arg REVISION="$revision" \
-    "${mounts[@]}" -f "$repo/$file" --target "$target" -t "$ref" "$repo" >/dev/null
+    "${tls[@]}" -f "$repo/$file" --target "$target" -t "$ref" "$repo" >/dev/null
   t1=$(stamp)
   id=$("$podman" image inspect -f '{{.Id}}' "$ref")
   manifest_path=${ref#"$REGISTRY"/}; manifest_path=${manifest_path%:*}/manifests/${ref##*:}

@@ -206,3 +206,16 @@ def test_build_sh_print_and_tool_selection():
     (default,) = re.findall(r"^tools=\((.+)\)$", script, re.M)
     # `make up` builds no test-only tool; `--with-test-tools` (and `make test-tools`) add helm-unittest
     assert "helm-unittest" not in default.split() and {"registry", "crane"} <= set(default.split())
+
+
+@pytest.mark.parametrize("file", sorted({f for _, f, _ in IMAGES}))
+def test_pip_is_told_about_a_build_ca_by_an_argument_never_a_file_in_the_image(file):
+    """Behind a TLS-inspecting proxy pip needs the build host's CA bundle: `make images` mounts it
+    over the base image's own and passes PIP_CERT. Every stage that runs pip declares that build
+    argument first; nothing writes a pip.conf or copies a certificate."""
+    text = (ROOT / file).read_text()
+    assert "pip.conf" not in text and ".crt" not in text
+    for stage, steps in stages(ROOT / file).items():
+        pip = [i for i, s in enumerate(steps) if s.startswith("RUN ") and "pip install" in s]
+        if pip:
+            assert "ARG PIP_CERT" in steps[: pip[0]], f"{file} {stage}: pip runs before ARG PIP_CERT"
