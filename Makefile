@@ -34,13 +34,13 @@ down: ## Stop the local cluster and everything on it (keeps .devcluster/ state)
 	@if [ -x $(DEV) ]; then $(DEV) down; fi
 
 .PHONY: test
-test: deps venv ui-deps build lint ## Lint, then every test: unit, component, integration, browser (starts the cluster if needed)
+test: deps venv ui-deps build test-tools lint ## Lint, then every test: unit, component, integration, browser (starts the cluster if needed)
 	$(PYTEST) tests
 
 ##@ Finer-grained
 
 .PHONY: test-unit
-test-unit: venv ## Unit tests only (pure logic, seconds)
+test-unit: venv test-tools ## Unit tests only (pure logic, seconds)
 	$(PYTEST) tests/unit
 
 .PHONY: test-integration
@@ -88,6 +88,13 @@ logs: venv ## Print a component's log: make logs C=router (etcd, kube-apiserver,
 .PHONY: clean
 clean: down ## Stop everything and delete .devcluster/ (etcd data, certificates, logs)
 	@if [ -x $(DEV) ]; then $(DEV) down --wipe; fi
+
+##@ Images (podman, no Docker daemon; see docs/images.md)
+
+.PHONY: images
+images: deps venv ## Build the four images with podman and push them to the local registry 127.0.0.1:5100 (starts it)
+	@devcluster/build.sh --only registry crane
+	@devcluster/images.sh
 
 ##@ kind (for users with Docker; not run by CI — this project's machines have no Docker)
 
@@ -148,9 +155,13 @@ $(UI_STAMP): tests/ui/package-lock.json
 	@touch $@
 
 .PHONY: deps
-deps: ## Install missing Debian packages the local cluster and the browser tests need (iproute2, chromium, …)
+deps: ## Install missing Debian packages the local cluster, the image builds and the browser tests need (iproute2, podman, chromium, …)
 	@devcluster/install-deps.sh
 
 .PHONY: build
-build: ## Build (or find in the cache) kube-apiserver, etcd, kwok, kubectl, helm from Go modules
+build: ## Build (or find in the cache) kube-apiserver, etcd, kwok, kubectl, helm, the image registry, crane from Go modules
 	@devcluster/build.sh
+
+.PHONY: test-tools
+test-tools: ## Build (or find in the cache) what only the tests use: helm and its helm-unittest plugin
+	@devcluster/build.sh --only helm helm-unittest

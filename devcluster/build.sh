@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Build the local cluster's binaries from Go modules into a version-keyed cache.
 #
-#   devcluster/build.sh            build whatever is missing
-#   devcluster/build.sh --print    print the bin directory and exit
+#   devcluster/build.sh                     build whatever the cluster needs and is missing
+#   devcluster/build.sh --with-test-tools   the same, plus what only the tests use (helm-unittest)
+#   devcluster/build.sh --only registry …   just the named tools (etcd kwok helm kubernetes
+#                                           registry crane helm-unittest)
+#   devcluster/build.sh --print             print the bin directory and exit
 #
 # kube-apiserver, kube-controller-manager, kube-scheduler and kubectl come from
 # k8s.io/kubernetes through a generated wrapper module (k8s.io/kubernetes replaces its
 # ~30 staging modules with local paths, so `go install` cannot build it directly);
-# etcd from go.etcd.io/etcd/server/v3 through a two-line main; kwok and helm by `go install`.
+# etcd from go.etcd.io/etcd/server/v3 through a two-line main; the local image registry from
+# github.com/distribution/distribution/v3 through a main with only the filesystem storage driver;
+# kwok, helm and crane by `go install`.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
@@ -17,6 +22,13 @@ BIN=$CACHE/bin
 mkdir -p "$BIN"
 
 if [[ ${1:-} == --print ]]; then echo "$BIN"; exit 0; fi
+tools=(etcd kwok helm kubernetes registry crane)
+case ${1:-} in
+  '') ;;
+  --with-test-tools) tools+=(helm-unittest) ;;
+  --only) shift; tools=("$@") ;;
+  *) echo "usage: $0 [--with-test-tools | --only TOOL… | --print]" >&2; exit 2 ;;
+esac
 
 log() { printf '\033[1m[build]\033[0m %s\n' "$*" >&2; }
 
@@ -34,6 +46,8 @@ k8s_bin=$BIN/k8s-$KUBERNETES_VERSION
 etcd_bin=$BIN/etcd-$ETCD_VERSION
 kwok_bin=$BIN/kwok-$KWOK_VERSION
 helm_bin=$BIN/helm-$HELM_VERSION
+registry_bin=$BIN/registry-$DISTRIBUTION_VERSION
+crane_bin=$BIN/crane-$GO_CONTAINERREGISTRY_VERSION
 
 build_kubernetes() {
   local want=(kube-apiserver kube-controller-manager kube-scheduler kubectl) missing=0 b
@@ -101,6 +115,39 @@ GO
   log "etcd: built in $(( $(stamp) - t0 )) s"
 }
 
+build_registry() {
+  # distribution's registry (the reference OCI registry; images on disk, DELETE allowed by its
+  # config) with only the filesystem storage driver: its own main also links the Azure, GCS and S3
+  # SDKs, which the local cluster never uses and which would triple the compile
+  [[ -x $registry_bin/registry ]] && return 0
+  local t0; t0=$(stamp)
+  local mod=$CACHE/src/registry-wrapper-$DISTRIBUTION_VERSION
+  mkdir -p "$mod" "$registry_bin.tmp"
+  cat > "$mod/go.mod" <<MOD
+module kubetts.local/registry-wrapper
+
+go 1.26
+
+require github.com/distribution/distribution/v3 $DISTRIBUTION_VERSION
+MOD
+  cat > "$mod/main.go" <<'GO'
+// Command registry is distribution's registry with the filesystem storage driver only.
+package main
+
+import (
+	"github.com/distribution/distribution/v3/registry"
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
+)
+
+func main() { _ = registry.RootCmd.Execute() }
+GO
+  log "registry (distribution $DISTRIBUTION_VERSION): compiling"
+  (cd "$mod" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -v -trimpath -ldflags "-s -w" -o "$registry_bin.tmp/registry" . 2>&1) \
+    | progress registry
+  rm -rf "$registry_bin"; mv "$registry_bin.tmp" "$registry_bin"
+  log "registry: built in $(( $(stamp) - t0 )) s"
+}
+
 go_install() { # name module version dest
   local name=$1 module=$2 version=$3 dest=$4
   [[ -x $dest/$name ]] && return 0
@@ -147,15 +194,21 @@ PLUGIN
   log "helm-unittest: built in $(( $(stamp) - t0 )) s"
 }
 
-build_etcd
-go_install kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION" "$kwok_bin"
-go_install helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION" "$helm_bin"
-build_kubernetes
-build_helm_unittest
-
 # stable names for scripts: $BIN/current/<tool>
 mkdir -p "$BIN/current"
-for f in "$k8s_bin"/* "$etcd_bin/etcd" "$kwok_bin/kwok" "$helm_bin/helm"; do
-  ln -sfn "$f" "$BIN/current/$(basename "$f")"
+link() { local f; for f in "$@"; do ln -sfn "$f" "$BIN/current/$(basename "$f")"; done; }
+for tool in "${tools[@]}"; do
+  case $tool in
+    etcd) build_etcd; link "$etcd_bin/etcd" ;;
+    kwok) go_install kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION" "$kwok_bin"; link "$kwok_bin/kwok" ;;
+    helm) go_install helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION" "$helm_bin"; link "$helm_bin/helm" ;;
+    kubernetes) build_kubernetes; link "$k8s_bin"/* ;;
+    registry) build_registry; link "$registry_bin/registry" ;;
+    crane)
+      go_install crane github.com/google/go-containerregistry/cmd/crane "$GO_CONTAINERREGISTRY_VERSION" "$crane_bin"
+      link "$crane_bin/crane" ;;
+    helm-unittest) build_helm_unittest ;;
+    *) echo "unknown tool: $tool" >&2; exit 2 ;;
+  esac
 done
 log "binaries ready in $BIN/current"

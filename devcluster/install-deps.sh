@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Install the Debian packages the local cluster and the tests need, if any are missing.
 # The node agent drives iproute2 and iptables (pod network namespaces, service NAT) as root.
+# `make images` builds with podman (runc as its runtime: crun fails on this kernel's hybrid
+# cgroups) and builds the base-image stand-in with mmdebstrap; devcluster/podman.sh configures
+# podman from devcluster/config/containers.conf, not /etc/containers.
 # The web UI's browser tests run Debian's chromium through playwright-core (node); a CJK font lets
 # the Chinese labels render in their screenshots.
 set -euo pipefail
-packages=(iproute2 iptables util-linux ca-certificates sox python3-venv chromium fonts-wqy-microhei)
+packages=(iproute2 iptables util-linux ca-certificates sox python3-venv chromium fonts-wqy-microhei
+  podman runc mmdebstrap curl)
 # Node.js (>= 18) with npm: any installation will do; Debian's when there is none
 command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
 missing=()

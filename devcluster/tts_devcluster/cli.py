@@ -1,6 +1,7 @@
 """``kube-tts-dev``: the local cluster and the kube-tts platform on it.
 
-kube-tts-dev cluster-up       control plane, nodes, node agent
+kube-tts-dev cluster-up       image registry, control plane, nodes, node agent
+kube-tts-dev registry-up      only the local image registry (make images starts it)
 kube-tts-dev platform-up      CRDs, operator, router, sample TtsDeployment; waits until it speaks
 kube-tts-dev down [--wipe]    stop everything (--wipe also deletes .devcluster/)
 kube-tts-dev restart NAME     stop and start one component (kube-apiserver, router, operator, …)
@@ -24,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("cluster-up", help="start the local control plane, nodes and node agent")
+    sub.add_parser("registry-up", help="start only the local image registry (127.0.0.1:5100+instance)")
     pu = sub.add_parser("platform-up", help="install CRDs, start operator and router, deploy the sample")
     pu.add_argument("--no-sample", action="store_true", help="do not create the sample TtsDeployment")
     down = sub.add_parser("down", help="stop everything")
@@ -41,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cmd == "cluster-up":
             cp.up()
+        elif args.cmd == "registry-up":
+            cp.up_registry()
         elif args.cmd == "platform-up":
             platform.up(layout, sample=not args.no_sample)
         elif args.cmd == "down":

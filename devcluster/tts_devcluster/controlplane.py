@@ -1,5 +1,6 @@
-"""Start and stop the local cluster: etcd, kube-apiserver, kube-controller-manager,
-kube-scheduler, kwok (node lifecycle) and the node agent (pods as processes).
+"""Start and stop the local cluster: the image registry, etcd, kube-apiserver,
+kube-controller-manager, kube-scheduler, kwok (node lifecycle) and the node agent (pods as
+processes).
 
 Every step is idempotent: a component that already runs and answers is left alone, so
 ``make up`` after ``make up`` is quick.
@@ -31,6 +32,7 @@ from .layout import (
     ETCD_PEER_PORT,
     KUBERNETES_SERVICE_IP,
     POD_NETWORK,
+    REGISTRY,
     SCHEDULER_PORT,
     SERVICE_CIDR,
     Layout,
@@ -44,7 +46,7 @@ from .pki import Pki
 # KUBETTS_AGENT_PROCESS_IMAGES='' runs everything from images; '*' runs everything as processes.
 PROCESS_IMAGES = os.environ.get("KUBETTS_AGENT_PROCESS_IMAGES", "*/kube-tts/inference:*-cuda")
 
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "node-agent")
+COMPONENTS = ("registry", "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "node-agent")
 
 
 def say(msg: str) -> None:
@@ -131,7 +133,15 @@ class ControlPlane:
     def check_binaries(self) -> None:
         missing = [
             b
-            for b in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "kubectl")
+            for b in (
+                "registry",
+                "etcd",
+                "kube-apiserver",
+                "kube-controller-manager",
+                "kube-scheduler",
+                "kwok",
+                "kubectl",
+            )
             if not (self.layout.bin / b).exists()
         ]
         if missing:
@@ -170,6 +180,39 @@ class ControlPlane:
                 user,
             )
         net.ensure_bridge()
+
+    def registry_config(self) -> dict[str, Any]:
+        """distribution's configuration: images on disk under .devcluster/registry, manifests
+        deletable (``crane delete``, or the tests provoking ImagePullBackOff), loopback only."""
+        return {
+            "version": 0.1,
+            "log": {"level": "info", "accesslog": {"disabled": True}},
+            "storage": {
+                "filesystem": {"rootdirectory": str(self.layout.registry_data)},
+                "delete": {"enabled": True},
+                "redirect": {"disable": True},
+            },
+            # the secret signs upload state between requests; one registry, on loopback
+            "http": {
+                "addr": REGISTRY,
+                "secret": "kube-tts-local-registry",
+                "headers": {"X-Content-Type-Options": ["nosniff"]},
+            },
+        }
+
+    def start_registry(self) -> None:
+        self.layout.registry_data.mkdir(parents=True, exist_ok=True)
+        self.layout.run.mkdir(parents=True, exist_ok=True)
+        config = self.layout.run / "registry.yml"
+        config.write_text(yaml.safe_dump(self.registry_config(), sort_keys=False))
+        procs.start(
+            self.layout,
+            "registry",
+            [self.layout.tool("registry"), "serve", str(config)],
+            # distribution exports traces over OTLP to localhost:4318 by default; there is no collector
+            env={"OTEL_TRACES_EXPORTER": "none"},
+        )
+        wait_for(f"the image registry on {REGISTRY}", registry_ready, 30, "registry", self.layout)
 
     def start_etcd(self) -> None:
         self.layout.etcd_data.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -381,6 +424,8 @@ class ControlPlane:
         self.check_binaries()
         say("preparing certificates, kubeconfigs and the pod bridge")
         self.prepare()
+        say(f"starting the image registry on {REGISTRY}")
+        self.start_registry()
         say("starting etcd")
         self.start_etcd()
         say("starting kube-apiserver")
@@ -394,6 +439,13 @@ class ControlPlane:
         self.wait_nodes_ready()
         self.wait_default_serviceaccount()
         say(f"cluster up in {time.monotonic() - t0:.1f}s — KUBECONFIG={self.layout.kubeconfig()}")
+
+    def up_registry(self) -> None:
+        """Only the image registry (``make images`` pushes to it before any cluster is up)."""
+        if not (self.layout.bin / "registry").exists():
+            raise ClusterError(f"no registry binary in {self.layout.bin}: run `make build` first")
+        self.start_registry()
+        say(f"image registry on {REGISTRY} (images under {self.layout.registry_data})")
 
     def down(self, wipe: bool = False) -> None:
         # the agent first, so it stops every pod process it started
@@ -413,6 +465,7 @@ class ControlPlane:
     def restart(self, name: str) -> None:
         """Stop one component and start it again, waiting until it answers (recovery tests use this)."""
         start = {
+            "registry": self.start_registry,
             "etcd": self.start_etcd,
             "kube-apiserver": self.start_apiserver,
             "kube-controller-manager": self.start_controllers,
@@ -422,6 +475,11 @@ class ControlPlane:
         }[name]
         procs.stop(self.layout, name, timeout=30 if name == "node-agent" else 10)
         start()
+
+
+def registry_ready() -> bool:
+    """The registry answers its API root (``GET /v2/`` is 200 without auth)."""
+    return _http_ok(f"http://{REGISTRY}/v2/")
 
 
 def _agent_healthy() -> bool:

