@@ -25,8 +25,9 @@ help: ## Show this help
 	  /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
 
 .PHONY: up
-up: deps venv build ## Start the local cluster and kube-tts on it, deploy the sample model and speak once
+up: deps venv build ## Start the local cluster, build and push the images, install kube-tts from them, deploy the sample model and speak once
 	@$(DEV) cluster-up
+	@devcluster/images.sh
 	@$(DEV) platform-up
 
 .PHONY: down
@@ -34,7 +35,7 @@ down: ## Stop the local cluster and everything on it (keeps .devcluster/ state)
 	@if [ -x $(DEV) ]; then $(DEV) down; fi
 
 .PHONY: test
-test: deps venv ui-deps build test-tools lint ## Lint, then every test: unit, component, integration, browser (starts the cluster if needed)
+test: deps venv ui-deps build test-tools lint images ## Lint, build the images, then every test: unit, component, integration, browser (starts the cluster if needed)
 	$(PYTEST) tests
 
 ##@ Finer-grained
@@ -44,11 +45,11 @@ test-unit: venv test-tools ## Unit tests only (pure logic, seconds)
 	$(PYTEST) tests/unit
 
 .PHONY: test-integration
-test-integration: deps venv ui-deps build ## Integration tests against the local cluster (the web UI's browser tests too)
+test-integration: deps venv ui-deps build images ## Integration tests against the local cluster (the web UI's browser tests too)
 	$(PYTEST) tests/integration
 
 .PHONY: test-ui
-test-ui: deps venv ui-deps build ## The web UI in headless chromium against the local cluster; screenshots in artifacts/ui/
+test-ui: deps venv ui-deps build images ## The web UI in headless chromium against the local cluster; screenshots in artifacts/ui/
 	$(PYTEST) tests/integration/test_ui.py tests/unit/test_router_ui.py
 
 .PHONY: bench

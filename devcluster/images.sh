@@ -161,6 +161,15 @@ remote_config_digest() { # the config digest of the image the registry holds und
     | python3 -c 'import json, sys; print(json.load(sys.stdin)["config"]["digest"])' 2>/dev/null || true
 }
 
+# the base itself, for pods that run plain Python (the local cluster's own tests)
+base_ref=$REGISTRY/library/${BASE##*/}
+base_id=$("$podman" image inspect -f '{{.Id}}' "$BASE")
+if [[ $(remote_config_digest "$REGISTRY/library/python/manifests/${BASE##*:}") != "sha256:$base_id" ]]; then
+  "$podman" tag "$BASE" "$base_ref"
+  "$podman" push --quiet --tls-verify=false "$base_ref"
+  log "base: pushed $base_ref"
+fi
+
 for spec in "${wanted[@]}"; do
   name=${spec%%:*}; rest=${spec#*:}; file=${rest%%:*}; target=${rest#*:}
   ref=$(ref_of "$name")

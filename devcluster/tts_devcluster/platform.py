@@ -258,7 +258,7 @@ def wait_ready(layout: Layout, name: str, timeout: float = 300) -> float:
         )
         return bool(cond and cond["status"] == "True" and pod_ready)
 
-    wait_for(f"TtsDeployment {name} Ready", ready, timeout, "operator", layout)
+    wait_for(f"TtsDeployment {name} Ready", ready, timeout, "node-agent", layout)
     return time.monotonic() - t0
 
 
