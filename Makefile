@@ -97,6 +97,11 @@ images: deps venv ## Build the four images with podman and push them to the loca
 	@devcluster/build.sh --only registry crane
 	@devcluster/images.sh
 
+.PHONY: images-cuda
+images-cuda: deps venv ## Build and push the CUDA inference image (inference:<version>-cuda: + kokoro, pocket-tts on torch; several GB, not part of make test)
+	@devcluster/build.sh --only registry crane
+	@devcluster/images.sh inference-cuda
+
 ##@ kind (for users with Docker; not run by CI — this project's machines have no Docker)
 
 KIND_CLUSTER ?= kube-tts

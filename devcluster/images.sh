@@ -35,8 +35,15 @@ DEBIAN_SECURITY=${KUBETTS_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-s
 CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 # name:Dockerfile:target, as the Makefile's IMAGES (kind-load) lists them
 ALL=(operator:Dockerfile:operator router:Dockerfile:router mcp:Dockerfile:mcp inference:inference_image/Dockerfile:cpu)
+# built only when named (`make images-cuda`): several GB of torch, not part of `make test`
+EXTRA=(inference-cuda:inference_image/Dockerfile:cuda)
 
-ref_of() { echo "$REGISTRY/kube-tts/$1:$VERSION"; }
+ref_of() {
+  case $1 in
+    inference-cuda) echo "$REGISTRY/kube-tts/inference:$VERSION-cuda" ;;
+    *) echo "$REGISTRY/kube-tts/$1:$VERSION" ;;
+  esac
+}
 log() { printf '\033[1m[images]\033[0m %s\n' "$*" >&2; }
 stamp() { date +%s; }
 
@@ -47,8 +54,8 @@ if [[ ${1:-} == --print ]]; then
 fi
 for name in "$@"; do
   found=
-  for spec in "${ALL[@]}"; do [[ ${spec%%:*} == "$name" ]] && found=$spec; done
-  [[ -n $found ]] || { echo "unknown image $name; one of: operator router mcp inference" >&2; exit 2; }
+  for spec in "${ALL[@]}" "${EXTRA[@]}"; do [[ ${spec%%:*} == "$name" ]] && found=$spec; done
+  [[ -n $found ]] || { echo "unknown image $name; one of: operator router mcp inference inference-cuda" >&2; exit 2; }
   wanted+=("$found")
 done
 ((${#wanted[@]})) || wanted=("${ALL[@]}")

@@ -7,6 +7,7 @@ is built here.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import subprocess
@@ -32,10 +33,9 @@ INSPECT = textwrap.dedent("""
         pathlib.Path("/usr/touched").write_text("x"); print("ROOT writable")
     except OSError as exc:
         print("ROOT", exc.strerror)
-    try:
-        os.unshare(os.CLONE_NEWUTS); print("UNSHARE allowed")
-    except OSError as exc:
-        print("UNSHARE", exc.strerror)
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    print("UNSHARE", "allowed" if libc.unshare(0x04000000) == 0 else os.strerror(ctypes.get_errno()))
     print("PID1", open("/proc/1/cmdline").read().split(chr(0))[0])
 """)
 
@@ -50,12 +50,14 @@ def crane(layout: Layout, *args: str) -> str:
 def test_image(layout: Layout) -> str:
     """The Python base with its own ENTRYPOINT, CMD, ENV and USER (a config change only)."""
     ref = f"{REGISTRY}/kube-tts-test/entry:{uuid.uuid4().hex[:8]}"
+    # crane splits flag values at commas: the script travels base64-encoded
+    script = f"exec(__import__('base64').b64decode('{base64.b64encode(INSPECT.encode()).decode()}'))"
     crane(
         layout,
         "mutate",
         PYTHON,
         "--entrypoint=python,-c",
-        f"--cmd={INSPECT}",
+        f"--cmd={script}",
         "--env=GREETING=from-the-image",
         "--user=65532:65532",
         "-t",

@@ -72,5 +72,33 @@ seccompProfile:
 
 {{/* Namespaces the operator reconciles (and needs RBAC in) */}}
 {{- define "kube-tts.operatorNamespaces" -}}
-{{- if .Values.operator.watchNamespaces }}{{ join "," .Values.operator.watchNamespaces }}{{ else }}{{ .Release.Namespace }}{{ end }}
+{{- if .Values.operator.watchAllNamespaces }}{{ else if .Values.operator.watchNamespaces }}{{ join "," .Values.operator.watchNamespaces }}{{ else }}{{ .Release.Namespace }}{{ end }}
+{{- end }}
+
+{{/* What the operator may do where it reconciles: its custom resources, their children, the clips. */}}
+{{- define "kube-tts.operatorRules" -}}
+- apiGroups: [tts.kubetts.io]
+  resources: [ttsdeployments, ttsvoices]
+  verbs: [get, list, watch, patch, update]
+- apiGroups: [tts.kubetts.io]
+  resources: [ttsdeployments/status, ttsvoices/status]
+  verbs: [get, patch, update]
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, list, watch, create, update, patch, delete]
+- apiGroups: [""]
+  resources: [services]
+  verbs: [get, list, watch, create, update, patch, delete]
+- apiGroups: [policy]
+  resources: [poddisruptionbudgets]
+  verbs: [get, list, watch, create, update, patch, delete]
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list, watch]
+- apiGroups: [""]
+  resources: [configmaps, secrets]
+  verbs: [get]
+- apiGroups: ["", events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
 {{- end }}
