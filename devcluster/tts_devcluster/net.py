@@ -77,6 +77,17 @@ class PodNetwork:
     ip: str
 
 
+def pod_mac(ip: str) -> str:
+    """The pod's MAC address, derived from its IP (OVN-Kubernetes' 0a:58 convention).
+
+    Pod IPs are reused; with a random MAC per veth, every neighbour that had talked to the IP's last
+    owner (another pod's netns: the router) would send to a MAC that is gone until its ARP entry
+    expires — tens of seconds of connection timeouts. The same IP always has the same MAC.
+    """
+    octets = ipaddress.IPv4Address(ip).packed
+    return "0a:58:" + ":".join(f"{b:02x}" for b in octets)
+
+
 def create_pod_netns(pod_uid: str, ip: str) -> PodNetwork:
     """A fresh namespace with ``lo`` and ``eth0`` (ip/16, default route via the bridge)."""
     ns = netns_name(pod_uid)
@@ -96,6 +107,7 @@ def create_pod_netns(pod_uid: str, ip: str) -> PodNetwork:
         inside = ("ip", "netns", "exec", ns, "ip")
         _run(*inside, "link", "set", "lo", "up")
         _run(*inside, "link", "set", pod_if, "name", "eth0")
+        _run(*inside, "link", "set", "eth0", "address", pod_mac(ip))
         _run(*inside, "addr", "add", f"{ip}/{prefix}", "dev", "eth0")
         _run(*inside, "link", "set", "eth0", "up")
         _run(*inside, "route", "add", "default", "via", BRIDGE_IP)

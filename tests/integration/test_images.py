@@ -222,3 +222,77 @@ def test_the_inference_image_speaks_with_piper(built):
 def test_sizes_are_recorded_and_within_bounds(sizes):
     for name, size in sizes.items():
         assert 0 < size["compressed_mb"] < size["uncompressed_mb"] <= MAX_MB[name], (name, size)
+
+
+# --- the CUDA image (`make images-cuda`; several GB, not built by `make test`) -------------------
+
+
+def cuda_image_present() -> bool:
+    try:
+        resp = httpx.head(
+            f"http://{REGISTRY}/v2/kube-tts/inference/manifests/{APP_VERSION}-cuda",
+            headers={"Accept": MANIFEST_TYPES},
+            timeout=5,
+        )
+    except httpx.HTTPError:
+        return False
+    return resp.status_code == 200
+
+
+def serve_in_podman(image: str, env: dict[str, str], mounts: dict[Path, str]) -> tuple[str, str]:
+    """Run the inference server from ``image`` (restricted, read-only, host network); (url, name)."""
+    port = free_port()
+    name = f"kt-image-test-{os.getpid()}-{port}"
+    args = ["run", "-d", "--name", name, *SANDBOX, "--network=host"]
+    for key, value in {**env, "KUBETTS_HOST": "127.0.0.1", "KUBETTS_PORT": str(port)}.items():
+        args += ["-e", f"{key}={value}"]
+    for src, dst in mounts.items():
+        args += ["-v", f"{src}:{dst}:ro"]
+    podman(*args, image)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while True:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return url, name
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            logs = podman("logs", name, check=False)
+            podman("rm", "-f", name, check=False)
+            raise AssertionError(f"not ready after 300 s: {(logs.stdout + logs.stderr)[-3000:]}")
+        time.sleep(1)
+
+
+@pytest.mark.parametrize("engine", ["kokoro", "pocket-tts"])
+def test_the_cuda_image_runs_the_torch_engines_on_the_cpu(engine, tmp_path):
+    """torch's CUDA wheels run without a GPU: the image's kokoro and pocket-tts load the tiny random
+    checkpoints the engine tests build and synthesise (noise-like audio, the whole path real)."""
+    if not cuda_image_present():
+        pytest.skip(f"{ref('inference')}-cuda is not in the local registry: `make images-cuda` builds it (several GB)")
+    from tests.tiny_models import build_kokoro, build_pocket
+
+    root = (build_kokoro if engine == "kokoro" else build_pocket)(tmp_path / engine)
+    for path in [tmp_path, root, *root.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    podman("pull", "--tls-verify=false", f"{ref('inference')}-cuda", timeout=1800)
+    url, name = serve_in_podman(
+        f"{ref('inference')}-cuda",
+        {"KUBETTS_ENGINE": engine, "KUBETTS_MODEL_URI": "file:///models/tiny", "KUBETTS_DEVICE": "cpu"},
+        {root: "/models/tiny"},
+    )
+    try:
+        status = httpx.get(f"{url}/v1/status", timeout=10).json()
+        assert status["engine"] == engine and status["device"] == "cpu", status
+        voice = httpx.get(f"{url}/v1/audio/voices", timeout=10).json()["data"][0]["id"]
+        resp = httpx.post(
+            f"{url}/v1/audio/speech",
+            json={"model": engine, "input": "Hello from the CUDA image.", "voice": voice, "response_format": "wav"},
+            timeout=120,
+        )
+        assert resp.status_code == 200, resp.text
+        with wave.open(io.BytesIO(resp.content)) as wav:
+            seconds = len(wav.readframes(10**9)) / 2 / wav.getframerate()
+        assert seconds > 0.1, seconds
+    finally:
+        podman("rm", "-f", name, check=False)

@@ -111,3 +111,10 @@ def test_service_rules_spread_evenly_and_reject_without_endpoints():
     # only a pod reaching itself is masqueraded; everyone else keeps their address
     hairpin = [line for line in text.splitlines() if "MASQUERADE" in line]
     assert len(hairpin) == 3 and all("-s 10.244.1." in h and "-d 10.244.1." in h for h in hairpin)
+
+
+def test_a_pod_ip_always_gets_the_same_mac():
+    from tts_devcluster.net import pod_mac
+
+    assert pod_mac("10.244.3.5") == "0a:58:0a:f4:03:05"
+    assert pod_mac("10.244.3.5") == pod_mac("10.244.3.5") != pod_mac("10.244.3.6")
