@@ -2,7 +2,8 @@
 
 Status is computed in one place (``refresh_status``), debounced per TtsDeployment, and triggered
 by anything that can change it: a reconcile, an event on a child Deployment/Service/PDB, an event
-on one of its pods. Autoscaling runs as a per-object timer that reads the latest router scrape.
+on one of its pods. Autoscaling is one background loop (every ``autoscale_period_seconds``) that
+reads the latest router scrape.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -29,8 +29,6 @@ from .status import changed, condition_of, deployment_status, iso, now_iso, pars
 
 log = logging.getLogger("tts_operator")
 
-# Kopf reads timer intervals when this module is imported, so this one setting is read here.
-AUTOSCALE_PERIOD = float(os.environ.get("KUBETTS_AUTOSCALE_PERIOD_SECONDS", "5"))
 VOICE_RECHECK_PERIOD = 30.0
 CHILD_LABELS = {names.LABEL_MANAGED_BY: names.MANAGER}
 POD_LABELS = {names.LABEL_COMPONENT: names.COMPONENT_INFERENCE, names.LABEL_MANAGED_BY: names.MANAGER}
@@ -114,6 +112,8 @@ class Debouncer:
 
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    # ``memo.settings`` is the OperatorSettings that ``__main__`` built once and handed to Kopf
+    ours: OperatorSettings = memo.settings
     # keep Kopf's bookkeeping in annotations under our group, not in .status
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=names.GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -123,7 +123,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.server_timeout = 120
     settings.networking.request_timeout = 30
     settings.batching.worker_limit = 64
-    if OperatorSettings().namespaces:
+    if ours.namespaces:
         # Namespaced RBAC: no cluster-wide listing of namespaces or CRDs. The namespaces are the
         # configured ones and the CRDs are known to exist (the chart installs them).
         settings.scanning.disabled = True
@@ -133,7 +133,6 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         await config.load_kube_config()
     memo.api = client.ApiClient()
     memo.kube = kube.Kube(memo.api)
-    memo.settings = OperatorSettings()
     memo.http = aiohttp.ClientSession()
     # Kopf gives every object a shallow copy of the memo: state that changes must live in an
     # object the copies share, never in an attribute that is reassigned.
@@ -172,7 +171,7 @@ async def scrape_loop(memo: kopf.Memo) -> None:
         except Exception:  # the loop must outlive an apiserver restart, or autoscaling stops for good
             log.exception("router scrape failed; retrying")
             memo.scrape.update(None)
-        await asyncio.sleep(AUTOSCALE_PERIOD)
+        await asyncio.sleep(settings.autoscale_period_seconds)
 
 
 # --- TtsDeployment ---------------------------------------------------------------------------
@@ -331,8 +330,9 @@ async def _announce(memo: kopf.Memo, owner: dict[str, Any], before: dict[str, An
 async def autoscale_loop(memo: kopf.Memo) -> None:
     """Every period, decide replicas for every known TtsDeployment (one loop, not a Kopf timer per
     object: Kopf puts a finalizer on objects with timers, so deleting one would need the operator)."""
+    period = memo.settings.autoscale_period_seconds
     while True:
-        await asyncio.sleep(AUTOSCALE_PERIOD)
+        await asyncio.sleep(period)
         for body in list(memo.cache.deployments.values()):
             try:
                 await autoscale_one(memo, body)
@@ -359,7 +359,7 @@ async def autoscale_one(memo: kopf.Memo, body: dict[str, Any]) -> None:
         return
     status = dict(body.get("status") or {})
     ready = condition_of({"status": status}, "Ready") or {}
-    load = memo.scrape.load_of(key, max_age=3 * AUTOSCALE_PERIOD)
+    load = memo.scrape.load_of(key, max_age=3 * memo.settings.autoscale_period_seconds)
     inputs = autoscale.Inputs(
         desired=spec.replicas,
         min_replicas=spec.min_replicas,
