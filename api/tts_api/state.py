@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 from kubernetes_asyncio import client
 from tts_crds import names
+from tts_crds.models import TtsDeploymentSpec
 
 from .activation import Activator
 from .dispatch import Dispatcher
@@ -21,9 +22,11 @@ from .pods import Speakers, get_json
 from .routing import EarlyReady, Endpoint, LeastOutstanding, endpoint_of, endpoints_for
 from .security import KeyRing, RateLimiter
 from .settings import RouterSettings
+from .voices import deployment_spec
 
 log = logging.getLogger("tts_api")
 JSON = dict[str, Any]
+ACTIVATION_TIMEOUT_DEFAULT = TtsDeploymentSpec.model_fields["activation_timeout_seconds"].default
 
 
 @dataclass
@@ -78,13 +81,17 @@ class RouterState:
     def deployment(self, name: str) -> JSON | None:
         return self.deployments.objects.get(name)
 
+    def spec(self, name: str) -> TtsDeploymentSpec | None:
+        """The deployment's spec through the shared model; None when it does not exist (or does not parse)."""
+        return deployment_spec(self.deployment(name))
+
     def spec_replicas(self, name: str) -> int | None:
-        obj = self.deployment(name)
-        return None if obj is None else int((obj.get("spec") or {}).get("replicas", 1))
+        spec = self.spec(name)
+        return None if spec is None else spec.replicas
 
     def activation_timeout(self, name: str) -> float:
-        obj = self.deployment(name) or {}
-        return float((obj.get("spec") or {}).get("activationTimeoutSeconds", 300))
+        spec = self.spec(name)
+        return float(spec.activation_timeout_seconds if spec else ACTIVATION_TIMEOUT_DEFAULT)
 
     async def builtin_voices(self, name: str) -> JSON | None:
         """The model's own speakers (``{"default", "data": [...]}``) as its pods report them; None if unknown."""

@@ -17,10 +17,16 @@ from typing import Any
 
 import numpy as np
 import soundfile as sf
-from pydantic import ValidationError
 from tts_crds import names
 from tts_crds.http_errors import ApiError
-from tts_crds.models import MAX_NAME_LENGTH, NAME_PATTERN, TtsVoiceSpec
+from tts_crds.models import (
+    MAX_NAME_LENGTH,
+    NAME_PATTERN,
+    InvalidSpec,
+    TtsDeploymentSpec,
+    TtsVoiceSpec,
+    parse_spec,
+)
 
 JSON = dict[str, Any]
 
@@ -177,22 +183,48 @@ def voice_objects(
     return voice, configmap
 
 
+def deployment_spec(obj: JSON | None) -> TtsDeploymentSpec | None:
+    """A TtsDeployment's spec through the shared model (its defaults); None when missing or invalid."""
+    if obj is None:
+        return None
+    try:
+        return parse_spec(TtsDeploymentSpec, obj.get("spec"))
+    except InvalidSpec:
+        return None
+
+
+def voice_spec(obj: JSON | None) -> TtsVoiceSpec | None:
+    """A TtsVoice's spec through the shared model; None when missing or invalid."""
+    if obj is None:
+        return None
+    try:
+        return parse_spec(TtsVoiceSpec, obj.get("spec"))
+    except InvalidSpec:
+        return None
+
+
+def voice_model(obj: JSON) -> str | None:
+    """The TtsDeployment a TtsVoice belongs to."""
+    spec = voice_spec(obj)
+    return spec.deployment if spec else None
+
+
 def condition(obj: JSON, ctype: str = "Ready") -> JSON | None:
     return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == ctype), None)
 
 
 def voice_entry(obj: JSON) -> JSON:
     """A TtsVoice as the voices API lists it."""
-    spec = obj.get("spec") or {}
+    spec = voice_spec(obj)
     ready = condition(obj)
     return {
         "id": obj["metadata"]["name"],
         "object": "voice",
-        "model": spec.get("deployment"),
-        "type": "speaker" if spec.get("speaker") else "clone",
-        "speaker": spec.get("speaker"),
-        "language": spec.get("language"),
-        "description": spec.get("description", ""),
+        "model": spec.deployment if spec else None,
+        "type": "speaker" if spec and spec.speaker else "clone",
+        "speaker": spec.speaker if spec else None,
+        "language": spec.language if spec else None,
+        "description": spec.description if spec else "",
         "ready": None if ready is None else ready.get("status") == "True",
         "reason": (ready or {}).get("reason"),
         "message": (ready or {}).get("message"),
@@ -216,9 +248,9 @@ def resolve(requested: str, model: str, voice: JSON | None, ad_hoc_reference: bo
     if voice is None:
         return Resolved(requested or "default")
     try:
-        spec = TtsVoiceSpec.model_validate(voice.get("spec") or {})
-    except ValidationError as exc:
-        raise ApiError(400, f"voice {requested!r} has an invalid spec", "voice_unavailable", "voice") from exc
+        spec = parse_spec(TtsVoiceSpec, voice.get("spec"))
+    except InvalidSpec as exc:
+        raise ApiError(400, f"voice {requested!r} has an invalid spec ({exc})", "voice_unavailable", "voice") from exc
     if spec.deployment != model:
         raise ApiError(
             400,

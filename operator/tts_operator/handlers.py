@@ -19,13 +19,20 @@ import aiohttp
 import kopf
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
-from pydantic import ValidationError
 from tts_crds import names
-from tts_crds.models import TtsDeploymentSpec, TtsVoiceSpec
+from tts_crds.models import (
+    AudioInfo,
+    InvalidSpec,
+    TtsDeploymentSpec,
+    TtsDeploymentStatus,
+    TtsVoiceSpec,
+    TtsVoiceStatus,
+    parse_spec,
+)
 
 from . import autoscale, children, kube, voices
 from .settings import OperatorSettings
-from .status import changed, condition_of, deployment_status, iso, now_iso, parse_time, set_condition
+from .status import changed, condition_of, conditions_of, deployment_status, iso, now_iso, parse_time, set_condition
 
 log = logging.getLogger("tts_operator")
 
@@ -177,12 +184,10 @@ async def scrape_loop(memo: kopf.Memo) -> None:
 # --- TtsDeployment ---------------------------------------------------------------------------
 
 
-def _parse_deployment(body: kopf.Body) -> TtsDeploymentSpec:
-    try:
-        return TtsDeploymentSpec.model_validate(dict(body.get("spec", {})))
-    except ValidationError as exc:
-        # the CRD schema rejects nearly all of this first; this covers what it cannot express
-        raise kopf.PermanentError(f"invalid spec: {exc.errors()[0]['msg']}") from exc
+def deployment_spec(body: dict[str, Any] | kopf.Body) -> TtsDeploymentSpec:
+    """The one parse of a TtsDeployment's spec; :class:`InvalidSpec` names the field (the CRD schema
+    rejects nearly all of this first; this covers what it cannot express)."""
+    return parse_spec(TtsDeploymentSpec, body.get("spec"))
 
 
 def _body_text(exc: ApiException) -> str:
@@ -217,7 +222,10 @@ async def apply_children(memo: kopf.Memo, owner: dict[str, Any], spec: TtsDeploy
 @kopf.on.create(names.GROUP, names.VERSION, names.DEPLOYMENT_PLURAL)
 @kopf.on.update(names.GROUP, names.VERSION, names.DEPLOYMENT_PLURAL, field="spec")
 async def reconcile_deployment(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    spec = _parse_deployment(body)
+    try:
+        spec = deployment_spec(body)
+    except InvalidSpec as exc:
+        raise kopf.PermanentError(f"invalid spec: {exc}") from exc
     await apply_children(memo, dict(body), spec)
     log.info("%s/%s: applied children (replicas=%d)", body.metadata.namespace, body.metadata.name, spec.replicas)
     memo.refresher.schedule((body.metadata.namespace, body.metadata.name))
@@ -262,8 +270,8 @@ async def child_changed(body: kopf.Body, type: str | None, memo: kopf.Memo, **_:
         owner = await memo.kube.get_tts_deployment(*key)
         if owner is not None and not owner["metadata"].get("deletionTimestamp"):
             try:
-                spec = TtsDeploymentSpec.model_validate(owner.get("spec", {}))
-            except ValidationError:
+                spec = deployment_spec(owner)
+            except InvalidSpec:
                 return
             if kind == "PodDisruptionBudget" and children.pod_disruption_budget(owner, spec) is None:
                 return  # we removed it ourselves
@@ -286,8 +294,8 @@ async def refresh_status(memo: kopf.Memo, namespace: str, name: str) -> None:
     if owner is None or owner["metadata"].get("deletionTimestamp"):
         return
     try:
-        gpu_resource = TtsDeploymentSpec.model_validate(owner.get("spec", {})).resources.gpu_resource_name
-    except ValidationError:
+        gpu_resource = deployment_spec(owner).resources.gpu_resource_name
+    except InvalidSpec:
         gpu_resource = names.DEFAULT_GPU_RESOURCE
     child = await k.get_deployment(namespace, names.child_name(name))
     pods = await k.list_pods(namespace, names.selector_string(names.inference_selector(name)))
@@ -295,8 +303,8 @@ async def refresh_status(memo: kopf.Memo, namespace: str, name: str) -> None:
     # until this process has applied the spec, report what the last status said was observed
     observed = memo.reconciled.get((namespace, name), current.get("observedGeneration"))
     new = deployment_status(owner, child, pods, gpu_resource, observed_generation=observed)
-    if new["readyReplicas"] > 0 and (
-        current.get("speakers") is None or current.get("observedGeneration") != new["observedGeneration"]
+    if (new.ready_replicas or 0) > 0 and (
+        current.get("speakers") is None or current.get("observedGeneration") != new.observed_generation
     ):
         ready_ip = next(
             (
@@ -310,11 +318,12 @@ async def refresh_status(memo: kopf.Memo, namespace: str, name: str) -> None:
         if ready_ip:
             speakers = await kube.engine_speakers(memo.http, ready_ip)
             if speakers is not None:
-                new["speakers"] = speakers
-    if not changed(current, new):
+                new.speakers = speakers
+    patch = new.patch()
+    if not changed(current, patch):
         return
-    await k.patch_status(names.DEPLOYMENT_PLURAL, namespace, name, new)
-    await _announce(memo, owner, current, new)
+    await k.patch_status(names.DEPLOYMENT_PLURAL, namespace, name, patch)
+    await _announce(memo, owner, current, patch)
 
 
 async def _announce(memo: kopf.Memo, owner: dict[str, Any], before: dict[str, Any], after: dict[str, Any]) -> None:
@@ -354,8 +363,8 @@ async def autoscale_one(memo: kopf.Memo, body: dict[str, Any]) -> None:
         return
     key: Key = (str(meta["namespace"]), str(meta["name"]))
     try:
-        spec = TtsDeploymentSpec.model_validate(dict(body.get("spec", {})))
-    except ValidationError:
+        spec = deployment_spec(body)
+    except InvalidSpec:
         return
     status = dict(body.get("status") or {})
     ready = condition_of({"status": status}, "Ready") or {}
@@ -376,10 +385,10 @@ async def autoscale_one(memo: kopf.Memo, body: dict[str, Any]) -> None:
     )
     decision = autoscale.decide(inputs, memo.scale_memory.get(key, autoscale.Memory()))
     memo.scale_memory[key] = decision.memory
-    status_patch: dict[str, Any] = {}
+    status_patch = TtsDeploymentStatus()
     recorded = parse_time(status.get("lastActivityTime"))
     if decision.last_activity is not None and (recorded is None or decision.last_activity > recorded + 0.5):
-        status_patch["lastActivityTime"] = iso(decision.last_activity)
+        status_patch.last_activity_time = iso(decision.last_activity)
     if decision.changed:
         try:
             # resourceVersion makes this a compare-and-swap: never overwrite a concurrent wake-up
@@ -404,9 +413,9 @@ async def autoscale_one(memo: kopf.Memo, body: dict[str, Any]) -> None:
         reason = "ScaledToZero" if decision.replicas == 0 else "Scaled"
         await memo.kube.event(body, reason, message)
         if decision.replicas == 0:
-            status_patch["scaledToZeroAt"] = now_iso()
-    if status_patch:
-        await memo.kube.patch_status(names.DEPLOYMENT_PLURAL, key[0], key[1], status_patch)
+            status_patch.scaled_to_zero_at = now_iso()
+    if status_patch.patch():
+        await memo.kube.patch_status(names.DEPLOYMENT_PLURAL, key[0], key[1], status_patch.patch())
 
 
 def _scale_message(d: autoscale.Decision, i: autoscale.Inputs) -> str:
@@ -463,9 +472,9 @@ async def validate_voice(memo: kopf.Memo, body: dict[str, Any]) -> str:
     meta = body["metadata"]
     ns, name = str(meta["namespace"]), str(meta["name"])
     try:
-        spec = TtsVoiceSpec.model_validate(dict(body.get("spec", {})))
-    except ValidationError as exc:
-        verdict = voices.Verdict(False, "InvalidSpec", exc.errors()[0]["msg"])
+        spec: TtsVoiceSpec | None = parse_spec(TtsVoiceSpec, body.get("spec"))
+    except InvalidSpec as exc:
+        verdict = voices.Verdict(False, "InvalidSpec", str(exc))
         spec = None
     if spec is not None:
         verdict = await _judge_voice(memo, ns, spec)
@@ -474,18 +483,15 @@ async def validate_voice(memo: kopf.Memo, body: dict[str, Any]) -> str:
     ok: bool | None = verdict.ok
     if verdict.reason == "SpeakersUnknown":
         ok = None
-    new: dict[str, Any] = {
-        "observedGeneration": gen,
-        "conditions": set_condition(
-            list(status.get("conditions") or []), "Ready", ok, verdict.reason, verdict.message, gen, now_iso()
-        ),
-    }
+    typed = TtsVoiceStatus(
+        observed_generation=gen,
+        conditions=set_condition(conditions_of(status), "Ready", ok, verdict.reason, verdict.message, gen, now_iso()),
+    )
     if verdict.clip is not None:
-        new["audio"] = {
-            "durationSeconds": verdict.clip.duration,
-            "sampleRate": verdict.clip.sample_rate,
-            "sha256": verdict.clip.sha256,
-        }
+        typed.audio = AudioInfo(
+            duration_seconds=verdict.clip.duration, sample_rate=verdict.clip.sample_rate, sha256=verdict.clip.sha256
+        )
+    new = typed.patch()
     if not changed(status, new):
         return verdict.reason
     await memo.kube.patch_status(names.VOICE_PLURAL, ns, name, new)

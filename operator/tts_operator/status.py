@@ -16,7 +16,9 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
 from tts_crds import names
+from tts_crds.models import Condition, TtsDeploymentStatus
 
 JSON = dict[str, Any]
 
@@ -125,19 +127,33 @@ def analyse_pods(pods: list[JSON], gpu_resource: str) -> PodFindings:
     return out
 
 
+def conditions_of(status: JSON | None) -> list[Condition]:
+    """The conditions of a status as the API returned it (one that does not parse is left out)."""
+    out = []
+    for raw in (status or {}).get("conditions") or []:
+        try:
+            out.append(Condition.model_validate(raw))
+        except ValidationError:
+            continue
+    return out
+
+
 def set_condition(
-    conditions: list[JSON], ctype: str, ok: bool | None, reason: str, message: str, generation: int | None, at: str
-) -> list[JSON]:
+    conditions: list[Condition], ctype: str, ok: bool | None, reason: str, message: str, generation: int | None, at: str
+) -> list[Condition]:
     """Return ``conditions`` with ``ctype`` set; lastTransitionTime only moves when status changes."""
-    status = "Unknown" if ok is None else ("True" if ok else "False")
-    out = [c for c in conditions if c.get("type") != ctype]
-    prev = next((c for c in conditions if c.get("type") == ctype), None)
-    since = prev["lastTransitionTime"] if prev and prev.get("status") == status else at
-    cond: JSON = {"type": ctype, "status": status, "reason": reason, "message": message, "lastTransitionTime": since}
-    if generation is not None:
-        cond["observedGeneration"] = generation
-    out.append(cond)
-    return sorted(out, key=lambda c: c["type"])
+    status: Any = "Unknown" if ok is None else ("True" if ok else "False")
+    prev = next((c for c in conditions if c.type == ctype), None)
+    since = prev.last_transition_time if prev and prev.status == status else at
+    cond = Condition(
+        type=ctype,
+        status=status,
+        reason=reason,
+        message=message,
+        last_transition_time=since,
+        observed_generation=generation,
+    )
+    return sorted([c for c in conditions if c.type != ctype] + [cond], key=lambda c: c.type)
 
 
 def condition_of(obj: JSON, ctype: str) -> JSON | None:
@@ -172,16 +188,19 @@ def deployment_status(
     gpu_resource: str = names.DEFAULT_GPU_RESOURCE,
     at: str = "",
     observed_generation: int | None = None,
-) -> JSON:
-    """The status patch for ``owner`` given its child Deployment (None if missing) and pods.
+    blocked: tuple[str, str] | None = None,
+) -> TtsDeploymentStatus:
+    """The status for ``owner`` given its child Deployment (None if missing) and pods; ``.patch()`` is the body.
 
     ``observed_generation`` is the generation whose spec the operator has applied (defaults to
     the current one); it is what ``status.observedGeneration`` and the conditions report.
+    ``blocked`` is ``(reason, message)`` when the operator cannot apply the spec (``InvalidSpec``,
+    ``ApplyFailed``): then Ready is False and Degraded True with that reason, whatever the pods do.
     """
     at = at or now_iso()
     meta = owner["metadata"]
     gen = observed_generation if observed_generation is not None else meta.get("generation")
-    prev = (owner.get("status") or {}).get("conditions") or []
+    prev = conditions_of(owner.get("status"))
     name = meta["name"]
     desired = int((owner.get("spec") or {}).get("replicas", 1))
     found = analyse_pods(pods, gpu_resource)
@@ -210,7 +229,10 @@ def deployment_status(
         available_c = (False, "ReplicasUnavailable", f"{ready} of {desired} replica(s) ready")
 
     progressing, p_reason, p_message, deadline = _progress(desired, child)
-    if problem:
+    if blocked:
+        ready_c = (False, *blocked)
+        degraded_c = (True, *blocked)
+    elif problem:
         degraded_c = (True, *problem)
     elif deadline:
         degraded_c = (True, "ProgressDeadlineExceeded", "the roll-out has not progressed for 15 minutes")
@@ -225,15 +247,15 @@ def deployment_status(
         ("Degraded", degraded_c),
     ):
         conditions = set_condition(conditions, ctype, ok, reason, message, gen, at)
-    return {
-        "observedGeneration": gen,
-        "replicas": found.total,
-        "readyReplicas": ready,
-        "replicaCounts": f"{ready}/{desired}",
-        "selector": names.selector_string(names.inference_selector(name)),
-        "url": f"http://{names.child_name(name)}.{meta['namespace']}.svc:{names.INFERENCE_PORT}",
-        "conditions": conditions,
-    }
+    return TtsDeploymentStatus(
+        observed_generation=gen,
+        replicas=found.total,
+        ready_replicas=ready,
+        replica_counts=f"{ready}/{desired}",
+        selector=names.selector_string(names.inference_selector(name)),
+        url=f"http://{names.child_name(name)}.{meta['namespace']}.svc:{names.INFERENCE_PORT}",
+        conditions=conditions,
+    )
 
 
 def changed(current: JSON, patch: JSON) -> bool:

