@@ -147,6 +147,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.scale_memory = {}
     memo.applied_generation = {}  # (kind, ns, child name) -> generation our last apply produced
     memo.reconciled = {}  # (ns, name) -> TtsDeployment generation whose spec has been applied
+    memo.blocked = {}  # (ns, name) -> (reason, message) while its spec cannot be applied
     memo.refresher = Debouncer(lambda ns, name: refresh_status(memo, ns, name))
     memo.cache = ObjectCache()
     memo.scraper = asyncio.create_task(scrape_loop(memo))
@@ -210,12 +211,28 @@ async def apply_children(memo: kopf.Memo, owner: dict[str, Any], spec: TtsDeploy
         if pdb is None:
             await k.delete_pdb(ns, names.child_name(name))
         memo.reconciled[(ns, name)] = owner["metadata"].get("generation")
+        memo.blocked.pop((ns, name), None)
     except ApiException as exc:
         if exc.status == 403 and "NamespaceTerminating" in _body_text(exc):
             return  # the whole namespace is going away: nothing to restore
         if exc.status in (400, 403, 422):
-            raise kopf.PermanentError(f"cannot apply children: {exc.reason}: {_body_text(exc)}") from exc
-        raise kopf.TemporaryError(f"cannot apply children ({exc.status} {exc.reason})", delay=5) from exc
+            message = f"cannot apply children: {exc.reason}: {_body_text(exc)}"
+            await block(memo, ns, name, "ApplyFailed", message)
+            raise kopf.PermanentError(message) from exc
+        message = f"cannot apply children ({exc.status} {exc.reason}); retrying"
+        await block(memo, ns, name, "ApplyFailed", message)
+        raise kopf.TemporaryError(message, delay=5) from exc
+
+
+async def block(memo: kopf.Memo, namespace: str, name: str, reason: str, message: str) -> None:
+    """The spec cannot be applied: say so in status (Ready False, Degraded True with ``reason``, which
+    posts a Warning event) before the handler raises. Until the next successful apply every status
+    refresh keeps saying it."""
+    memo.blocked[(namespace, name)] = (reason, message)
+    try:
+        await refresh_status(memo, namespace, name)
+    except ApiException as exc:  # the error being reported matters more than this one
+        log.warning("status of %s/%s not updated with %s: %s %s", namespace, name, reason, exc.status, exc.reason)
 
 
 @kopf.on.resume(names.GROUP, names.VERSION, names.DEPLOYMENT_PLURAL)
@@ -225,6 +242,7 @@ async def reconcile_deployment(body: kopf.Body, memo: kopf.Memo, **_: Any) -> No
     try:
         spec = deployment_spec(body)
     except InvalidSpec as exc:
+        await block(memo, str(body.metadata.namespace), str(body.metadata.name), "InvalidSpec", f"invalid spec: {exc}")
         raise kopf.PermanentError(f"invalid spec: {exc}") from exc
     await apply_children(memo, dict(body), spec)
     log.info("%s/%s: applied children (replicas=%d)", body.metadata.namespace, body.metadata.name, spec.replicas)
@@ -245,6 +263,7 @@ async def voice_seen(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: An
 async def forget_deployment(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     memo.scale_memory.pop((body.metadata.namespace, body.metadata.name), None)
     memo.reconciled.pop((body.metadata.namespace, body.metadata.name), None)
+    memo.blocked.pop((body.metadata.namespace, body.metadata.name), None)
 
 
 def _owner_of(body: kopf.Body) -> Key | None:
@@ -302,7 +321,8 @@ async def refresh_status(memo: kopf.Memo, namespace: str, name: str) -> None:
     current = owner.get("status") or {}
     # until this process has applied the spec, report what the last status said was observed
     observed = memo.reconciled.get((namespace, name), current.get("observedGeneration"))
-    new = deployment_status(owner, child, pods, gpu_resource, observed_generation=observed)
+    blocked = memo.blocked.get((namespace, name))
+    new = deployment_status(owner, child, pods, gpu_resource, observed_generation=observed, blocked=blocked)
     if (new.ready_replicas or 0) > 0 and (
         current.get("speakers") is None or current.get("observedGeneration") != new.observed_generation
     ):

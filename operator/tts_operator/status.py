@@ -3,7 +3,9 @@
 Conditions (metav1.Condition shape):
 - ``Ready``: at least one replica serves now. Reasons when False name what to do about it:
   ``ScaledToZero``, ``InsufficientGPU``, ``Unschedulable``, ``ImagePullFailed``, ``CrashLooping``,
-  ``ModelFetchFailed``, ``ModelFetching``, ``ModelLoading``, ``Starting``, ``Creating``.
+  ``ModelFetchFailed``, ``ModelFetching``, ``ModelLoading``, ``Starting``, ``Creating``; and
+  ``InvalidSpec`` or ``ApplyFailed`` when the operator cannot apply the spec (the message names
+  the field, or the API server's answer).
 - ``Available``: every desired replica is ready (True with ``ScaledToZero`` when none is desired).
 - ``Progressing``: a roll-out or scale is under way (``RollingOut``, ``Scaling``), else False ``Stable``.
 - ``Degraded``: something needs attention (same reasons as the failing ``Ready`` ones, plus
