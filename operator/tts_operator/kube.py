@@ -81,6 +81,25 @@ class Kube:
                 return None
             raise
 
+    async def scale_replicas(self, namespace: str, name: str, replicas: int, resource_version: str | None) -> bool:
+        """Set a TtsDeployment's ``spec.replicas``. ``resourceVersion`` makes this a compare-and-swap that
+        never overwrites a concurrent wake-up: False when the object changed meanwhile (409)."""
+        try:
+            await self.objects.patch_namespaced_custom_object(
+                names.GROUP,
+                names.VERSION,
+                namespace,
+                names.DEPLOYMENT_PLURAL,
+                name,
+                {"metadata": {"resourceVersion": resource_version}, "spec": {"replicas": replicas}},
+                _content_type="application/merge-patch+json",
+            )  # type: ignore[call-arg]
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
     async def patch_status(self, plural: str, namespace: str, name: str, status: JSON) -> None:
         await self.objects.patch_namespaced_custom_object_status(
             names.GROUP,
@@ -153,6 +172,12 @@ class Kube:
             if ready and pod.status.pod_ip and not pod.metadata.deletion_timestamp:
                 urls.append(f"http://{pod.status.pod_ip}:{names.ROUTER_PORT}/metrics")
         return urls
+
+
+def body_text(exc: ApiException) -> str:
+    """The API server's answer in an error, as text."""
+    body = exc.body
+    return body.decode(errors="replace") if isinstance(body, bytes) else str(body)
 
 
 _scrape_errors: dict[str, str] = {}

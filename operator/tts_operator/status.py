@@ -140,6 +140,16 @@ def conditions_of(status: JSON | None) -> list[Condition]:
     return out
 
 
+def ready_pod_ip(pods: list[JSON]) -> str | None:
+    """The IP of a pod that is Ready (to ask the engine for its speakers), or None."""
+    for pod in pods:
+        status = pod.get("status") or {}
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+        if ready and status.get("podIP"):
+            return str(status["podIP"])
+    return None
+
+
 def set_condition(
     conditions: list[Condition], ctype: str, ok: bool | None, reason: str, message: str, generation: int | None, at: str
 ) -> list[Condition]:

@@ -140,3 +140,15 @@ def test_last_transition_time_moves_only_when_the_status_changes():
     assert cond(again, "Ready")["lastTransitionTime"] == "t1"
     down = deployment_status(owner, CHILD, [pod(phase="Pending")], at="t3")
     assert cond(down, "Ready")["lastTransitionTime"] == "t3"
+
+
+def test_ready_pod_ip_skips_pods_that_are_not_ready_or_have_no_ip():
+    from tts_operator.status import ready_pod_ip
+
+    waiting = pod(name="a")
+    waiting["status"]["podIP"] = "10.0.0.1"
+    no_ip = pod(name="b", ready=True)
+    ready = pod(name="c", ready=True)
+    ready["status"]["podIP"] = "10.0.0.3"
+    assert ready_pod_ip([waiting, no_ip, ready]) == "10.0.0.3"
+    assert ready_pod_ip([waiting, no_ip]) is None
