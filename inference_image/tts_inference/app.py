@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import Receive, Scope, Send
+from tts_crds import events
 from tts_crds.http_errors import ApiError, error_body, install
 from tts_crds.speech import MEDIA_TYPES, SpeechRequest
 
@@ -25,7 +23,7 @@ from .text import speakable, split_sentences
 
 log = logging.getLogger("tts_inference")
 
-SSE_MEDIA_TYPE = "text/event-stream"
+SSE_MEDIA_TYPE = events.MEDIA_TYPE
 
 
 class SpeechResponse(StreamingResponse):
@@ -41,10 +39,6 @@ class SpeechResponse(StreamingResponse):
         finally:
             if self.job.close():
                 self.job.host.metrics.requests.labels("499").inc()  # nginx's "client closed request"
-
-
-def sse_event(payload: dict[str, Any]) -> bytes:
-    return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -235,7 +229,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     async def sse_stream(job: Job, encoder: audio.StreamEncoder, body: SpeechRequest) -> AsyncIterator[bytes]:
         def delta(data: bytes) -> bytes:
-            return sse_event({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()})
+            return events.AudioDelta.of(data).frame()
 
         try:
             async for chunk in job.chunks():
@@ -245,21 +239,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             tail = await asyncio.to_thread(encoder.finish)
             if tail:
                 yield delta(tail)
-            chars = len(body.input)
-            yield sse_event(
-                {
-                    "type": "speech.audio.done",
-                    # engines do not count tokens: usage counts input characters
-                    "usage": {"input_tokens": chars, "output_tokens": 0, "total_tokens": chars},
-                    "audio_seconds": round(job.samples / job.host.engine.sample_rate, 3),
-                    "sample_rate": encoder.rate,
-                }
-            )
+            yield events.AudioDone(
+                usage=events.Usage.of_text(body.input),
+                audio_seconds=round(job.samples / job.host.engine.sample_rate, 3),
+                sample_rate=encoder.rate,
+            ).frame()
             metrics.requests.labels("200").inc()
         except Exception as exc:
             log.exception("synthesis failed mid-stream")
             metrics.requests.labels("500").inc()
-            yield sse_event({"type": "error", **error_body(f"synthesis failed: {exc}", "synthesis_failed", None, 500)})
+            yield events.ErrorEvent.of(error_body(f"synthesis failed: {exc}", "synthesis_failed", None, 500)).frame()
         finally:
             encoder.close()
 

@@ -98,3 +98,19 @@ def test_parse_spec_names_the_first_bad_field():
     with pytest.raises(InvalidSpec) as err:
         parse_spec(TtsDeploymentSpec, None)
     assert err.value.field == "spec.model"
+
+
+def test_speech_events_frame_only_what_was_given_and_parse_back():
+    from tts_crds import events
+
+    done = events.AudioDone(usage=events.Usage.of_text("abc"), sample_rate=24000)
+    assert done.frame() == (
+        b'data: {"type":"speech.audio.done","usage":{"input_tokens":3,"output_tokens":0,"total_tokens":3},'
+        b'"sample_rate":24000}\n\n'
+    )
+    error = events.ErrorEvent.of({"error": {"message": "m", "type": "server_error", "code": "c", "param": None}})
+    assert b'"param":null' in error.frame() and b'"status"' not in error.frame()
+    assert events.parse({"type": "speech.audio.delta", "audio": "AAE="}).data() == b"\x00\x01"
+    assert events.parse({"type": "speech.word", "word": "hi"}) is None  # not (yet) in the contract: skipped
+    with pytest.raises(ValidationError):
+        events.parse({"type": "speech.audio.done", "sample_rate": "fast"})

@@ -250,13 +250,20 @@ class Trip:
 
     async def relay_sse(self, upstream: aiohttp.ClientResponse) -> AsyncGenerator[bytes]:
         """Events from a pod that speaks SSE, or audio chunks framed as events by the router."""
-        framed = not upstream.headers.get("content-type", "").startswith(sse.MEDIA_TYPE)
+        framer = None
+        if not upstream.headers.get("content-type", "").startswith(sse.MEDIA_TYPE):
+            rate = upstream.headers.get("x-sample-rate", "")
+            framer = sse.Framer(
+                str(self.payload.get("input", "")),
+                str(self.payload.get("response_format", "mp3")),
+                int(rate) if rate.isdigit() else None,
+            )
         try:
             async for chunk in upstream.content.iter_any():
                 self._first_byte()
-                yield sse.audio_delta(chunk) if framed else chunk
-            if framed:
-                yield sse.audio_done()
+                yield framer.delta(chunk) if framer else chunk
+            if framer:
+                yield framer.done()
         except _BROKEN as exc:
             self.code = "502"
             yield sse.error(502, f"the inference pod's stream broke ({exc.__class__.__name__})", "upstream_unavailable")
