@@ -114,3 +114,26 @@ def test_speech_events_frame_only_what_was_given_and_parse_back():
     assert events.parse({"type": "speech.word", "word": "hi"}) is None  # not (yet) in the contract: skipped
     with pytest.raises(ValidationError):
         events.parse({"type": "speech.audio.done", "sample_rate": "fast"})
+
+
+@pytest.mark.parametrize(
+    ("facts", "kind"),
+    [
+        (dict(size=0), "empty"),
+        (dict(size=11), "too_large"),
+        (dict(container="OGG"), "format"),
+        (dict(frames=0), "empty"),
+        (dict(channels=3), "channels"),
+        (dict(sample_rate=4000, frames=8000), "sample_rate"),
+        (dict(frames=8000), "too_short"),
+        (dict(frames=16000 * 31), "too_long"),
+        (dict(peak=0.0), "silent"),
+        (dict(container="RF64", channels=2, peak=None), None),
+    ],
+)
+def test_one_set_of_reference_clip_rules(facts, kind):
+    from tts_crds import clips
+
+    base = dict(size=10, container="WAV", sample_rate=16000, channels=1, frames=16000 * 3, peak=0.5)
+    problem = clips.clip_problem(clips.ClipFacts(**{**base, **facts}), max_bytes=10)
+    assert (problem.kind if problem else None) == kind
