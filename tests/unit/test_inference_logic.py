@@ -240,3 +240,33 @@ def test_control_characters_and_lone_surrogates_never_reach_an_engine():
     ]
     assert split_sentences("\u0000\u001f\ud800") == []
     assert speakable("tab\tnew\nline é ✓") == "tab\tnew\nline é ✓"  # whitespace and letters stay
+
+
+# --- request checks (pure) ----------------------------------------------------------------------
+
+
+def test_speech_checks_refuse_what_the_engine_cannot_take():
+    from types import SimpleNamespace
+
+    from tts_crds.http_errors import ApiError
+    from tts_crds.speech import SpeechRequest
+    from tts_inference.settings import Settings
+    from tts_inference.validation import check_speech, wanted_voice
+
+    engine = SimpleNamespace(name="piper", parameters=frozenset({"seed"}), can_clone=False)
+    settings = Settings(max_input_chars=10, default_voice="joe")
+
+    def refusal(**fields):
+        with pytest.raises(ApiError) as err:
+            check_speech(SpeechRequest(model="m", **fields), engine, settings)
+        return err.value.code, err.value.param
+
+    assert refusal(input="\x00\x01") == ("invalid_value", "input")
+    assert refusal(input="x" * 11) == ("input_too_long", "input")
+    assert refusal(input="hi", instructions="calm") == ("unsupported_parameter", "instructions")
+    assert refusal(input="hi", temperature=0.5) == ("unsupported_parameter", "temperature")
+    assert refusal(input="hi", ref_audio="AAAA") == ("cloning_not_supported", "ref_audio")
+    assert refusal(input="hi", ref_text="words") == ("invalid_value", "ref_text")
+    check_speech(SpeechRequest(model="m", input="hi", seed=1), engine, settings)
+    assert wanted_voice(SpeechRequest(model="m", input="hi"), settings) == "joe"
+    assert wanted_voice(SpeechRequest(model="m", input="hi", voice="amy"), settings) == "amy"
