@@ -23,6 +23,7 @@ from tts_crds.models import (
     MAX_NAME_LENGTH,
     NAME_PATTERN,
     InvalidSpec,
+    SpecT,
     TtsDeploymentSpec,
     TtsVoiceSpec,
     parse_spec,
@@ -176,24 +177,23 @@ def voice_objects(
     return voice, configmap
 
 
-def deployment_spec(obj: JSON | None) -> TtsDeploymentSpec | None:
-    """A TtsDeployment's spec through the shared model (its defaults); None when missing or invalid."""
+def _spec_or_none(model: type[SpecT], obj: JSON | None) -> SpecT | None:
     if obj is None:
         return None
     try:
-        return parse_spec(TtsDeploymentSpec, obj.get("spec"))
+        return parse_spec(model, obj.get("spec"))
     except InvalidSpec:
         return None
+
+
+def deployment_spec(obj: JSON | None) -> TtsDeploymentSpec | None:
+    """A TtsDeployment's spec through the shared model (its defaults); None when missing or invalid."""
+    return _spec_or_none(TtsDeploymentSpec, obj)
 
 
 def voice_spec(obj: JSON | None) -> TtsVoiceSpec | None:
     """A TtsVoice's spec through the shared model; None when missing or invalid."""
-    if obj is None:
-        return None
-    try:
-        return parse_spec(TtsVoiceSpec, obj.get("spec"))
-    except InvalidSpec:
-        return None
+    return _spec_or_none(TtsVoiceSpec, obj)
 
 
 def voice_model(obj: JSON) -> str | None:

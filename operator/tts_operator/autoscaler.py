@@ -14,11 +14,12 @@ from typing import Any
 from kubernetes_asyncio.client.exceptions import ApiException
 from tts_crds import names
 from tts_crds.models import InvalidSpec, TtsDeploymentStatus
+from tts_crds.times import iso, now_iso, parse_time
 
 from . import autoscale, kube
 from .children import deployment_spec
 from .runtime import Runtime, key_of
-from .status import condition_of, iso, now_iso, parse_time
+from .status import condition_of
 
 log = logging.getLogger("tts_operator")
 

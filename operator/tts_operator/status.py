@@ -14,13 +14,13 @@ Conditions (metav1.Condition shape):
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 from tts_crds import names
 from tts_crds.models import Condition, TtsDeploymentStatus
+from tts_crds.times import now_iso
 
 JSON = dict[str, Any]
 
@@ -29,20 +29,6 @@ PROBLEMS = ("InsufficientGPU", "Unschedulable", "ImagePullFailed", "CrashLooping
 # what a kubelet says while it cannot get a container's image
 IMAGE_PULL_REASONS = ("ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName")
 WAITING = ("ModelFetching", "ModelLoading", "Starting")
-
-
-def now_iso() -> str:
-    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
-def parse_time(value: str | None) -> float | None:
-    if not value:
-        return None
-    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-
-
-def iso(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 @dataclass

@@ -17,10 +17,11 @@ import kopf
 from kubernetes_asyncio.client.exceptions import ApiException
 from tts_crds import names
 from tts_crds.models import AudioInfo, InvalidSpec, TtsVoiceSpec, TtsVoiceStatus, parse_spec
+from tts_crds.times import now_iso
 
 from . import voices
 from .runtime import Runtime, key_of, runtime_of
-from .status import changed, condition_of, conditions_of, now_iso, set_condition
+from .status import changed, condition_of, conditions_of, set_condition
 
 log = logging.getLogger("tts_operator")
 

@@ -137,3 +137,22 @@ def test_one_set_of_reference_clip_rules(facts, kind):
     base = dict(size=10, container="WAV", sample_rate=16000, channels=1, frames=16000 * 3, peak=0.5)
     problem = clips.clip_problem(clips.ClipFacts(**{**base, **facts}), max_bytes=10)
     assert (problem.kind if problem else None) == kind
+
+
+def test_one_copy_of_time_and_object_helpers():
+    import base64
+
+    from tts_crds import objects, times
+
+    assert times.iso(0) == "1970-01-01T00:00:00Z" and times.parse_time("1970-01-01T00:01:00Z") == 60
+    assert times.parse_time(None) is None and times.parse_time(times.now_iso()) > 0
+    cm = {"binaryData": {"a": base64.b64encode(b"\x00").decode()}, "data": {"b": "text"}}
+    assert objects.key_value(cm, "a", secret=False) == b"\x00" and objects.key_value(cm, "b", secret=False) == b"text"
+    assert objects.key_value(cm, "c", secret=False) is None
+    assert objects.key_value({"data": {"k": base64.b64encode(b"s").decode()}}, "k", secret=True) == b"s"
+    involved = {"apiVersion": "v1", "kind": "Pod", "namespace": "ns", "name": "p"}
+    ev = objects.event(involved, "Pulled", "x" * 2000, "kubelet", warning=True, host="node-1", at="t")
+    assert ev["metadata"] == {"generateName": "p.", "namespace": "ns"} and len(ev["message"]) == 1024
+    assert ev["type"] == "Warning" and ev["source"] == {"component": "kubelet", "host": "node-1"}
+    assert ev["reportingInstance"] == "node-1" and ev["firstTimestamp"] == ev["lastTimestamp"] == "t"
+    assert "reportingInstance" not in objects.event(involved, "Scaled", "m", "kube-tts-operator")

@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from typing import Any
 
 from fastapi import APIRouter
 from tts_crds.http_errors import ApiError
+from tts_crds.times import parse_time
 
 from .. import activation
 from ..deps import Admin, Authenticated, State
@@ -21,7 +21,7 @@ JSON = dict[str, Any]
 
 def _created(obj: JSON) -> int:
     ts = obj["metadata"].get("creationTimestamp")
-    return int(dt.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()) if ts else 0
+    return int(parse_time(ts) or 0)
 
 
 async def model_entry(state: State, obj: JSON) -> JSON:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from typing import Any
 
 from fastapi import APIRouter
 from kubernetes_asyncio.client.exceptions import ApiException
 from tts_crds import names
+from tts_crds.times import iso
 
 from ..capacity import node_gpus
 from ..deps import Authenticated, State
@@ -19,10 +19,6 @@ from ..voices import condition, deployment_spec
 
 router = APIRouter(tags=["status"], dependencies=[Authenticated])
 JSON = dict[str, Any]
-
-
-def _iso(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def _later(a: str | None, b: str | None) -> str | None:
@@ -73,7 +69,7 @@ async def _deployment_entry(state: State, obj: JSON, pods: list[JSON]) -> JSON:
         "ready": ready.get("status") == "True",
         "reason": ready.get("reason"),
         "message": ready.get("message"),
-        "last_activity": _later(status.get("lastActivityTime"), _iso(router_last) if router_last else None),
+        "last_activity": _later(status.get("lastActivityTime"), iso(router_last) if router_last else None),
         "scaled_to_zero_at": status.get("scaledToZeroAt"),
         "inflight_requests": state.dispatcher.inflight(name),
         "queued_requests": state.dispatcher.queued(name),
