@@ -247,10 +247,11 @@ def _decode_ffmpeg(data: bytes) -> Clip | None:
 
 
 def decode_clip(data: bytes) -> Clip:
-    """Decode any container libsndfile or FFmpeg reads (wav, flac, ogg, mp3, m4a, …) to mono float."""
+    """Decode any container libsndfile or FFmpeg reads (wav, flac, ogg, mp3, m4a, …) to mono float: a
+    model's own voice files. Reference clips from requests go through :func:`decode_reference`."""
     clip = _decode_sndfile(data) or _decode_ffmpeg(data)
     if clip is None or not len(clip.samples):
-        raise AudioInputError("ref_audio is not an audio file that can be decoded (wav, flac, mp3, ogg, …)")
+        raise AudioInputError("not an audio file that can be decoded (wav, flac, mp3, ogg, …)")
     return clip
 
 

@@ -59,6 +59,8 @@ _HINTS = {
     "audio_too_long": "trim the clip to at most 30 seconds",
     "unsupported_audio_format": "send wav or flac",
     "invalid_audio": "send a wav or flac file",
+    "unsupported_sample_rate": "send a clip recorded at 8-192 kHz (16-24 kHz is plenty)",
+    "silent_audio": "the clip is silent: send one with clear speech",
 }
 
 
