@@ -129,10 +129,8 @@ async def _dispatch_on_pod_changes(state: RouterState) -> None:
         state.dispatcher.dispatch_all()
 
 
-@contextlib.asynccontextmanager
-async def router_state(settings: RouterSettings) -> AsyncIterator[RouterState]:
-    api = await api_client()
-    namespace = settings.resolved_namespace()
+def watch_caches(api: client.ApiClient, namespace: str) -> tuple[Cache, Cache, Cache]:
+    """List+watch caches of the namespace's TtsDeployments, TtsVoices and inference pods."""
     objects = client.CustomObjectsApi(api)
     core = client.CoreV1Api(api)
     deployments = Cache(
@@ -148,6 +146,14 @@ async def router_state(settings: RouterSettings) -> AsyncIterator[RouterState]:
     )
     selector = f"{names.LABEL_COMPONENT}={names.COMPONENT_INFERENCE},{names.LABEL_MANAGED_BY}={names.MANAGER}"
     pods = Cache("pods", core.list_namespaced_pod, namespace, label_selector=selector)
+    return deployments, voices, pods
+
+
+@contextlib.asynccontextmanager
+async def router_state(settings: RouterSettings) -> AsyncIterator[RouterState]:
+    api = await api_client()
+    namespace = settings.resolved_namespace()
+    deployments, voices, pods = watch_caches(api, namespace)
     upstream = pod_session(settings)
     kube = Kube(api, namespace)
     balancer = LeastOutstanding(settings.pod_concurrency)

@@ -179,6 +179,41 @@ def _progress(desired: int, child: JSON | None) -> tuple[bool, str, str, bool]:
     return False, "Stable", "no roll-out or scaling in progress", deadline
 
 
+Verdict = tuple[bool, str, str]  # (ok, reason, message) of one condition
+
+
+def _ready(desired: int, found: PodFindings, child: JSON | None) -> Verdict:
+    problem, waiting = found.first(PROBLEMS), found.first(WAITING)
+    if found.ready > 0:
+        return (True, "Serving", f"{found.ready} of {desired} replica(s) ready")
+    if desired == 0 and found.total == 0:
+        return (False, "ScaledToZero", "scaled to zero; the next request wakes the model")
+    if child is None:
+        return (False, "Creating", "the inference Deployment is being created")
+    if problem:
+        return (False, *problem)
+    if waiting:
+        return (False, *waiting)
+    return (False, "Starting", f"waiting for {desired} pod(s) to be created")
+
+
+def _available(desired: int, ready: int) -> Verdict:
+    if desired == 0:
+        return (True, "ScaledToZero", "no replicas desired")
+    if ready >= desired:
+        return (True, "AllReplicasReady", f"{ready} of {desired} replica(s) ready")
+    return (False, "ReplicasUnavailable", f"{ready} of {desired} replica(s) ready")
+
+
+def _degraded(found: PodFindings, deadline: bool) -> Verdict:
+    problem = found.first(PROBLEMS)
+    if problem:
+        return (True, *problem)
+    if deadline:
+        return (True, "ProgressDeadlineExceeded", "the roll-out has not progressed for 15 minutes")
+    return (False, "AsExpected", "")
+
+
 def deployment_status(
     owner: JSON,
     child: JSON | None,
@@ -198,58 +233,24 @@ def deployment_status(
     at = at or now_iso()
     meta = owner["metadata"]
     gen = observed_generation if observed_generation is not None else meta.get("generation")
-    prev = conditions_of(owner.get("status"))
     name = meta["name"]
     desired = int((owner.get("spec") or {}).get("replicas", 1))
     found = analyse_pods(pods, gpu_resource)
-    ready = found.ready
-    problem = found.first(PROBLEMS)
-    waiting = found.first(WAITING)
-
-    if ready > 0:
-        ready_c = (True, "Serving", f"{ready} of {desired} replica(s) ready")
-    elif desired == 0 and found.total == 0:
-        ready_c = (False, "ScaledToZero", "scaled to zero; the next request wakes the model")
-    elif child is None:
-        ready_c = (False, "Creating", "the inference Deployment is being created")
-    elif problem:
-        ready_c = (False, *problem)
-    elif waiting:
-        ready_c = (False, *waiting)
-    else:
-        ready_c = (False, "Starting", f"waiting for {desired} pod(s) to be created")
-
-    if desired == 0:
-        available_c = (True, "ScaledToZero", "no replicas desired")
-    elif ready >= desired:
-        available_c = (True, "AllReplicasReady", f"{ready} of {desired} replica(s) ready")
-    else:
-        available_c = (False, "ReplicasUnavailable", f"{ready} of {desired} replica(s) ready")
-
     progressing, p_reason, p_message, deadline = _progress(desired, child)
-    if blocked:
-        ready_c = (False, *blocked)
-        degraded_c = (True, *blocked)
-    elif problem:
-        degraded_c = (True, *problem)
-    elif deadline:
-        degraded_c = (True, "ProgressDeadlineExceeded", "the roll-out has not progressed for 15 minutes")
-    else:
-        degraded_c = (False, "AsExpected", "")
-
-    conditions = prev
-    for ctype, (ok, reason, message) in (
-        ("Ready", ready_c),
-        ("Available", available_c),
-        ("Progressing", (progressing, p_reason, p_message)),
-        ("Degraded", degraded_c),
-    ):
+    verdicts: dict[str, Verdict] = {
+        "Ready": (False, *blocked) if blocked else _ready(desired, found, child),
+        "Available": _available(desired, found.ready),
+        "Progressing": (progressing, p_reason, p_message),
+        "Degraded": (True, *blocked) if blocked else _degraded(found, deadline),
+    }
+    conditions = conditions_of(owner.get("status"))
+    for ctype, (ok, reason, message) in verdicts.items():
         conditions = set_condition(conditions, ctype, ok, reason, message, gen, at)
     return TtsDeploymentStatus(
         observed_generation=gen,
         replicas=found.total,
-        ready_replicas=ready,
-        replica_counts=f"{ready}/{desired}",
+        ready_replicas=found.ready,
+        replica_counts=f"{found.ready}/{desired}",
         selector=names.selector_string(names.inference_selector(name)),
         url=f"http://{names.child_name(name)}.{meta['namespace']}.svc:{names.INFERENCE_PORT}",
         conditions=conditions,
