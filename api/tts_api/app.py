@@ -14,8 +14,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tts_crds.http_errors import error_body, install
 
+from .proxy import StreamBroken
 from .routes import health, models, speech, status, ui, voices
-from .routes.speech import StreamBroken
 from .settings import RouterSettings
 from .state import router_state
 

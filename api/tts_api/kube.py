@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import logging
@@ -21,7 +20,7 @@ from typing import Any
 import aiohttp
 from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.exceptions import ApiException
-from tts_crds import names
+from tts_crds import names, objects
 from tts_crds.http_errors import ApiError
 
 from . import activation
@@ -274,13 +273,9 @@ class Kube:
         """Bytes of ``key`` in a ConfigMap (binaryData or data) or a Secret; None if the key is absent."""
         if kind == "configmap":
             obj = await _json(self.core.read_namespaced_config_map(name, self.namespace, _preload_content=False))
-            if key in (obj.get("binaryData") or {}):
-                return base64.b64decode(obj["binaryData"][key])
-            text = (obj.get("data") or {}).get(key)
-            return text.encode() if text is not None else None
+            return objects.key_value(obj, key, secret=False)
         obj = await _json(self.core.read_namespaced_secret(name, self.namespace, _preload_content=False))
-        value = (obj.get("data") or {}).get(key)
-        return base64.b64decode(value) if value is not None else None
+        return objects.key_value(obj, key, secret=True)
 
     # --- cluster capacity -----------------------------------------------------------------------
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import datetime
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from tts_crds import names
+from tts_crds.times import parse_time
 
 JSON = dict[str, Any]
 
@@ -98,9 +98,12 @@ class EarlyReady:
 
 def _unix(timestamp: str) -> float:
     try:
-        return datetime.datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+        parsed = parse_time(timestamp)
     except ValueError:
+        parsed = None
+    if parsed is None:
         return float("inf")  # unreadable: take it as newer than any probe
+    return parsed
 
 
 def endpoint_of(pod: JSON) -> Endpoint:

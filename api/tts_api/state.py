@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 from kubernetes_asyncio import client
 from tts_crds import names
+from tts_crds.models import TtsDeploymentSpec
 
 from .activation import Activator
 from .dispatch import Dispatcher
@@ -21,9 +22,11 @@ from .pods import Speakers, get_json
 from .routing import EarlyReady, Endpoint, LeastOutstanding, endpoint_of, endpoints_for
 from .security import KeyRing, RateLimiter
 from .settings import RouterSettings
+from .voices import deployment_spec
 
 log = logging.getLogger("tts_api")
 JSON = dict[str, Any]
+ACTIVATION_TIMEOUT_DEFAULT = TtsDeploymentSpec.model_fields["activation_timeout_seconds"].default
 
 
 @dataclass
@@ -78,13 +81,17 @@ class RouterState:
     def deployment(self, name: str) -> JSON | None:
         return self.deployments.objects.get(name)
 
+    def spec(self, name: str) -> TtsDeploymentSpec | None:
+        """The deployment's spec through the shared model; None when it does not exist (or does not parse)."""
+        return deployment_spec(self.deployment(name))
+
     def spec_replicas(self, name: str) -> int | None:
-        obj = self.deployment(name)
-        return None if obj is None else int((obj.get("spec") or {}).get("replicas", 1))
+        spec = self.spec(name)
+        return None if spec is None else spec.replicas
 
     def activation_timeout(self, name: str) -> float:
-        obj = self.deployment(name) or {}
-        return float((obj.get("spec") or {}).get("activationTimeoutSeconds", 300))
+        spec = self.spec(name)
+        return float(spec.activation_timeout_seconds if spec else ACTIVATION_TIMEOUT_DEFAULT)
 
     async def builtin_voices(self, name: str) -> JSON | None:
         """The model's own speakers (``{"default", "data": [...]}``) as its pods report them; None if unknown."""
@@ -122,10 +129,8 @@ async def _dispatch_on_pod_changes(state: RouterState) -> None:
         state.dispatcher.dispatch_all()
 
 
-@contextlib.asynccontextmanager
-async def router_state(settings: RouterSettings) -> AsyncIterator[RouterState]:
-    api = await api_client()
-    namespace = settings.resolved_namespace()
+def watch_caches(api: client.ApiClient, namespace: str) -> tuple[Cache, Cache, Cache]:
+    """List+watch caches of the namespace's TtsDeployments, TtsVoices and inference pods."""
     objects = client.CustomObjectsApi(api)
     core = client.CoreV1Api(api)
     deployments = Cache(
@@ -141,6 +146,14 @@ async def router_state(settings: RouterSettings) -> AsyncIterator[RouterState]:
     )
     selector = f"{names.LABEL_COMPONENT}={names.COMPONENT_INFERENCE},{names.LABEL_MANAGED_BY}={names.MANAGER}"
     pods = Cache("pods", core.list_namespaced_pod, namespace, label_selector=selector)
+    return deployments, voices, pods
+
+
+@contextlib.asynccontextmanager
+async def router_state(settings: RouterSettings) -> AsyncIterator[RouterState]:
+    api = await api_client()
+    namespace = settings.resolved_namespace()
+    deployments, voices, pods = watch_caches(api, namespace)
     upstream = pod_session(settings)
     kube = Kube(api, namespace)
     balancer = LeastOutstanding(settings.pod_concurrency)

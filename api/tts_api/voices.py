@@ -17,17 +17,23 @@ from typing import Any
 
 import numpy as np
 import soundfile as sf
-from pydantic import ValidationError
-from tts_crds import names
+from tts_crds import clips, names
 from tts_crds.http_errors import ApiError
-from tts_crds.models import MAX_NAME_LENGTH, NAME_PATTERN, TtsVoiceSpec
+from tts_crds.models import (
+    MAX_NAME_LENGTH,
+    NAME_PATTERN,
+    InvalidSpec,
+    SpecT,
+    TtsDeploymentSpec,
+    TtsVoiceSpec,
+    parse_spec,
+)
 
 JSON = dict[str, Any]
 
 # A ConfigMap holds at most 1 MiB in all; leave room for its metadata.
 CONFIGMAP_CLIP_LIMIT = 1_000_000
 ROUTER_MANAGER = "kube-tts-router"
-ACCEPTED_FORMATS = {"WAV": "wav", "WAVEX": "wav", "RF64": "wav", "FLAC": "flac"}
 _NAME = re.compile(NAME_PATTERN)
 
 
@@ -68,47 +74,41 @@ class Clip:
         return hashlib.sha256(self.data).hexdigest()
 
 
+# the kinds of clip problem (tts_crds.clips) as the API's (status, code)
+CLIP_ERRORS: dict[str, tuple[int, str]] = {
+    "empty": (400, "empty_audio"),
+    "too_large": (413, "audio_too_large"),
+    "format": (400, "unsupported_audio_format"),
+    "channels": (400, "unsupported_audio_format"),
+    "sample_rate": (400, "unsupported_sample_rate"),
+    "too_short": (400, "audio_too_short"),
+    "too_long": (400, "audio_too_long"),
+    "silent": (400, "silent_audio"),
+}
+
+
+def _refuse(problem: clips.Problem) -> ApiError:
+    status, code = CLIP_ERRORS[problem.kind]
+    return ApiError(status, problem.message, code, "file")
+
+
 def inspect_clip(data: bytes, max_bytes: int, min_seconds: float, max_seconds: float) -> Clip:
-    """Decode an uploaded reference clip and check it: wav or flac, 1-30 s, 8-192 kHz, at most ``max_bytes``."""
-    if not data:
-        raise ApiError(400, "the audio file is empty", "empty_audio", "file")
-    if len(data) > max_bytes:
-        raise ApiError(
-            413, f"the audio file is {len(data)} bytes; the limit is {max_bytes} bytes", "audio_too_large", "file"
-        )
+    """Decode an uploaded reference clip and check it against the reference-clip rules (``tts_crds.clips``)."""
+    early = clips.size_problem(len(data), max_bytes)
+    if early:
+        raise _refuse(early)
     try:
-        info = sf.info(io.BytesIO(data))
-    except (sf.SoundFileError, RuntimeError, ValueError, TypeError) as exc:
-        message = "the file is not audio that can be decoded (send wav or flac)"
-        raise ApiError(400, message, "invalid_audio", "file") from exc
-    fmt = ACCEPTED_FORMATS.get(info.format)
-    if fmt is None:
-        raise ApiError(
-            400, f"audio format {info.format} is not accepted; send wav or flac", "unsupported_audio_format", "file"
-        )
-    try:
+        container = sf.info(io.BytesIO(data)).format
         samples, rate = sf.read(io.BytesIO(data), dtype="int16", always_2d=True)
     except (sf.SoundFileError, RuntimeError, ValueError, TypeError) as exc:
-        raise ApiError(400, f"the {fmt} file is corrupt and cannot be decoded", "invalid_audio", "file") from exc
-    if len(samples) == 0 or rate <= 0:
-        raise ApiError(400, "the audio file contains no samples", "empty_audio", "file")
-    if samples.shape[1] > 2:
-        message = f"the clip has {samples.shape[1]} channels; send mono or stereo"
-        raise ApiError(400, message, "unsupported_audio_format", "file")
-    if not names.REFERENCE_MIN_SAMPLE_RATE <= rate <= names.REFERENCE_MAX_SAMPLE_RATE:
-        message = (
-            f"the clip's sample rate is {rate} Hz; send {names.REFERENCE_MIN_SAMPLE_RATE}-"
-            f"{names.REFERENCE_MAX_SAMPLE_RATE} Hz (16-24 kHz is plenty for cloning)"
-        )
-        raise ApiError(400, message, "unsupported_sample_rate", "file")
-    clip = Clip(data, fmt, int(rate), samples.shape[1], len(samples), samples)
-    if clip.duration < min_seconds:
-        message = f"the clip is {clip.duration:.2f} s long; at least {min_seconds:g} s is needed"
-        raise ApiError(400, message, "audio_too_short", "file")
-    if clip.duration > max_seconds:
-        message = f"the clip is {clip.duration:.2f} s long; at most {max_seconds:g} s is accepted"
-        raise ApiError(400, message, "audio_too_long", "file")
-    return clip
+        message = f"the file is not audio that can be decoded (send {clips.FORMATS_TEXT})"
+        raise ApiError(400, message, "invalid_audio", "file") from exc
+    peak = float(np.max(np.abs(samples.astype(np.int32)))) / 32768 if samples.size else 0.0
+    facts = clips.ClipFacts(len(data), container, int(rate), samples.shape[1], len(samples), peak)
+    problem = clips.clip_problem(facts, max_bytes, min_seconds, max_seconds)
+    if problem:
+        raise _refuse(problem)
+    return Clip(data, clips.FORMATS[container], int(rate), samples.shape[1], len(samples), samples)
 
 
 def storable(clip: Clip, limit: int = CONFIGMAP_CLIP_LIMIT) -> Clip:
@@ -177,22 +177,47 @@ def voice_objects(
     return voice, configmap
 
 
+def _spec_or_none(model: type[SpecT], obj: JSON | None) -> SpecT | None:
+    if obj is None:
+        return None
+    try:
+        return parse_spec(model, obj.get("spec"))
+    except InvalidSpec:
+        return None
+
+
+def deployment_spec(obj: JSON | None) -> TtsDeploymentSpec | None:
+    """A TtsDeployment's spec through the shared model (its defaults); None when missing or invalid."""
+    return _spec_or_none(TtsDeploymentSpec, obj)
+
+
+def voice_spec(obj: JSON | None) -> TtsVoiceSpec | None:
+    """A TtsVoice's spec through the shared model; None when missing or invalid."""
+    return _spec_or_none(TtsVoiceSpec, obj)
+
+
+def voice_model(obj: JSON) -> str | None:
+    """The TtsDeployment a TtsVoice belongs to."""
+    spec = voice_spec(obj)
+    return spec.deployment if spec else None
+
+
 def condition(obj: JSON, ctype: str = "Ready") -> JSON | None:
     return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == ctype), None)
 
 
 def voice_entry(obj: JSON) -> JSON:
     """A TtsVoice as the voices API lists it."""
-    spec = obj.get("spec") or {}
+    spec = voice_spec(obj)
     ready = condition(obj)
     return {
         "id": obj["metadata"]["name"],
         "object": "voice",
-        "model": spec.get("deployment"),
-        "type": "speaker" if spec.get("speaker") else "clone",
-        "speaker": spec.get("speaker"),
-        "language": spec.get("language"),
-        "description": spec.get("description", ""),
+        "model": spec.deployment if spec else None,
+        "type": "speaker" if spec and spec.speaker else "clone",
+        "speaker": spec.speaker if spec else None,
+        "language": spec.language if spec else None,
+        "description": spec.description if spec else "",
         "ready": None if ready is None else ready.get("status") == "True",
         "reason": (ready or {}).get("reason"),
         "message": (ready or {}).get("message"),
@@ -216,9 +241,9 @@ def resolve(requested: str, model: str, voice: JSON | None, ad_hoc_reference: bo
     if voice is None:
         return Resolved(requested or "default")
     try:
-        spec = TtsVoiceSpec.model_validate(voice.get("spec") or {})
-    except ValidationError as exc:
-        raise ApiError(400, f"voice {requested!r} has an invalid spec", "voice_unavailable", "voice") from exc
+        spec = parse_spec(TtsVoiceSpec, voice.get("spec"))
+    except InvalidSpec as exc:
+        raise ApiError(400, f"voice {requested!r} has an invalid spec ({exc})", "voice_unavailable", "voice") from exc
     if spec.deployment != model:
         raise ApiError(
             400,

@@ -8,10 +8,11 @@ the router parse custom resources with them. Field descriptions become ``kubectl
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import JsonDict
 
@@ -22,6 +23,32 @@ QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$"
 
 class _Model(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    def patch(self) -> dict[str, Any]:
+        """The model as a merge-patch body: camelCase keys, only the fields that were set, no None values."""
+        return self.model_dump(by_alias=True, exclude_none=True, exclude_unset=True, mode="json")
+
+
+class InvalidSpec(ValueError):
+    """A spec the models reject; ``field`` is the path of the first bad field (``spec.resources.gpu``)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+SpecT = TypeVar("SpecT", bound=_Model)
+
+
+def parse_spec(model: type[SpecT], spec: Mapping[str, Any] | None) -> SpecT:
+    """Parse a custom resource's ``spec`` with its model; :class:`InvalidSpec` names the first bad field."""
+    try:
+        return model.model_validate(dict(spec or {}))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(part) for part in ("spec", *first.get("loc", ())))
+        raise InvalidSpec(loc, str(first["msg"])) from exc
 
 
 def cel(rule: str, message: str, field_path: str | None = None, reason: str | None = None) -> JsonDict:

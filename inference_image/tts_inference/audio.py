@@ -18,7 +18,7 @@ import av.filter
 import numpy as np
 import soundfile as sf
 import soxr
-from tts_crds import names
+from tts_crds import clips
 
 # response_format -> (FFmpeg muxer, FFmpeg encoder)
 _CODECS: dict[str, tuple[str, str]] = {
@@ -247,15 +247,16 @@ def _decode_ffmpeg(data: bytes) -> Clip | None:
 
 
 def decode_clip(data: bytes) -> Clip:
-    """Decode any container libsndfile or FFmpeg reads (wav, flac, ogg, mp3, m4a, …) to mono float."""
+    """Decode any container libsndfile or FFmpeg reads (wav, flac, ogg, mp3, m4a, …) to mono float: a
+    model's own voice files. Reference clips from requests go through :func:`decode_reference`."""
     clip = _decode_sndfile(data) or _decode_ffmpeg(data)
     if clip is None or not len(clip.samples):
-        raise AudioInputError("ref_audio is not an audio file that can be decoded (wav, flac, mp3, ogg, …)")
+        raise AudioInputError("not an audio file that can be decoded (wav, flac, mp3, ogg, …)")
     return clip
 
 
 def decode_reference(b64: str, min_seconds: float, max_seconds: float, max_bytes: int) -> Clip:
-    """Validate and decode a base64 reference clip from a request."""
+    """Validate and decode a base64 reference clip from a request (the rules of ``tts_crds.clips``)."""
     if len(b64) > max_bytes * 4 // 3 + 4:
         raise AudioInputError(f"ref_audio is larger than {max_bytes // 1_000_000} MB")
     payload = b64.split(",", 1)[1] if b64.startswith("data:") else b64  # tolerate data: URLs
@@ -263,16 +264,19 @@ def decode_reference(b64: str, min_seconds: float, max_seconds: float, max_bytes
         data = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise AudioInputError("ref_audio is not valid base64") from exc
-    clip = decode_clip(data)
-    if not names.REFERENCE_MIN_SAMPLE_RATE <= clip.sample_rate <= names.REFERENCE_MAX_SAMPLE_RATE:
+    early = clips.size_problem(len(data), max_bytes)
+    if early:
+        raise AudioInputError(f"ref_audio: {early.message}")
+    try:
+        container = sf.info(io.BytesIO(data)).format
+        samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         raise AudioInputError(
-            f"ref_audio's sample rate is {clip.sample_rate} Hz; reference clips must be "
-            f"{names.REFERENCE_MIN_SAMPLE_RATE}-{names.REFERENCE_MAX_SAMPLE_RATE} Hz"
-        )
-    if not min_seconds <= clip.duration <= max_seconds:
-        raise AudioInputError(
-            f"ref_audio lasts {clip.duration:.1f} s; reference clips must last {min_seconds:g} to {max_seconds:g} s"
-        )
-    if float(np.max(np.abs(clip.samples))) < 1e-4:
-        raise AudioInputError("ref_audio is silent")
-    return clip
+            f"ref_audio is not an audio file that can be decoded (send {clips.FORMATS_TEXT})"
+        ) from exc
+    peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+    facts = clips.ClipFacts(len(data), container, int(rate), samples.shape[1], len(samples), peak)
+    problem = clips.clip_problem(facts, max_bytes, min_seconds, max_seconds)
+    if problem:
+        raise AudioInputError(f"ref_audio: {problem.message}")
+    return Clip(samples.mean(axis=1).astype(np.float32), int(rate))

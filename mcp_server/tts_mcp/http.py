@@ -14,7 +14,8 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .server import Backend, bearer_token, create_server
+from .server import create_server
+from .service import KubeTtsService, bearer_token
 from .settings import McpSettings
 
 MCP_PATH = "/mcp"
@@ -65,7 +66,7 @@ def transport_security(settings: McpSettings) -> TransportSecuritySettings:
     )
 
 
-def create_http_app(settings: McpSettings, server: MCPServer[Backend] | None = None) -> ASGIApp:
+def create_http_app(settings: McpSettings, server: MCPServer[KubeTtsService] | None = None) -> ASGIApp:
     """The ASGI app serving ``/mcp`` (streamable HTTP, stateless: any replica answers any request)."""
     server = server or create_server(settings)
     app = server.streamable_http_app(

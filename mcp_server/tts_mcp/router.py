@@ -7,7 +7,6 @@ saying what to do next. Keys are sent as ``Authorization: Bearer`` and never app
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 from collections.abc import Awaitable, Callable
@@ -15,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
+from tts_crds import events
 
 JSON = dict[str, Any]
 
@@ -58,6 +59,8 @@ _HINTS = {
     "audio_too_long": "trim the clip to at most 30 seconds",
     "unsupported_audio_format": "send wav or flac",
     "invalid_audio": "send a wav or flac file",
+    "unsupported_sample_rate": "send a clip recorded at 8-192 kHz (16-24 kHz is plenty)",
+    "silent_audio": "the clip is silent: send one with clear speech",
 }
 
 
@@ -178,44 +181,38 @@ class SpeechCollector:
         self.result = SpeechAudio(b"")
         self.done = False
 
-    def status(self, event: JSON) -> SpeechStatus:
+    def status(self, event: events.SpeechStatus) -> SpeechStatus:
         status = SpeechStatus(
-            status=str(event.get("status", "")),
-            elapsed=float(event.get("elapsed") or 0.0),
-            model=str(event.get("model", "")),
-            position=event.get("position"),
-            ready_replicas=event.get("ready_replicas"),
+            status=event.status,
+            elapsed=event.elapsed,
+            model=event.model,
+            position=event.position,
+            ready_replicas=event.ready_replicas,
         )
         self.result.statuses.append(status)
         return status
 
-    def add(self, event: JSON) -> SpeechStatus | None:
+    def add(self, data: JSON) -> SpeechStatus | None:
         """Take one event; returns a status to report, raises RouterError for an ``error`` event."""
-        kind = event.get("type")
-        if kind == "speech.status":
+        try:
+            event = events.parse(data)
+        except ValidationError as exc:
+            raise RouterError(f"the router sent a malformed {data.get('type')} event") from exc
+        if isinstance(event, events.SpeechStatus):
             return self.status(event)
-        if kind == "speech.audio.delta":
+        if isinstance(event, events.AudioDelta):
             try:
-                self.audio += base64.b64decode(event.get("audio", ""), validate=True)
+                self.audio += event.data()
             except (binascii.Error, ValueError) as exc:
                 raise RouterError("the router sent audio that is not valid base64") from exc
             if len(self.audio) > MAX_AUDIO_BYTES:
                 raise RouterError(f"the audio exceeds {MAX_AUDIO_BYTES} bytes; synthesize shorter text")
-        elif kind == "speech.audio.done":
+        elif isinstance(event, events.AudioDone):
             self.done = True
-            rate = event.get("sample_rate")
-            seconds = event.get("audio_seconds")
-            self.result.sample_rate = int(rate) if rate else None
-            self.result.audio_seconds = float(seconds) if seconds is not None else None
-        elif kind == "error":
-            err = event.get("error") or {}
-            status = event.get("status")
-            raise _error(
-                str(err.get("message") or "synthesis failed"),
-                int(status) if status else None,
-                err.get("code"),
-                self.hints,
-            )
+            self.result.sample_rate = event.sample_rate or None
+            self.result.audio_seconds = event.audio_seconds
+        elif isinstance(event, events.ErrorEvent):
+            raise _error(event.error.message or "synthesis failed", event.status or None, event.error.code, self.hints)
         return None
 
     def finish(self) -> SpeechAudio:

@@ -57,6 +57,8 @@ async def _run(settings: OperatorSettings, health: Health) -> int:
             clusterwide=not namespaces,
             namespaces=namespaces,
             identity=identity(),  # type: ignore[arg-type]
+            # the handlers' one copy of the settings (handlers.startup reads it; nothing reads the environment)
+            memo=kopf.Memo(settings=settings),
         )
 
     if not settings.leader_election:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from tts_crds import names
-from tts_crds.models import TtsDeploymentSpec
+from tts_crds.models import TtsDeploymentSpec, parse_spec
 
 from . import model_source
 from .settings import OperatorSettings
@@ -19,6 +19,12 @@ JSON = dict[str, Any]
 
 # Pods run as this non-root user; the inference image's Dockerfile creates it with the same id.
 RUN_AS_USER = 65532
+
+
+def deployment_spec(owner: JSON) -> TtsDeploymentSpec:
+    """The one parse of a TtsDeployment's spec, for every handler; ``InvalidSpec`` names the field
+    (the CRD schema rejects nearly all of this first; this covers what it cannot express)."""
+    return parse_spec(TtsDeploymentSpec, owner.get("spec"))
 
 
 def owner_reference(owner: JSON) -> JSON:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 from typing import Any
 
 import aiohttp
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
-from tts_crds import names
+from tts_crds import names, objects
 
 from . import autoscale
 
@@ -81,6 +80,25 @@ class Kube:
                 return None
             raise
 
+    async def scale_replicas(self, namespace: str, name: str, replicas: int, resource_version: str | None) -> bool:
+        """Set a TtsDeployment's ``spec.replicas``. ``resourceVersion`` makes this a compare-and-swap that
+        never overwrites a concurrent wake-up: False when the object changed meanwhile (409)."""
+        try:
+            await self.objects.patch_namespaced_custom_object(
+                names.GROUP,
+                names.VERSION,
+                namespace,
+                names.DEPLOYMENT_PLURAL,
+                name,
+                {"metadata": {"resourceVersion": resource_version}, "spec": {"replicas": replicas}},
+                _content_type="application/merge-patch+json",
+            )  # type: ignore[call-arg]
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
     async def patch_status(self, plural: str, namespace: str, name: str, status: JSON) -> None:
         await self.objects.patch_namespaced_custom_object_status(
             names.GROUP,
@@ -94,20 +112,12 @@ class Kube:
 
     async def read_key(self, namespace: str, kind: str, name: str, key: str) -> bytes | None:
         """A ConfigMap (data or binaryData) or Secret value; None when the object or key is missing."""
-        import base64
-
         try:
             if kind == "configMapKeyRef":
-                cm = await self.core.read_namespaced_config_map(name, namespace)
-                if cm.binary_data and key in cm.binary_data:
-                    return base64.b64decode(cm.binary_data[key])
-                if cm.data and key in cm.data:
-                    return str(cm.data[key]).encode()
-                return None
-            secret = await self.core.read_namespaced_secret(name, namespace)
-            if secret.data and key in secret.data:
-                return base64.b64decode(secret.data[key])
-            return None
+                return objects.key_value(
+                    self.to_dict(await self.core.read_namespaced_config_map(name, namespace)), key, False
+                )
+            return objects.key_value(self.to_dict(await self.core.read_namespaced_secret(name, namespace)), key, True)
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -116,27 +126,18 @@ class Kube:
     async def event(self, obj: JSON, reason: str, message: str, warning: bool = False) -> None:
         """A Kubernetes Event on ``obj``, posted directly (works from any task, unlike Kopf's queue)."""
         meta = obj["metadata"]
-        now = dt.datetime.now(dt.UTC)
-        body = client.CoreV1Event(
-            metadata=client.V1ObjectMeta(generate_name=f"{meta['name']}.", namespace=meta["namespace"]),
-            involved_object=client.V1ObjectReference(
-                api_version=obj.get("apiVersion", names.API_VERSION),
-                kind=obj.get("kind"),
-                name=meta["name"],
-                namespace=meta["namespace"],
-                uid=meta.get("uid"),
-            ),
-            reason=reason,
-            message=message[:1024],
-            type="Warning" if warning else "Normal",
-            source=client.V1EventSource(component=FIELD_MANAGER),
-            reporting_component=FIELD_MANAGER,
-            first_timestamp=now,
-            last_timestamp=now,
-            count=1,
+        involved = {
+            "apiVersion": obj.get("apiVersion", names.API_VERSION),
+            "kind": obj.get("kind"),
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta.get("uid"),
+        }
+        body = objects.event(
+            {k: v for k, v in involved.items() if v is not None}, reason, message, FIELD_MANAGER, warning
         )
         try:
-            await self.core.create_namespaced_event(meta["namespace"], body)
+            await self.core.create_namespaced_event(meta["namespace"], body)  # type: ignore[arg-type]  # a dict body serialises as is
         except ApiException as exc:  # an event is worth a log line, never a failed reconcile
             log.info("event %s on %s/%s not recorded: %s", reason, meta["namespace"], meta["name"], exc.reason)
 
@@ -153,6 +154,12 @@ class Kube:
             if ready and pod.status.pod_ip and not pod.metadata.deletion_timestamp:
                 urls.append(f"http://{pod.status.pod_ip}:{names.ROUTER_PORT}/metrics")
         return urls
+
+
+def body_text(exc: ApiException) -> str:
+    """The API server's answer in an error, as text."""
+    body = exc.body
+    return body.decode(errors="replace") if isinstance(body, bytes) else str(body)
 
 
 _scrape_errors: dict[str, str] = {}

@@ -3,7 +3,9 @@
 Conditions (metav1.Condition shape):
 - ``Ready``: at least one replica serves now. Reasons when False name what to do about it:
   ``ScaledToZero``, ``InsufficientGPU``, ``Unschedulable``, ``ImagePullFailed``, ``CrashLooping``,
-  ``ModelFetchFailed``, ``ModelFetching``, ``ModelLoading``, ``Starting``, ``Creating``.
+  ``ModelFetchFailed``, ``ModelFetching``, ``ModelLoading``, ``Starting``, ``Creating``; and
+  ``InvalidSpec`` or ``ApplyFailed`` when the operator cannot apply the spec (the message names
+  the field, or the API server's answer).
 - ``Available``: every desired replica is ready (True with ``ScaledToZero`` when none is desired).
 - ``Progressing``: a roll-out or scale is under way (``RollingOut``, ``Scaling``), else False ``Stable``.
 - ``Degraded``: something needs attention (same reasons as the failing ``Ready`` ones, plus
@@ -12,11 +14,13 @@ Conditions (metav1.Condition shape):
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
 from tts_crds import names
+from tts_crds.models import Condition, TtsDeploymentStatus
+from tts_crds.times import now_iso
 
 JSON = dict[str, Any]
 
@@ -25,20 +29,6 @@ PROBLEMS = ("InsufficientGPU", "Unschedulable", "ImagePullFailed", "CrashLooping
 # what a kubelet says while it cannot get a container's image
 IMAGE_PULL_REASONS = ("ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName")
 WAITING = ("ModelFetching", "ModelLoading", "Starting")
-
-
-def now_iso() -> str:
-    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
-def parse_time(value: str | None) -> float | None:
-    if not value:
-        return None
-    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-
-
-def iso(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 @dataclass
@@ -125,19 +115,43 @@ def analyse_pods(pods: list[JSON], gpu_resource: str) -> PodFindings:
     return out
 
 
+def conditions_of(status: JSON | None) -> list[Condition]:
+    """The conditions of a status as the API returned it (one that does not parse is left out)."""
+    out = []
+    for raw in (status or {}).get("conditions") or []:
+        try:
+            out.append(Condition.model_validate(raw))
+        except ValidationError:
+            continue
+    return out
+
+
+def ready_pod_ip(pods: list[JSON]) -> str | None:
+    """The IP of a pod that is Ready (to ask the engine for its speakers), or None."""
+    for pod in pods:
+        status = pod.get("status") or {}
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+        if ready and status.get("podIP"):
+            return str(status["podIP"])
+    return None
+
+
 def set_condition(
-    conditions: list[JSON], ctype: str, ok: bool | None, reason: str, message: str, generation: int | None, at: str
-) -> list[JSON]:
+    conditions: list[Condition], ctype: str, ok: bool | None, reason: str, message: str, generation: int | None, at: str
+) -> list[Condition]:
     """Return ``conditions`` with ``ctype`` set; lastTransitionTime only moves when status changes."""
-    status = "Unknown" if ok is None else ("True" if ok else "False")
-    out = [c for c in conditions if c.get("type") != ctype]
-    prev = next((c for c in conditions if c.get("type") == ctype), None)
-    since = prev["lastTransitionTime"] if prev and prev.get("status") == status else at
-    cond: JSON = {"type": ctype, "status": status, "reason": reason, "message": message, "lastTransitionTime": since}
-    if generation is not None:
-        cond["observedGeneration"] = generation
-    out.append(cond)
-    return sorted(out, key=lambda c: c["type"])
+    status: Any = "Unknown" if ok is None else ("True" if ok else "False")
+    prev = next((c for c in conditions if c.type == ctype), None)
+    since = prev.last_transition_time if prev and prev.status == status else at
+    cond = Condition(
+        type=ctype,
+        status=status,
+        reason=reason,
+        message=message,
+        last_transition_time=since,
+        observed_generation=generation,
+    )
+    return sorted([c for c in conditions if c.type != ctype] + [cond], key=lambda c: c.type)
 
 
 def condition_of(obj: JSON, ctype: str) -> JSON | None:
@@ -165,6 +179,41 @@ def _progress(desired: int, child: JSON | None) -> tuple[bool, str, str, bool]:
     return False, "Stable", "no roll-out or scaling in progress", deadline
 
 
+Verdict = tuple[bool, str, str]  # (ok, reason, message) of one condition
+
+
+def _ready(desired: int, found: PodFindings, child: JSON | None) -> Verdict:
+    problem, waiting = found.first(PROBLEMS), found.first(WAITING)
+    if found.ready > 0:
+        return (True, "Serving", f"{found.ready} of {desired} replica(s) ready")
+    if desired == 0 and found.total == 0:
+        return (False, "ScaledToZero", "scaled to zero; the next request wakes the model")
+    if child is None:
+        return (False, "Creating", "the inference Deployment is being created")
+    if problem:
+        return (False, *problem)
+    if waiting:
+        return (False, *waiting)
+    return (False, "Starting", f"waiting for {desired} pod(s) to be created")
+
+
+def _available(desired: int, ready: int) -> Verdict:
+    if desired == 0:
+        return (True, "ScaledToZero", "no replicas desired")
+    if ready >= desired:
+        return (True, "AllReplicasReady", f"{ready} of {desired} replica(s) ready")
+    return (False, "ReplicasUnavailable", f"{ready} of {desired} replica(s) ready")
+
+
+def _degraded(found: PodFindings, deadline: bool) -> Verdict:
+    problem = found.first(PROBLEMS)
+    if problem:
+        return (True, *problem)
+    if deadline:
+        return (True, "ProgressDeadlineExceeded", "the roll-out has not progressed for 15 minutes")
+    return (False, "AsExpected", "")
+
+
 def deployment_status(
     owner: JSON,
     child: JSON | None,
@@ -172,68 +221,40 @@ def deployment_status(
     gpu_resource: str = names.DEFAULT_GPU_RESOURCE,
     at: str = "",
     observed_generation: int | None = None,
-) -> JSON:
-    """The status patch for ``owner`` given its child Deployment (None if missing) and pods.
+    blocked: tuple[str, str] | None = None,
+) -> TtsDeploymentStatus:
+    """The status for ``owner`` given its child Deployment (None if missing) and pods; ``.patch()`` is the body.
 
     ``observed_generation`` is the generation whose spec the operator has applied (defaults to
     the current one); it is what ``status.observedGeneration`` and the conditions report.
+    ``blocked`` is ``(reason, message)`` when the operator cannot apply the spec (``InvalidSpec``,
+    ``ApplyFailed``): then Ready is False and Degraded True with that reason, whatever the pods do.
     """
     at = at or now_iso()
     meta = owner["metadata"]
     gen = observed_generation if observed_generation is not None else meta.get("generation")
-    prev = (owner.get("status") or {}).get("conditions") or []
     name = meta["name"]
     desired = int((owner.get("spec") or {}).get("replicas", 1))
     found = analyse_pods(pods, gpu_resource)
-    ready = found.ready
-    problem = found.first(PROBLEMS)
-    waiting = found.first(WAITING)
-
-    if ready > 0:
-        ready_c = (True, "Serving", f"{ready} of {desired} replica(s) ready")
-    elif desired == 0 and found.total == 0:
-        ready_c = (False, "ScaledToZero", "scaled to zero; the next request wakes the model")
-    elif child is None:
-        ready_c = (False, "Creating", "the inference Deployment is being created")
-    elif problem:
-        ready_c = (False, *problem)
-    elif waiting:
-        ready_c = (False, *waiting)
-    else:
-        ready_c = (False, "Starting", f"waiting for {desired} pod(s) to be created")
-
-    if desired == 0:
-        available_c = (True, "ScaledToZero", "no replicas desired")
-    elif ready >= desired:
-        available_c = (True, "AllReplicasReady", f"{ready} of {desired} replica(s) ready")
-    else:
-        available_c = (False, "ReplicasUnavailable", f"{ready} of {desired} replica(s) ready")
-
     progressing, p_reason, p_message, deadline = _progress(desired, child)
-    if problem:
-        degraded_c = (True, *problem)
-    elif deadline:
-        degraded_c = (True, "ProgressDeadlineExceeded", "the roll-out has not progressed for 15 minutes")
-    else:
-        degraded_c = (False, "AsExpected", "")
-
-    conditions = prev
-    for ctype, (ok, reason, message) in (
-        ("Ready", ready_c),
-        ("Available", available_c),
-        ("Progressing", (progressing, p_reason, p_message)),
-        ("Degraded", degraded_c),
-    ):
-        conditions = set_condition(conditions, ctype, ok, reason, message, gen, at)
-    return {
-        "observedGeneration": gen,
-        "replicas": found.total,
-        "readyReplicas": ready,
-        "replicaCounts": f"{ready}/{desired}",
-        "selector": names.selector_string(names.inference_selector(name)),
-        "url": f"http://{names.child_name(name)}.{meta['namespace']}.svc:{names.INFERENCE_PORT}",
-        "conditions": conditions,
+    verdicts: dict[str, Verdict] = {
+        "Ready": (False, *blocked) if blocked else _ready(desired, found, child),
+        "Available": _available(desired, found.ready),
+        "Progressing": (progressing, p_reason, p_message),
+        "Degraded": (True, *blocked) if blocked else _degraded(found, deadline),
     }
+    conditions = conditions_of(owner.get("status"))
+    for ctype, (ok, reason, message) in verdicts.items():
+        conditions = set_condition(conditions, ctype, ok, reason, message, gen, at)
+    return TtsDeploymentStatus(
+        observed_generation=gen,
+        replicas=found.total,
+        ready_replicas=found.ready,
+        replica_counts=f"{found.ready}/{desired}",
+        selector=names.selector_string(names.inference_selector(name)),
+        url=f"http://{names.child_name(name)}.{meta['namespace']}.svc:{names.INFERENCE_PORT}",
+        conditions=conditions,
+    )
 
 
 def changed(current: JSON, patch: JSON) -> bool:

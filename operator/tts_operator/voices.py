@@ -6,12 +6,13 @@ import hashlib
 import io
 from dataclasses import dataclass
 
+import numpy as np
 import soundfile as sf
-from tts_crds import names
+from tts_crds import clips
 
-MIN_SECONDS = 1.0
-MAX_SECONDS = 30.0
 MAX_BYTES = 10 * 1024 * 1024
+# the kinds of clip problem (tts_crds.clips) as TtsVoice Ready reasons
+REASONS = {"too_large": "AudioTooLarge", "too_short": "AudioTooShort", "too_long": "AudioTooLong"}
 
 
 @dataclass(frozen=True)
@@ -31,28 +32,25 @@ class Verdict:
 
 
 def inspect_clip(data: bytes) -> Verdict:
-    """Decode ``data`` (wav, flac, ogg …) and check the length rules of a reference clip."""
+    """Decode ``data`` and check it against the reference-clip rules (``tts_crds.clips``)."""
     sha = hashlib.sha256(data).hexdigest()
-    if not data:
-        return Verdict(False, "AudioInvalid", "the clip is empty")
-    if len(data) > MAX_BYTES:
-        return Verdict(False, "AudioTooLarge", f"the clip is {len(data)} bytes; at most {MAX_BYTES} are accepted")
+    early = clips.size_problem(len(data), MAX_BYTES)
+    if early:
+        return Verdict(False, REASONS.get(early.kind, "AudioInvalid"), early.message)
     try:
-        info = sf.info(io.BytesIO(data))
-    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        container = sf.info(io.BytesIO(data)).format
+        samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         return Verdict(False, "AudioInvalid", f"cannot decode the clip as audio: {exc}")
-    if info.frames <= 0 or info.samplerate <= 0:
-        return Verdict(False, "AudioInvalid", "the clip has no audio frames")
-    clip = ClipInfo(round(info.frames / info.samplerate, 3), int(info.samplerate), int(info.channels), sha)
-    if clip.channels > 2:
-        return Verdict(False, "AudioInvalid", f"{clip.channels} channels; use mono or stereo", clip)
-    if not names.REFERENCE_MIN_SAMPLE_RATE <= clip.sample_rate <= names.REFERENCE_MAX_SAMPLE_RATE:
-        low, high = names.REFERENCE_MIN_SAMPLE_RATE, names.REFERENCE_MAX_SAMPLE_RATE
-        return Verdict(False, "AudioInvalid", f"sample rate {clip.sample_rate} Hz; use {low}-{high} Hz", clip)
-    if clip.duration > MAX_SECONDS:
-        return Verdict(False, "AudioTooLong", f"the clip is {clip.duration:.1f} s; at most {MAX_SECONDS:.0f} s", clip)
-    if clip.duration < MIN_SECONDS:
-        return Verdict(False, "AudioTooShort", f"the clip is {clip.duration:.2f} s; at least {MIN_SECONDS:.0f} s", clip)
+    peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+    facts = clips.ClipFacts(len(data), container, int(rate), samples.shape[1], len(samples), peak)
+    clip = None
+    if facts.frames > 0 and facts.sample_rate > 0:
+        clip = ClipInfo(round(facts.duration, 3), facts.sample_rate, facts.channels, sha)
+    problem = clips.clip_problem(facts, MAX_BYTES)
+    if problem:
+        return Verdict(False, REASONS.get(problem.kind, "AudioInvalid"), problem.message, clip)
+    assert clip is not None
     return Verdict(True, "Validated", f"{clip.duration:.1f} s at {clip.sample_rate} Hz", clip)
 
 

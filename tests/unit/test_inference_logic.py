@@ -158,10 +158,12 @@ def test_reference_clip_decodes_to_mono_float():
     assert clip.sample_rate == 16000 and clip.samples.ndim == 1 and clip.duration == pytest.approx(2.0)
 
 
-def test_reference_clip_in_mp3_goes_through_ffmpeg_or_libsndfile():
-    mp3 = audio.encode(tone(2.0, 24000), 24000, "aac")  # AAC: only FFmpeg reads it
-    clip = audio.decode_reference(b64(mp3), 1.0, 30.0, 10_000_000)
-    assert 1.9 < clip.duration < 2.2
+@pytest.mark.parametrize("fmt", ["aac", "mp3", "opus"])
+def test_reference_clips_are_wav_or_flac_as_everywhere_else(fmt):
+    # the one accepted set of tts_crds.clips: the operator and the router refuse other formats too
+    encoded = audio.encode(tone(2.0, 24000), 24000, fmt)
+    with pytest.raises(audio.AudioInputError, match="send wav or flac"):
+        audio.decode_reference(b64(encoded), 1.0, 30.0, 10_000_000)
 
 
 def test_reference_data_urls_are_accepted():
@@ -238,3 +240,33 @@ def test_control_characters_and_lone_surrogates_never_reach_an_engine():
     ]
     assert split_sentences("\u0000\u001f\ud800") == []
     assert speakable("tab\tnew\nline é ✓") == "tab\tnew\nline é ✓"  # whitespace and letters stay
+
+
+# --- request checks (pure) ----------------------------------------------------------------------
+
+
+def test_speech_checks_refuse_what_the_engine_cannot_take():
+    from types import SimpleNamespace
+
+    from tts_crds.http_errors import ApiError
+    from tts_crds.speech import SpeechRequest
+    from tts_inference.settings import Settings
+    from tts_inference.validation import check_speech, wanted_voice
+
+    engine = SimpleNamespace(name="piper", parameters=frozenset({"seed"}), can_clone=False)
+    settings = Settings(max_input_chars=10, default_voice="joe")
+
+    def refusal(**fields):
+        with pytest.raises(ApiError) as err:
+            check_speech(SpeechRequest(model="m", **fields), engine, settings)
+        return err.value.code, err.value.param
+
+    assert refusal(input="\x00\x01") == ("invalid_value", "input")
+    assert refusal(input="x" * 11) == ("input_too_long", "input")
+    assert refusal(input="hi", instructions="calm") == ("unsupported_parameter", "instructions")
+    assert refusal(input="hi", temperature=0.5) == ("unsupported_parameter", "temperature")
+    assert refusal(input="hi", ref_audio="AAAA") == ("cloning_not_supported", "ref_audio")
+    assert refusal(input="hi", ref_text="words") == ("invalid_value", "ref_text")
+    check_speech(SpeechRequest(model="m", input="hi", seed=1), engine, settings)
+    assert wanted_voice(SpeechRequest(model="m", input="hi"), settings) == "joe"
+    assert wanted_voice(SpeechRequest(model="m", input="hi", voice="amy"), settings) == "amy"

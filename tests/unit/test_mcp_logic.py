@@ -20,7 +20,7 @@ from tts_mcp.router import (
     SseParser,
     error_from_response,
 )
-from tts_mcp.server import Backend, bearer_token, mime_type, pick_model, router_for
+from tts_mcp.service import KubeTtsService, bearer_token, mime_type, pick_model, router_for
 from tts_mcp.settings import McpSettings
 
 # --- settings ---------------------------------------------------------------------------------------
@@ -223,19 +223,19 @@ def test_bearer_token_parsing():
 
 def test_http_callers_use_their_own_key_never_the_servers():
     settings = McpSettings(transport="http", api_key="sk-server", admin_api_key="sk-server-admin")
-    backend = Backend(settings, None)  # type: ignore[arg-type]
+    backend = KubeTtsService(settings, None)  # type: ignore[arg-type]
     client = router_for(backend, {"authorization": "Bearer sk-caller"})
     assert client._headers() == {"Authorization": "Bearer sk-caller"}
     assert client._headers(admin=True) == {"Authorization": "Bearer sk-caller"}
     with pytest.raises(ToolError, match="Authorization: Bearer"):
         router_for(backend, {})
-    stdio = router_for(Backend(McpSettings(api_key="sk-user", admin_api_key="sk-admin"), None), None)  # type: ignore[arg-type]
+    stdio = router_for(KubeTtsService(McpSettings(api_key="sk-user", admin_api_key="sk-admin"), None), None)  # type: ignore[arg-type]
     assert stdio._headers() == {"Authorization": "Bearer sk-user"}
     assert stdio._headers(admin=True) == {"Authorization": "Bearer sk-admin"}
-    no_admin = router_for(Backend(McpSettings(api_key="sk-user"), None), None)  # type: ignore[arg-type]
+    no_admin = router_for(KubeTtsService(McpSettings(api_key="sk-user"), None), None)  # type: ignore[arg-type]
     assert no_admin._headers(admin=True) == {"Authorization": "Bearer sk-user"}
     with pytest.raises(RouterError, match="KUBETTS_API_KEY"):
-        router_for(Backend(McpSettings(), None), None)._headers()  # type: ignore[arg-type]
+        router_for(KubeTtsService(McpSettings(), None), None)._headers()  # type: ignore[arg-type]
 
 
 def test_the_model_is_the_requested_the_default_or_the_only_one():

@@ -1,4 +1,11 @@
-from tts_operator.status import analyse_pods, deployment_status
+from tts_operator import status as status_module
+from tts_operator.status import analyse_pods
+
+
+def deployment_status(*args, **kwargs):
+    """The status patch body, as the operator sends it to the API."""
+    return status_module.deployment_status(*args, **kwargs).patch()
+
 
 OWNER = {"metadata": {"name": "joe", "namespace": "tts", "generation": 2}, "spec": {"replicas": 1}}
 CHILD = {"metadata": {"generation": 1}, "status": {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1}}
@@ -94,3 +101,54 @@ def test_image_pull_failure_is_named_with_the_kubelets_reason():
     assert degraded["status"] == "True"
     assert "ImagePullBackOff" in ready["message"] and "kube-tts/inference:gone" in ready["message"]
     assert 'manifest unknown: tag "gone"' in ready["message"]
+
+
+def test_patch_body_has_camel_case_keys_and_no_unset_fields():
+    s = deployment_status(OWNER, CHILD, [pod(ready=True, phase="Running")], at="t")
+    assert set(s) == {
+        "observedGeneration",
+        "replicas",
+        "readyReplicas",
+        "replicaCounts",
+        "selector",
+        "url",
+        "conditions",
+    }
+    assert cond(s, "Ready") == {
+        "type": "Ready",
+        "status": "True",
+        "reason": "Serving",
+        "message": "1 of 1 replica(s) ready",
+        "observedGeneration": 2,
+        "lastTransitionTime": "t",
+    }
+
+
+def test_a_spec_the_operator_cannot_apply_makes_ready_false_whatever_the_pods_do():
+    blocked = ("InvalidSpec", "spec.resources.gpu: Input should be less than or equal to 16")
+    s = deployment_status(OWNER, CHILD, [pod(ready=True, phase="Running")], at="t", blocked=blocked)
+    assert (cond(s, "Ready")["status"], cond(s, "Ready")["reason"]) == ("False", "InvalidSpec")
+    assert "spec.resources.gpu" in cond(s, "Ready")["message"]
+    assert (cond(s, "Degraded")["status"], cond(s, "Degraded")["reason"]) == ("True", "InvalidSpec")
+    assert s["readyReplicas"] == 1  # the counts still say what runs
+
+
+def test_last_transition_time_moves_only_when_the_status_changes():
+    first = deployment_status(OWNER, CHILD, [pod(ready=True, phase="Running")], at="t1")
+    owner = {**OWNER, "status": first}
+    again = deployment_status(owner, CHILD, [pod(ready=True, phase="Running")], at="t2")
+    assert cond(again, "Ready")["lastTransitionTime"] == "t1"
+    down = deployment_status(owner, CHILD, [pod(phase="Pending")], at="t3")
+    assert cond(down, "Ready")["lastTransitionTime"] == "t3"
+
+
+def test_ready_pod_ip_skips_pods_that_are_not_ready_or_have_no_ip():
+    from tts_operator.status import ready_pod_ip
+
+    waiting = pod(name="a")
+    waiting["status"]["podIP"] = "10.0.0.1"
+    no_ip = pod(name="b", ready=True)
+    ready = pod(name="c", ready=True)
+    ready["status"]["podIP"] = "10.0.0.3"
+    assert ready_pod_ip([waiting, no_ip, ready]) == "10.0.0.3"
+    assert ready_pod_ip([waiting, no_ip]) is None

@@ -29,7 +29,7 @@ def test_bad_clips_get_specific_reasons():
     assert inspect_clip(clip(0.5)).reason == "AudioTooShort"
     assert inspect_clip(clip(2, channels=2)).ok
     slow = inspect_clip(clip(3, rate=100))  # 300 samples: three seconds of nothing
-    assert slow.reason == "AudioInvalid" and "sample rate 100 Hz" in slow.message
+    assert slow.reason == "AudioInvalid" and "sample rate is 100 Hz" in slow.message
     assert inspect_clip(clip(1.5, rate=8000)).ok
 
 
@@ -37,3 +37,16 @@ def test_speaker_checks():
     assert check_speaker("af_heart", ["af_heart", "am_adam"]).ok
     assert check_speaker("nobody", ["af_heart"]).reason == "SpeakerNotFound"
     assert check_speaker("x", None).reason == "SpeakersUnknown"
+
+
+def test_only_wav_and_flac_clips_are_accepted_and_silence_is_not_a_voice():
+    ogg = inspect_clip(clip(3, fmt="OGG"))
+    assert ogg.reason == "AudioInvalid" and "send wav or flac" in ogg.message
+    silent = inspect_clip(_silence(3))
+    assert silent.reason == "AudioInvalid" and "silent" in silent.message
+
+
+def _silence(seconds, rate=16000):
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros(int(seconds * rate), dtype=np.float32), rate, format="WAV")
+    return buf.getvalue()

@@ -61,12 +61,20 @@ def test_rate_limiter_forgets_the_least_recent_keys():
 
 
 def test_sse_events_round_trip():
-    stream = sse.status("waking", 3.21, position=1) + sse.audio_delta(b"\x00\x01") + sse.audio_done()
+    framer = sse.Framer("hello", "pcm", 16000)
+    stream = sse.status("waking", 3.21, position=1) + framer.delta(b"\x00\x01" * 8000) + framer.done()
     stream += sse.error(504, "too slow", "activation_timeout")
     events = sse_events(stream)
     assert events[0] == {"type": "speech.status", "status": "waking", "elapsed": 3.21, "position": 1}
-    assert events[1]["type"] == "speech.audio.delta" and events[1]["audio"] == "AAE="
-    assert events[2] == {"type": "speech.audio.done"}
+    assert events[1]["type"] == "speech.audio.delta" and events[1]["audio"].startswith("AAEAAQ")
+    # a framed answer ends as the pod's own event would: what the MCP server reads is there
+    assert events[2] == {
+        "type": "speech.audio.done",
+        "usage": {"input_tokens": 5, "output_tokens": 0, "total_tokens": 5},
+        "sample_rate": 16000,
+        "audio_seconds": 0.5,
+    }
+    assert events[3]["status"] == 504
     assert events[3]["type"] == "error" and events[3]["error"]["code"] == "activation_timeout"
     assert stream.endswith(b"\n\n") and json.loads(stream.split(b"\n\n")[0][6:])
 

@@ -4,16 +4,16 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from typing import Any
 
 from fastapi import APIRouter
 from tts_crds.http_errors import ApiError
+from tts_crds.times import parse_time
 
 from .. import activation
 from ..deps import Admin, Authenticated, State
 from ..kube import answering
-from ..voices import condition
+from ..voices import condition, deployment_spec, voice_model
 
 router = APIRouter(tags=["models"], dependencies=[Authenticated])
 JSON = dict[str, Any]
@@ -21,26 +21,27 @@ JSON = dict[str, Any]
 
 def _created(obj: JSON) -> int:
     ts = obj["metadata"].get("creationTimestamp")
-    return int(dt.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()) if ts else 0
+    return int(parse_time(ts) or 0)
 
 
 async def model_entry(state: State, obj: JSON) -> JSON:
     name = obj["metadata"]["name"]
-    spec = obj.get("spec") or {}
+    spec = deployment_spec(obj)
+    replicas = spec.replicas if spec else 0
     ready_cond = condition(obj) or {}
     endpoints = state.endpoints(name)
     builtin = await state.builtin_voices(name)
-    custom = sorted(v for v, o in state.voices.objects.items() if (o.get("spec") or {}).get("deployment") == name)
+    custom = sorted(v for v, o in state.voices.objects.items() if voice_model(o) == name)
     return {
         "id": name,
         "object": "model",
         "created": _created(obj),
         "owned_by": "kube-tts",
-        "engine": spec.get("engine"),
+        "engine": spec.engine.value if spec else None,
         "ready": bool(endpoints),
-        "replicas": spec.get("replicas", 0),
+        "replicas": replicas,
         "ready_replicas": len(endpoints),
-        "scaled_to_zero": spec.get("replicas", 0) == 0 and not endpoints,
+        "scaled_to_zero": replicas == 0 and not endpoints,
         "status": ready_cond.get("reason", "Unknown"),
         "voices": [v["id"] for v in (builtin or {}).get("data", [])] + custom,
         "default_voice": (builtin or {}).get("default"),
@@ -91,8 +92,8 @@ async def wake_model(name: str, state: State, _: Admin) -> JSON:
 @router.post("/v1/models/{name}/sleep")
 async def sleep_model(name: str, state: State, _: Admin) -> JSON:
     """Scale to zero now (the cluster form of "offload the GPU"); the next request wakes it again."""
-    obj = _existing(state, name)
-    floor = int((obj.get("spec") or {}).get("minReplicas", 0))
+    spec = deployment_spec(_existing(state, name))
+    floor = spec.min_replicas if spec else 0
     if floor > 0:
         raise ApiError(
             409,

@@ -3,25 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from typing import Any
 
 from fastapi import APIRouter
 from kubernetes_asyncio.client.exceptions import ApiException
+from tts_crds import names
+from tts_crds.times import iso
 
 from ..capacity import node_gpus
 from ..deps import Authenticated, State
 from ..kube import TRANSPORT_ERRORS
 from ..pods import get_json
 from ..routing import deployment_of, endpoint_of, pod_is_ready
-from ..voices import condition
+from ..voices import condition, deployment_spec
 
 router = APIRouter(tags=["status"], dependencies=[Authenticated])
 JSON = dict[str, Any]
-
-
-def _iso(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def _later(a: str | None, b: str | None) -> str | None:
@@ -49,7 +46,8 @@ async def _pod_entry(state: State, pod: JSON) -> JSON:
 
 async def _deployment_entry(state: State, obj: JSON, pods: list[JSON]) -> JSON:
     name = obj["metadata"]["name"]
-    spec = obj.get("spec") or {}
+    spec = deployment_spec(obj)
+    replicas = spec.replicas if spec else 0
     status = obj.get("status") or {}
     ready = condition(obj) or {}
     endpoints = state.endpoints(name)
@@ -60,23 +58,23 @@ async def _deployment_entry(state: State, obj: JSON, pods: list[JSON]) -> JSON:
     )
     return {
         "name": name,
-        "engine": spec.get("engine"),
-        "model": (spec.get("model") or {}).get("uri"),
-        "replicas": spec.get("replicas", 0),
-        "min_replicas": spec.get("minReplicas", 0),
-        "max_replicas": spec.get("maxReplicas"),
+        "engine": spec.engine.value if spec else None,
+        "model": spec.model.uri if spec else None,
+        "replicas": replicas,
+        "min_replicas": spec.min_replicas if spec else 0,
+        "max_replicas": spec.max_replicas if spec else None,
         "ready_replicas": len(endpoints),
-        "scaled_to_zero": spec.get("replicas", 0) == 0 and not endpoints,
+        "scaled_to_zero": replicas == 0 and not endpoints,
         "waking": state.activator.waking(name),
         "ready": ready.get("status") == "True",
         "reason": ready.get("reason"),
         "message": ready.get("message"),
-        "last_activity": _later(status.get("lastActivityTime"), _iso(router_last) if router_last else None),
+        "last_activity": _later(status.get("lastActivityTime"), iso(router_last) if router_last else None),
         "scaled_to_zero_at": status.get("scaledToZeroAt"),
         "inflight_requests": state.dispatcher.inflight(name),
         "queued_requests": state.dispatcher.queued(name),
-        "gpu_per_replica": (spec.get("resources") or {}).get("gpu", 0),
-        "gpu_resource": (spec.get("resources") or {}).get("gpuResourceName", "nvidia.com/gpu"),
+        "gpu_per_replica": spec.resources.gpu if spec else 0,
+        "gpu_resource": spec.resources.gpu_resource_name if spec else names.DEFAULT_GPU_RESOURCE,
         "pods": list(await asyncio.gather(*(_pod_entry(state, p) for p in mine))),
     }
 
@@ -91,8 +89,9 @@ async def cluster_status(state: State) -> JSON:
     try:
         node_list = await state.kube.list_nodes()
         scheduled, scope = await state.kube.list_scheduled_pods()
-        gpu_names = {(o.get("spec") or {}).get("resources", {}).get("gpuResourceName", "") for o in deployments}
-        nodes = node_gpus(node_list, scheduled, gpu_names - {""})
+        specs = [deployment_spec(o) for o in deployments]
+        gpu_names = {s.resources.gpu_resource_name for s in specs if s is not None}
+        nodes = node_gpus(node_list, scheduled, gpu_names)
     except ApiException as exc:
         errors.append(f"cannot read nodes or pods for GPU capacity: {exc.status} {exc.reason}")
     except TRANSPORT_ERRORS as exc:

@@ -13,7 +13,7 @@ from tts_crds.http_errors import ApiError
 
 from ..deps import Admin, Authenticated, State
 from ..kube import answering
-from ..voices import check_voice_name, inspect_clip, storable, voice_entry, voice_objects
+from ..voices import check_voice_name, inspect_clip, storable, voice_entry, voice_model, voice_objects
 
 router = APIRouter(tags=["voices"], dependencies=[Authenticated])
 JSON = dict[str, Any]
@@ -47,9 +47,7 @@ async def list_voices(state: State, model: str | None = None) -> JSON:
     models = [model] if model is not None else sorted(state.deployments.objects)
     builtin = await asyncio.gather(*(_builtin(state, m) for m in models))
     custom = [
-        voice_entry(o)
-        for _, o in sorted(state.voices.objects.items())
-        if model is None or (o.get("spec") or {}).get("deployment") == model
+        voice_entry(o) for _, o in sorted(state.voices.objects.items()) if model is None or voice_model(o) == model
     ]
     return {"object": "list", "data": [v for group in builtin for v in group] + custom}
 

@@ -80,6 +80,7 @@ const currentTab = () => TABS.find((tab) => $(`#tab-${tab}`).getAttribute('aria-
 // --- the API key ------------------------------------------------------------------------------
 
 function showKeyPanel(show) {
+  $('#key-needed').hidden = Boolean(apiKey());
   $('#key-panel').hidden = !show;
   $('#key-open').setAttribute('aria-expanded', String(show));
   $('#key-forget').hidden = !apiKey();

@@ -1,7 +1,7 @@
 // The Status panel: GET /v1/status — every model's replicas, readiness, sleep state and last activity,
 // its pods (device, GPU memory) and the GPU capacity of every node; Wake and Sleep (admin key).
 
-import { api } from './api.js';
+import { api, apiKey } from './api.js';
 import { $, cell, clear, h, showError } from './dom.js';
 import { locale, onLanguageChange, t } from './i18n.js';
 import { refreshModels } from './store.js';
@@ -12,6 +12,7 @@ let loadedAt = null;
 export function initStatus() {
   $('#status-refresh').addEventListener('click', () => refreshStatus());
   onLanguageChange(render);
+  render();
 }
 
 export async function refreshStatus() {
@@ -70,7 +71,7 @@ async function scale(action, name, button) {
 function render() {
   $('#status-updated').textContent = loadedAt
     ? t('status.updated', { time: loadedAt.toLocaleTimeString(locale()) })
-    : t('status.loading');
+    : t(apiKey() ? 'status.loading' : 'status.needKey');
   const models = clear($('#models-table tbody'));
   const pods = clear($('#pods-table tbody'));
   const nodes = clear($('#nodes-table tbody'));

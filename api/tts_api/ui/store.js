@@ -5,6 +5,7 @@ import { api } from './api.js';
 
 export const store = {
   modelsLoaded: false,
+  voicesLoaded: false,
   models: [],
   voices: [],
   // the router's defaults until /ui/config.json answers
@@ -25,6 +26,7 @@ export async function refreshModels() {
 
 export async function refreshVoices() {
   store.voices = (await api.voices()).data;
+  store.voicesLoaded = true;
   for (const fn of listeners.voices) fn();
 }
 

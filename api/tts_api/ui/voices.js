@@ -36,6 +36,8 @@ export function initVoices(useVoice) {
   $('#voices-refresh').addEventListener('click', () => reload());
   subscribe('models', renderModels);
   subscribe('voices', renderTable);
+  renderModels();
+  renderTable();
   onLanguageChange(() => {
     renderModels();
     renderTable();
@@ -57,6 +59,9 @@ export async function reload() {
 function renderModels() {
   const keep = els.model.value;
   clear(els.model);
+  if (!store.models.length) {
+    els.model.append(h('option', { value: '' }, t(store.modelsLoaded ? 'speak.noModels' : 'speak.needKey')));
+  }
   for (const m of store.models) els.model.append(h('option', { value: m.id }, `${m.id} — ${m.engine}`));
   if (store.models.some((m) => m.id === keep)) els.model.value = keep;
   renderModelHint();
@@ -234,7 +239,8 @@ function voiceState(v) {
 function renderTable() {
   const body = clear($('#voices-table tbody'));
   if (!store.voices.length) {
-    body.append(h('tr', {}, h('td', { colspan: 6, class: 'hint' }, t('voices.none'))));
+    const empty = store.voicesLoaded ? 'voices.none' : 'voices.needKey';
+    body.append(h('tr', {}, h('td', { colspan: 6, class: 'hint' }, t(empty))));
     return;
   }
   for (const v of store.voices) {

@@ -1,0 +1,212 @@
+"""The inference server's endpoints. What they share lives on ``app.state`` (set by ``create_app``):
+the settings, the metrics and, from the lifespan on, the engine host."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import Receive, Scope, Send
+from tts_crds import events
+from tts_crds.http_errors import ApiError, error_body
+from tts_crds.speech import MEDIA_TYPES, SpeechRequest
+
+from . import audio
+from .engines import EngineError, SynthesisOptions
+from .host import EngineHost, Job, Metrics
+from .settings import Settings
+from .text import split_sentences
+from .validation import check_speech, wanted_voice
+
+log = logging.getLogger("tts_inference")
+
+router = APIRouter()
+
+
+class SpeechResponse(StreamingResponse):
+    """A streamed synthesis that always ends its job: finished, failed, or abandoned by the client."""
+
+    def __init__(self, job: Job, content: AsyncIterator[bytes], media_type: str, headers: dict[str, str]) -> None:
+        super().__init__(content, media_type=media_type, headers=headers)
+        self.job = job
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if self.job.close():
+                self.job.host.metrics.requests.labels("499").inc()  # nginx's "client closed request"
+
+
+def host_of(request: Request) -> EngineHost:
+    host: EngineHost = request.app.state.host
+    return host
+
+
+def settings_of(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def metrics_of(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+@router.get("/healthz", tags=["health"])
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", tags=["health"])
+async def readyz(request: Request) -> JSONResponse:
+    host = host_of(request)
+    if host.ready:
+        return JSONResponse({"status": "ready", "load_seconds": host.load_seconds})
+    if host.error:
+        return JSONResponse({"status": "failed", "error": host.error}, 503)
+    return JSONResponse({"status": "loading"}, 503)
+
+
+@router.get("/metrics", tags=["health"])
+async def prometheus(request: Request) -> Response:
+    return Response(generate_latest(metrics_of(request).registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/v1/status", tags=["status"])
+async def status(request: Request) -> dict:
+    host, settings = host_of(request), settings_of(request)
+    engine = host.engine
+    return {
+        "engine": settings.engine,
+        "model": settings.model_uri,
+        "device": engine.device,
+        "gpu_memory": engine.gpu_memory() if host.ready else None,
+        "ready": host.ready,
+        "error": host.error,
+        "load_seconds": host.load_seconds,
+        "sample_rate": engine.sample_rate if host.ready else None,
+        "can_clone": engine.can_clone,
+        "parameters": sorted(engine.parameters),
+        "details": engine.details() if host.ready else {},
+        "inflight_requests": host.inflight,
+        "queued_requests": host.queued,
+        "max_concurrency": settings.max_concurrency,
+        "max_queue": settings.max_queue,
+    }
+
+
+@router.get("/v1/audio/voices", tags=["speech"])
+async def voices(request: Request) -> dict:
+    host, settings = host_of(request), settings_of(request)
+    if not host.ready:
+        raise ApiError(503, "model is not loaded yet", "model_not_ready", headers={"Retry-After": "2"})
+    return {
+        "object": "list",
+        "default": settings.default_voice or host.engine.default_voice,
+        "can_clone": host.engine.can_clone,
+        "data": [{"id": v.id, "name": v.name, "language": v.language} for v in host.engine.voices()],
+    }
+
+
+async def options_for(body: SpeechRequest, host: EngineHost, settings: Settings) -> SynthesisOptions:
+    """Check the request (4xx here, never later) and decode its reference clip, if any."""
+    check_speech(body, host.engine, settings)
+    reference = None
+    if body.ref_audio is not None:
+        try:
+            reference = await asyncio.to_thread(
+                audio.decode_reference,
+                body.ref_audio,
+                settings.ref_audio_min_seconds,
+                settings.ref_audio_max_seconds,
+                settings.ref_audio_max_bytes,
+            )
+        except audio.AudioInputError as exc:
+            raise ApiError(400, str(exc), "invalid_ref_audio", "ref_audio") from exc
+    return SynthesisOptions(
+        speed=body.speed,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        seed=body.seed,
+        reference=reference,
+        reference_text=body.ref_text,
+    )
+
+
+@router.post(
+    "/v1/audio/speech",
+    tags=["speech"],
+    response_class=Response,
+    responses={200: {"content": {**{m: {} for m in MEDIA_TYPES.values()}, events.MEDIA_TYPE: {}}}},
+)
+async def speech(body: SpeechRequest, request: Request) -> Response:
+    host, settings, metrics = host_of(request), settings_of(request), metrics_of(request)
+    try:
+        if not host.ready:
+            raise ApiError(503, "model is not loaded yet", "model_not_ready", None, {"Retry-After": "2"})
+        options = await options_for(body, host, settings)
+        try:
+            voice = host.engine.validate(wanted_voice(body, settings), options)
+        except EngineError as exc:
+            raise ApiError(400, str(exc), "voice_not_found", "voice") from exc
+        sentences = split_sentences(body.input, settings.max_sentence_chars)
+        encoder = audio.StreamEncoder(body.response_format, host.engine.sample_rate)
+        try:
+            job = await host.start(sentences, voice, options)
+        except BaseException:  # 429, or the client left while queued
+            encoder.close()
+            raise
+    except ApiError as exc:
+        metrics.requests.labels(str(exc.status)).inc()
+        raise
+    headers = {"X-Sample-Rate": str(encoder.rate), "Cache-Control": "no-store"}
+    if body.stream_format == "sse":
+        content = sse_stream(job, encoder, body, metrics)
+        return SpeechResponse(job, content, events.MEDIA_TYPE, {**headers, "X-Accel-Buffering": "no"})
+    return SpeechResponse(job, audio_stream(job, encoder, metrics), MEDIA_TYPES[body.response_format], headers)
+
+
+async def audio_stream(job: Job, encoder: audio.StreamEncoder, metrics: Metrics) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in job.chunks():
+            data = await asyncio.to_thread(encoder.feed, chunk)
+            if data:
+                yield data
+        yield await asyncio.to_thread(encoder.finish)
+        metrics.requests.labels("200").inc()
+    except Exception:
+        # the status line has gone: all that is left is to cut the stream short
+        metrics.requests.labels("500").inc()
+        raise
+    finally:
+        encoder.close()
+
+
+async def sse_stream(
+    job: Job, encoder: audio.StreamEncoder, body: SpeechRequest, metrics: Metrics
+) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in job.chunks():
+            data = await asyncio.to_thread(encoder.feed, chunk)
+            if data:
+                yield events.AudioDelta.of(data).frame()
+        tail = await asyncio.to_thread(encoder.finish)
+        if tail:
+            yield events.AudioDelta.of(tail).frame()
+        yield events.AudioDone(
+            usage=events.Usage.of_text(body.input),
+            audio_seconds=round(job.samples / job.host.engine.sample_rate, 3),
+            sample_rate=encoder.rate,
+        ).frame()
+        metrics.requests.labels("200").inc()
+    except Exception as exc:
+        log.exception("synthesis failed mid-stream")
+        metrics.requests.labels("500").inc()
+        yield events.ErrorEvent.of(error_body(f"synthesis failed: {exc}", "synthesis_failed", None, 500)).frame()
+    finally:
+        encoder.close()
