@@ -194,7 +194,9 @@ def test_failing_liveness_probe_restarts_the_container(kube: Kube, namespace: st
     kube.apply(
         pod(
             "unhealthy",
-            ["sleep", "600"],
+            # a pid namespace's init ignores SIGTERM unless it handles it (as on any kubelet): the
+            # trap makes the exit code say that SIGTERM, not the SIGKILL after the grace period, ended it
+            ["sh", "-c", "trap 'exit 143' TERM; while true; do sleep 0.2; done"],
             container={"livenessProbe": {"tcpSocket": {"port": 9}, "periodSeconds": 1, "failureThreshold": 2}},
         ),
         namespace,

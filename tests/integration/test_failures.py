@@ -119,6 +119,7 @@ def local_operator(router: Router, kube: Kube, layout) -> Iterator[None]:
     kube.run("scale", "deployment", deployment, "-n", platform.NAMESPACE, "--replicas=0")
     eventually(lambda: not platform.component_pods(layout, "operator"), timeout=60, what="the operator pod to go")
     try:
+        _restart_operator(layout, kube)
         yield
     finally:
         procs.stop(layout, LOCAL_OPERATOR)
