@@ -34,7 +34,7 @@ COPY pyproject.toml images/extra_requirements.py ./
 # kube-tts itself, installed under /install; every image copies that folder into /usr/local
 FROM base AS app
 ARG PIP_CERT
-RUN pip install --no-compile 'setuptools>=75'
+RUN pip install --no-compile 'setuptools>=77'
 COPY README.md ./
 COPY crds crds
 COPY operator operator
