@@ -23,7 +23,10 @@ log = logging.getLogger(__name__)
 JSON = dict[str, Any]
 
 
-class ApiError(Exception):
+class KubeApiError(Exception):
+    """The apiserver answered with an HTTP error (not to be confused with ``tts_crds.ApiError``, the
+    error our HTTP services render)."""
+
     def __init__(self, status: int, body: str) -> None:
         super().__init__(f"HTTP {status}: {body[:500]}")
         self.status = status
@@ -98,7 +101,7 @@ class KubeClient:
         ) as resp:
             text = await resp.text()
             if resp.status >= 400:
-                raise ApiError(resp.status, text)
+                raise KubeApiError(resp.status, text)
             return json.loads(text) if text else {}
 
     async def get(self, path: str, **params: str) -> JSON:
@@ -129,7 +132,7 @@ class KubeClient:
             if resp.status == 410:
                 raise WatchExpired()
             if resp.status >= 400:
-                raise ApiError(resp.status, await resp.text())
+                raise KubeApiError(resp.status, await resp.text())
             async for line in resp.content:
                 if not line.strip():
                     continue
@@ -137,7 +140,7 @@ class KubeClient:
                 if event.get("type") == "ERROR":
                     if event.get("object", {}).get("code") == 410:
                         raise WatchExpired()
-                    raise ApiError(event["object"].get("code", 500), json.dumps(event["object"]))
+                    raise KubeApiError(event["object"].get("code", 500), json.dumps(event["object"]))
                 yield event
 
 
@@ -172,6 +175,6 @@ async def informer(
             raise
         except WatchExpired:
             log.info("watch of %s expired; re-listing", path)
-        except (TimeoutError, aiohttp.ClientError, ApiError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, KubeApiError, OSError) as exc:
             log.warning("watch of %s failed (%s); retrying in %.0fs", path, exc, retry_delay)
             await asyncio.sleep(retry_delay)

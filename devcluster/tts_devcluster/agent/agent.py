@@ -22,7 +22,7 @@ import aiohttp
 from aiohttp import web
 
 from .. import net
-from ..kube import ApiError, KubeClient, informer
+from ..kube import KubeApiError, KubeClient, informer
 from ..layout import BRIDGE_IP, CLUSTER_DOMAIN, KUBELET_PORT, KUBERNETES_SERVICE_IP
 from . import netpol
 from .images import ImageStore
@@ -178,7 +178,7 @@ class NodeAgent:
         }
         try:
             await self.client.post(f"/api/v1/namespaces/{meta['namespace']}/events", body)
-        except (ApiError, aiohttp.ClientError, OSError) as exc:
+        except (KubeApiError, aiohttp.ClientError, OSError) as exc:
             log.debug("event %s for %s not recorded: %s", reason, meta["name"], exc)
         if warning:
             log.info("pod %s/%s: %s: %s", meta["namespace"], meta["name"], reason, message)
@@ -227,7 +227,7 @@ class NodeAgent:
         phase = pod.get("status", {}).get("phase")
         if pod["metadata"].get("deletionTimestamp"):
             # nothing runs for it here (e.g. deleted while the agent was down): finish the deletion
-            with contextlib.suppress(ApiError):
+            with contextlib.suppress(KubeApiError):
                 await self.client.delete(
                     f"/api/v1/namespaces/{pod['metadata']['namespace']}/pods/{pod['metadata']['name']}",
                     {"gracePeriodSeconds": 0, "preconditions": {"uid": uid}},
@@ -274,7 +274,7 @@ class NodeAgent:
             key = (kind, namespace, name)
             try:
                 obj = await self.client.get(f"/api/v1/namespaces/{namespace}/{kind}/{name}")
-            except ApiError as exc:
+            except KubeApiError as exc:
                 if exc.status == 404:
                     self.env_cache.pop(key, None)
                     continue
@@ -303,7 +303,7 @@ class NodeAgent:
             try:
                 await self._sync_services()
                 await self.sync_policies()
-            except (ApiError, aiohttp.ClientError, OSError, net.NetError) as exc:
+            except (KubeApiError, aiohttp.ClientError, OSError, net.NetError) as exc:
                 log.warning("network sync failed: %s", exc)
             await asyncio.sleep(1.0)
 

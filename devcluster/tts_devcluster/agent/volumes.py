@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..kube import ApiError, KubeClient
+from ..kube import KubeApiError, KubeClient
 from .podspec import field_value
 
 JSON = dict[str, Any]
@@ -108,7 +108,7 @@ class VolumeBuilder:
     async def _get(self, path: str, optional: bool, what: str) -> JSON | None:
         try:
             return await self.client.get(path)
-        except ApiError as exc:
+        except KubeApiError as exc:
             if exc.status == 404:
                 if optional:
                     return None

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import net
-from ..kube import ApiError
+from ..kube import KubeApiError
 from .images import Image, ImageError, pull_policy
 from .podspec import (
     Identity,
@@ -206,7 +206,7 @@ class PodWorker:
                 return True
             except VolumeError as exc:
                 await self.agent.event(self.pod, "FailedMount", str(exc), warning=True)
-            except (net.NetError, ApiError, OSError, ValueError) as exc:
+            except (net.NetError, KubeApiError, OSError, ValueError) as exc:
                 log.warning("pod %s/%s: sandbox setup failed: %s", self.ns, self.name, exc)
                 await self.agent.event(self.pod, "FailedCreatePodSandBox", str(exc), warning=True)
             with contextlib.suppress(TimeoutError):
@@ -557,7 +557,7 @@ class PodWorker:
             c.container_id = f"runc://{cid}"
             with open(log_path, "ab") as logf:
                 return await self.agent.runc.run(cid, bundle, logf)
-        except (ContainerConfigError, RuntimeConfigError, ValueError, ApiError, OSError) as exc:
+        except (ContainerConfigError, RuntimeConfigError, ValueError, KubeApiError, OSError) as exc:
             await self._cleanup_run(c)
             c.state = {"waiting": {"reason": "CreateContainerConfigError", "message": str(exc)}}
             self._mark_dirty()
@@ -809,7 +809,7 @@ class PodWorker:
                     "preconditions": {"uid": self.uid},
                 },
             )
-        except ApiError as exc:
+        except KubeApiError as exc:
             if exc.status not in (404, 409):
                 log.warning("pod %s/%s: final delete failed: %s", self.ns, self.name, exc)
 
@@ -872,7 +872,7 @@ class PodWorker:
                 strategic=True,
             )
             self.pod = updated
-        except ApiError as exc:
+        except KubeApiError as exc:
             if exc.status == 404:
                 self.terminating.set()
             else:
@@ -893,7 +893,7 @@ class PodWorker:
             if time.monotonic() >= token.refresh_at:
                 try:
                     await self._vb.refresh_token(token)
-                except (ApiError, OSError) as exc:
+                except (KubeApiError, OSError) as exc:
                     log.warning("pod %s/%s: token refresh failed: %s", self.ns, self.name, exc)
 
 
