@@ -20,6 +20,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from tts_crds import objects
 
 from .. import net
 from ..kube import KubeApiError, KubeClient, informer
@@ -28,7 +29,7 @@ from . import netpol
 from .images import ImageStore
 from .podspec import DEFAULT_PATH
 from .runtime import Runc, runc_root, unmount_below
-from .worker import PodWorker, now_iso
+from .worker import PodWorker
 
 log = logging.getLogger("node-agent")
 JSON = dict[str, Any]
@@ -150,7 +151,6 @@ class NodeAgent:
         self, pod: JSON, reason: str, message: str, warning: bool = False, container: str | None = None
     ) -> None:
         meta = pod["metadata"]
-        node = pod["spec"].get("nodeName", "")
         involved: JSON = {
             "apiVersion": "v1",
             "kind": "Pod",
@@ -160,22 +160,7 @@ class NodeAgent:
         }
         if container:
             involved["fieldPath"] = f"spec.containers{{{container}}}"
-        ts = now_iso()
-        body = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-            "involvedObject": involved,
-            "reason": reason,
-            "message": message[:1024],
-            "type": "Warning" if warning else "Normal",
-            "source": {"component": "kubelet", "host": node},
-            "reportingComponent": "kubelet",
-            "reportingInstance": node,
-            "firstTimestamp": ts,
-            "lastTimestamp": ts,
-            "count": 1,
-        }
+        body = objects.event(involved, reason, message, "kubelet", warning, host=pod["spec"].get("nodeName"))
         try:
             await self.client.post(f"/api/v1/namespaces/{meta['namespace']}/events", body)
         except (KubeApiError, aiohttp.ClientError, OSError) as exc:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import json
 import logging
 import os
@@ -14,6 +13,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from tts_crds.times import now_iso
 
 from .. import net
 from ..kube import KubeApiError
@@ -55,10 +56,6 @@ BACKOFF_START = float(os.environ.get("KUBETTS_AGENT_BACKOFF_START", "10"))
 BACKOFF_MAX = float(os.environ.get("KUBETTS_AGENT_BACKOFF_MAX", "300"))
 BACKOFF_RESET_AFTER = 600.0
 PULL_BACKOFF_START = float(os.environ.get("KUBETTS_AGENT_PULL_BACKOFF_START", "10"))
-
-
-def now_iso() -> str:
-    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 class ContainerConfigError(RuntimeError):
