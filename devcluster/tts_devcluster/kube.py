@@ -1,26 +1,32 @@
-"""A small asyncio Kubernetes REST client for the node agent.
+"""The node agent's Kubernetes client: kubernetes_asyncio's kubeconfig loading and ApiClient, with
+the few raw-path calls a kubelet makes and a list/watch informer.
 
-The agent speaks to the apiserver the way a kubelet does: JSON in, JSON out, watches with
-resourceVersion and bookmarks, strategic-merge patches of ``pods/status``. A typed client would
-only add weight here, so this stays a thin layer over aiohttp.
+The agent hands pods around as the JSON the apiserver sent (it patches ``pods/status`` with
+strategic-merge patches and reads fields the typed models would drop or rename), so it calls
+paths, not the typed API classes. Everything else (certificates inline or in files, tokens, exec
+plugins, TLS, the connection pool) is kubernetes_asyncio's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import yaml
+from kubernetes_asyncio import config
+from kubernetes_asyncio.client import ApiClient, Configuration
 
 log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
+
+USER_AGENT = "kube-tts-node-agent/0.1"
+WATCH_SECONDS = 240  # the apiserver ends each watch after this; the informer watches again
 
 
 class KubeApiError(Exception):
@@ -38,23 +44,25 @@ class WatchExpired(Exception):
 
 
 class KubeClient:
-    def __init__(self, server: str, ssl_ctx: ssl.SSLContext, token: str | None = None) -> None:
-        self.server = server.rstrip("/")
-        self._ssl = ssl_ctx
-        self._token = token
-        self._session: aiohttp.ClientSession | None = None
+    """JSON in, JSON out, on raw API paths, through a kubernetes_asyncio ``ApiClient``."""
+
+    def __init__(self, api: ApiClient, token_refresh: asyncio.Task[None] | None = None) -> None:
+        self.api = api
+        self.api.user_agent = USER_AGENT
+        self._token_refresh = token_refresh
 
     @classmethod
-    def from_kubeconfig(cls, path: Path) -> KubeClient:
-        cfg = yaml.safe_load(path.read_text())
-        ctx_name = cfg["current-context"]
-        ctx = next(c["context"] for c in cfg["contexts"] if c["name"] == ctx_name)
-        cluster = next(c["cluster"] for c in cfg["clusters"] if c["name"] == ctx["cluster"])
-        user = next(u["user"] for u in cfg["users"] if u["name"] == ctx["user"])
-        ssl_ctx = ssl.create_default_context(cafile=cluster["certificate-authority"])
-        if "client-certificate" in user:
-            ssl_ctx.load_cert_chain(user["client-certificate"], user["client-key"])
-        return cls(cluster["server"], ssl_ctx, user.get("token"))
+    async def from_kubeconfig(cls, path: Path) -> KubeClient:
+        """The current context of ``path``, read as kubectl reads it; tokens from exec plugins are
+        refreshed in the background until :meth:`close`."""
+        configuration = Configuration()
+        loader = await config.load_kube_config(
+            config_file=str(path), client_configuration=configuration, persist_config=False
+        )
+        configuration.connection_pool_maxsize = 32
+        # returns at once unless the credential is one that expires (exec plugin, gcp)
+        refresh = asyncio.create_task(config.refresh_token(loader, configuration), name="kubeconfig token refresh")
+        return cls(ApiClient(configuration), refresh)
 
     async def __aenter__(self) -> KubeClient:
         return self
@@ -62,22 +70,34 @@ class KubeClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            headers = {"Accept": "application/json", "User-Agent": "kube-tts-node-agent/0.1"}
-            if self._token:
-                headers["Authorization"] = f"Bearer {self._token}"
-            self._session = aiohttp.ClientSession(
-                headers=headers,
-                connector=aiohttp.TCPConnector(ssl=self._ssl, limit=32),
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
-            )
-        return self._session
-
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        if self._token_refresh is not None:
+            self._token_refresh.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._token_refresh
+        await self.api.close()
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str] | None,
+        body: Any,
+        content_type: str,
+        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109 - a per-request aiohttp timeout
+    ) -> aiohttp.ClientResponse:
+        """The response unread (the caller reads and releases it), whatever its status."""
+        response: aiohttp.ClientResponse = await self.api.call_api(
+            path,
+            method,
+            query_params=list(params.items()) if params else None,
+            header_params={"Accept": "application/json", "Content-Type": content_type},
+            body=body,
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+            _request_timeout=timeout,
+        )
+        return response
 
     async def request(
         self,
@@ -89,16 +109,8 @@ class KubeClient:
         content_type: str = "application/json",
         timeout: float = 30,  # noqa: ASYNC109 - a per-request aiohttp timeout
     ) -> JSON:
-        data = None if body is None else json.dumps(body)
-        headers = {"Content-Type": content_type} if data is not None else {}
-        async with self.session.request(
-            method,
-            self.server + path,
-            params=params,
-            data=data,
-            headers=headers,
-            timeout=aiohttp.ClientTimeout(total=timeout),
-        ) as resp:
+        resp = await self._send(method, path, params, body, content_type, aiohttp.ClientTimeout(total=timeout))
+        async with resp:
             text = await resp.text()
             if resp.status >= 400:
                 raise KubeApiError(resp.status, text)
@@ -123,12 +135,12 @@ class KubeClient:
             "watch": "true",
             "resourceVersion": resource_version,
             "allowWatchBookmarks": "true",
-            "timeoutSeconds": "240",
+            "timeoutSeconds": str(WATCH_SECONDS),
             **params,
         }
-        async with self.session.get(
-            self.server + path, params=query, timeout=aiohttp.ClientTimeout(total=300, sock_read=300)
-        ) as resp:
+        timeout = aiohttp.ClientTimeout(total=WATCH_SECONDS + 60, sock_read=WATCH_SECONDS + 60)
+        resp = await self._send("GET", path, query, None, "application/json", timeout)
+        async with resp:
             if resp.status == 410:
                 raise WatchExpired()
             if resp.status >= 400:
@@ -147,10 +159,10 @@ class KubeClient:
 async def informer(
     client: KubeClient,
     path: str,
-    on_event: Any,
+    on_event: Callable[[str, JSON], Awaitable[None]],
     *,
     params: dict[str, str] | None = None,
-    on_sync: Any = None,
+    on_sync: Callable[[list[JSON]], Awaitable[None]] | None = None,
     retry_delay: float = 1.0,
 ) -> None:
     """List then watch ``path`` forever, calling ``on_event(type, obj)``; re-lists on expiry or error.

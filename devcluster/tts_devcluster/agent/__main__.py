@@ -37,7 +37,7 @@ def main() -> None:
     expose = sorted({os.path.realpath(sys.base_prefix), str(repo_root())})
 
     async def run() -> None:
-        client = KubeClient.from_kubeconfig(args.kubeconfig)
+        client = await KubeClient.from_kubeconfig(args.kubeconfig)
         runtime = RuntimeSettings(
             images_dir=args.images_dir,
             runc=args.runc,
