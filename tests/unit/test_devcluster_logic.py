@@ -1,5 +1,5 @@
 import pytest
-from tts_devcluster.agent.agent import GpuAllocator, Ipam, NodeInfo
+from tts_devcluster.agent.allocation import GpuAllocator, Ipam, NodeInfo
 from tts_devcluster.agent.podspec import (
     condition,
     expand,

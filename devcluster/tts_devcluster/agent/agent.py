@@ -4,10 +4,7 @@ programs service NAT and pod /etc/hosts from Services and EndpointSlices."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import fnmatch
-import ipaddress
 import logging
 import os
 import shutil
@@ -26,6 +23,9 @@ from .. import net
 from ..kube import KubeApiError, KubeClient, informer
 from ..layout import BRIDGE_IP, CLUSTER_DOMAIN, KUBELET_PORT, KUBERNETES_SERVICE_IP
 from . import netpol
+from .allocation import GpuAllocator, Ipam, NodeInfo
+from .context import ProcessMode, Sandbox
+from .envsources import PodEnvironment
 from .images import ImageStore
 from .podspec import DEFAULT_PATH
 from .runtime import Runc, runc_root, unmount_below
@@ -35,64 +35,6 @@ log = logging.getLogger("node-agent")
 JSON = dict[str, Any]
 
 FAKE_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
-
-
-@dataclass(frozen=True)
-class NodeInfo:
-    name: str
-    ip: str
-    pod_cidr: str
-    gpus: int
-
-
-class Ipam:
-    """Pod IPs from each node's podCIDR; a pod keeps the IP its status already names."""
-
-    def __init__(self) -> None:
-        self.used: dict[str, dict[str, str]] = {}  # node -> uid -> ip
-
-    def allocate(self, node: NodeInfo, uid: str, preferred: str | None) -> str:
-        taken = self.used.setdefault(node.name, {})
-        if uid in taken:
-            return taken[uid]
-        network = ipaddress.ip_network(node.pod_cidr)
-        in_use = set(taken.values())
-        if preferred and ipaddress.ip_address(preferred) in network and preferred not in in_use:
-            taken[uid] = preferred
-            return preferred
-        for host in network.hosts():
-            ip = str(host)
-            if ip.endswith(".1") or ip in in_use:
-                continue
-            taken[uid] = ip
-            return ip
-        raise ValueError(f"node {node.name}: pod CIDR {node.pod_cidr} is exhausted")
-
-    def release(self, node: NodeInfo, uid: str) -> None:
-        self.used.get(node.name, {}).pop(uid, None)
-
-
-class GpuAllocator:
-    """Hands each pod distinct GPU indices on its node, like the NVIDIA device plugin."""
-
-    def __init__(self) -> None:
-        self.used: dict[str, dict[str, list[int]]] = {}
-
-    def allocate(self, node: NodeInfo, uid: str, count: int) -> list[int]:
-        if count <= 0:
-            return []
-        taken = self.used.setdefault(node.name, {})
-        if uid in taken:
-            return taken[uid]
-        busy = {i for ids in taken.values() for i in ids}
-        free = [i for i in range(node.gpus) if i not in busy]
-        if len(free) < count:
-            raise ValueError(f"node {node.name}: {count} GPU(s) requested, {len(free)} free")
-        taken[uid] = free[:count]
-        return taken[uid]
-
-    def release(self, node: NodeInfo, uid: str) -> None:
-        self.used.get(node.name, {}).pop(uid, None)
 
 
 @dataclass(frozen=True)
@@ -118,26 +60,21 @@ class NodeAgent:
         self.client = client
         self.state_dir = state_dir
         self.pki_dir = pki_dir
-        self.python = sys.executable
-        self.path_env = ":".join([*path_dirs, DEFAULT_PATH])
-        self.expose_paths = expose
         self.images = ImageStore(runtime.images_dir)
         self.runc = Runc(runtime.runc, runc_root(state_dir))
-        self.process_images = runtime.process_images
-        self.ipam = Ipam()
-        self.gpus = GpuAllocator()
+        self.process_mode = ProcessMode(
+            runtime.process_images, sys.executable, ":".join([*path_dirs, DEFAULT_PATH]), tuple(expose)
+        )
+        self.env = PodEnvironment(client)
+        self.sandbox = Sandbox(Ipam(), GpuAllocator(), self.sync_policies, self.service_hosts)
         self.kubernetes_service = (KUBERNETES_SERVICE_IP, 443)
         self.nodes: dict[str, NodeInfo] = {}
         self.workers: dict[str, PodWorker] = {}
-        self.env_cache: dict[tuple[str, str, str], dict[str, str]] = {}
         self._services: list[tuple[str, str, str]] = []  # (namespace, name, clusterIP)
         self._rules_text = ""
         self._http: aiohttp.ClientSession | None = None
         self.synced = asyncio.Event()  # the first pod list has been handled
         self._policy_lock = asyncio.Lock()
-
-    def runs_as_process(self, image: str) -> bool:
-        return any(fnmatch.fnmatchcase(image, pattern) for pattern in self.process_images)
 
     @property
     def http(self) -> aiohttp.ClientSession:
@@ -240,35 +177,6 @@ class NodeAgent:
             await asyncio.sleep(1)
             for uid in [u for u, w in self.workers.items() if w.done]:
                 self.workers.pop(uid, None)
-
-    async def refresh_env_cache(self, namespace: str, container: JSON) -> None:
-        """Fetch the ConfigMaps and Secrets a container's env refers to."""
-        refs: set[tuple[str, str]] = set()
-        for src in container.get("envFrom", []) or []:
-            if "configMapRef" in src:
-                refs.add(("configmaps", src["configMapRef"]["name"]))
-            if "secretRef" in src:
-                refs.add(("secrets", src["secretRef"]["name"]))
-        for var in container.get("env", []) or []:
-            vf = var.get("valueFrom") or {}
-            if "configMapKeyRef" in vf:
-                refs.add(("configmaps", vf["configMapKeyRef"]["name"]))
-            if "secretKeyRef" in vf:
-                refs.add(("secrets", vf["secretKeyRef"]["name"]))
-        for kind, name in refs:
-            key = (kind, namespace, name)
-            try:
-                obj = await self.client.get(f"/api/v1/namespaces/{namespace}/{kind}/{name}")
-            except KubeApiError as exc:
-                if exc.status == 404:
-                    self.env_cache.pop(key, None)
-                    continue
-                raise
-            raw = obj.get("data") or {}
-            if kind == "secrets":
-                self.env_cache[key] = {k: base64.b64decode(v).decode(errors="replace") for k, v in raw.items()}
-            else:
-                self.env_cache[key] = dict(raw)
 
     # --- services --------------------------------------------------------------------------
 

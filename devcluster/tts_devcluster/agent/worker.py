@@ -47,7 +47,8 @@ from .runtime import (
 from .volumes import VolumeBuilder, VolumeError, Volumes
 
 if TYPE_CHECKING:
-    from .agent import NodeAgent, NodeInfo
+    from .allocation import NodeInfo
+    from .context import PodContext
 
 log = logging.getLogger(__name__)
 JSON = dict[str, Any]
@@ -101,15 +102,15 @@ class Container:
 
 
 class PodWorker:
-    def __init__(self, agent: NodeAgent, pod: JSON, node: NodeInfo) -> None:
-        self.agent = agent
+    def __init__(self, ctx: PodContext, pod: JSON, node: NodeInfo) -> None:
+        self.ctx = ctx
         self.pod = pod
         self.node = node
         meta = pod["metadata"]
         self.uid: str = meta["uid"]
         self.name: str = meta["name"]
         self.ns: str = meta["namespace"]
-        self.dir = agent.state_dir / self.uid
+        self.dir = ctx.state_dir / self.uid
         self.ip = ""
         self.netns: str | None = None
         self.filter_rules = ""  # iptables filter table last applied in the pod's netns
@@ -187,25 +188,27 @@ class PodWorker:
                 self.dir.mkdir(parents=True, exist_ok=True)
                 (self.dir / "pids").mkdir(exist_ok=True)
                 if not self.ip:
-                    self.ip = self.agent.ipam.allocate(self.node, self.uid, self.pod.get("status", {}).get("podIP"))
+                    self.ip = self.ctx.sandbox.ipam.allocate(
+                        self.node, self.uid, self.pod.get("status", {}).get("podIP")
+                    )
                 host_network = bool(self.pod["spec"].get("hostNetwork"))
                 if not host_network and self.netns is None:
                     self.netns = (await asyncio.to_thread(net.create_pod_netns, self.uid, self.ip)).netns
                 if not self.gpus:
-                    self.gpus = self.agent.gpus.allocate(self.node, self.uid, self._gpu_request())
-                self._vb = VolumeBuilder(self.agent.client, self.pod, self.dir / "volumes", self.ip, self.node.ip)
+                    self.gpus = self.ctx.sandbox.gpus.allocate(self.node, self.uid, self._gpu_request())
+                self._vb = VolumeBuilder(self.ctx.client, self.pod, self.dir / "volumes", self.ip, self.node.ip)
                 self.volumes = await self._vb.build()
                 self.write_etc_files()
                 if self.netns:
-                    await self.agent.sync_policies()
+                    await self.ctx.sandbox.sync_policies()
                 self._sandbox_ready = True
                 self._mark_dirty()
                 return True
             except VolumeError as exc:
-                await self.agent.event(self.pod, "FailedMount", str(exc), warning=True)
+                await self.ctx.event(self.pod, "FailedMount", str(exc), warning=True)
             except (net.NetError, KubeApiError, OSError, ValueError) as exc:
                 log.warning("pod %s/%s: sandbox setup failed: %s", self.ns, self.name, exc)
-                await self.agent.event(self.pod, "FailedCreatePodSandBox", str(exc), warning=True)
+                await self.ctx.event(self.pod, "FailedCreatePodSandBox", str(exc), warning=True)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.terminating.wait(), delay)
             delay = min(delay * 2, 30)
@@ -233,7 +236,7 @@ class PodWorker:
             "::1\tlocalhost ip6-localhost ip6-loopback",
             f"{self.ip}\t{' '.join(x for x in (fqdn, hostname) if x)}",
         ]
-        lines += [f"{ip}\t{' '.join(names)}" for ip, names in self.agent.service_hosts(self.ns)]
+        lines += [f"{ip}\t{' '.join(names)}" for ip, names in self.ctx.sandbox.service_hosts(self.ns)]
         for alias in spec.get("hostAliases", []) or []:
             lines.append(f"{alias['ip']}\t{' '.join(alias.get('hostnames', []))}")
         hosts = etc / "hosts"
@@ -260,7 +263,7 @@ class PodWorker:
                 if self.terminating.is_set():
                     return
                 if policy == "Never":
-                    await self.agent.event(self.pod, "Failed", f"init container {c.name} exited {rc}", warning=True)
+                    await self.ctx.event(self.pod, "Failed", f"init container {c.name} exited {rc}", warning=True)
                     self._mark_dirty()
                     await self.terminating.wait()
                     return
@@ -296,7 +299,7 @@ class PodWorker:
                 c.last_state = c.state
             c.state = {"waiting": {"reason": "CrashLoopBackOff", "message": msg}}
             self._mark_dirty()
-            await self.agent.event(
+            await self.ctx.event(
                 self.pod, "BackOff", f"Back-off restarting failed container {c.name}", warning=True, container=c.name
             )
             with contextlib.suppress(TimeoutError):
@@ -310,14 +313,14 @@ class PodWorker:
         env: dict[str, str] = {}
         if c.as_process:
             # a process sees the host's filesystem: the checkout's venv first on PATH
-            env["PATH"] = self.agent.path_env
+            env["PATH"] = self.ctx.process_mode.path_env
             env["HOME"] = "/root" if ident.uid in (None, 0) else "/"
         env |= {
             "HOSTNAME": self.pod["spec"].get("hostname") or self.name,
-            "KUBERNETES_SERVICE_HOST": self.agent.kubernetes_service[0],
-            "KUBERNETES_SERVICE_PORT": str(self.agent.kubernetes_service[1]),
-            "KUBERNETES_SERVICE_PORT_HTTPS": str(self.agent.kubernetes_service[1]),
-            "KUBERNETES_PORT": f"tcp://{self.agent.kubernetes_service[0]}:{self.agent.kubernetes_service[1]}",
+            "KUBERNETES_SERVICE_HOST": self.ctx.kubernetes_service[0],
+            "KUBERNETES_SERVICE_PORT": str(self.ctx.kubernetes_service[1]),
+            "KUBERNETES_SERVICE_PORT_HTTPS": str(self.ctx.kubernetes_service[1]),
+            "KUBERNETES_PORT": f"tcp://{self.ctx.kubernetes_service[0]}:{self.ctx.kubernetes_service[1]}",
         }
         if self.gpus:
             env["NVIDIA_VISIBLE_DEVICES"] = ",".join(str(g) for g in self.gpus)
@@ -337,13 +340,12 @@ class PodWorker:
         return env
 
     def _env_source(self, src: JSON) -> dict[str, str]:
-        cache = self.agent.env_cache
         if "configMapRef" in src:
             ref = src["configMapRef"]
-            data = cache.get(("configmaps", self.ns, ref["name"]))
+            data = self.ctx.env.data("configmaps", self.ns, ref["name"])
         else:
             ref = src["secretRef"]
-            data = cache.get(("secrets", self.ns, ref["name"]))
+            data = self.ctx.env.data("secrets", self.ns, ref["name"])
         if data is None:
             if ref.get("optional"):
                 return {}
@@ -360,7 +362,7 @@ class PodWorker:
         for kind, key in (("configMapKeyRef", "configmaps"), ("secretKeyRef", "secrets")):
             if kind in src:
                 ref = src[kind]
-                data = self.agent.env_cache.get((key, self.ns, ref["name"]))
+                data = self.ctx.env.data(key, self.ns, ref["name"])
                 if data is None or ref["key"] not in data:
                     if ref.get("optional"):
                         return None
@@ -436,7 +438,7 @@ class PodWorker:
             "hostname": self.pod["spec"].get("hostname") or self.name,
             "mounts": self._mounts(c),
             "etc": self._etc_files(),
-            "expose": self.agent.expose_paths,
+            "expose": list(self.ctx.process_mode.expose_paths),
         }
 
     def _bundle_config(self, c: Container, ident: Identity, image: Image, rootfs: Path) -> JSON:
@@ -481,17 +483,17 @@ class PodWorker:
         image = c.spec.get("image", "")
         try:
             policy = pull_policy(c.spec)
-            if policy == "Always" or self.agent.images.present(image) is None:
-                await self.agent.event(self.pod, "Pulling", f'Pulling image "{image}"', container=c.name)
+            if policy == "Always" or self.ctx.images.present(image) is None:
+                await self.ctx.event(self.pod, "Pulling", f'Pulling image "{image}"', container=c.name)
             t0 = time.monotonic()
-            got, pulled = await self.agent.images.ensure(image, policy)
+            got, pulled = await self.ctx.images.ensure(image, policy)
         except ImageError as exc:
             c.state = {"waiting": {"reason": exc.reason, "message": str(exc)}}
             self._mark_dirty()
-            await self.agent.event(
+            await self.ctx.event(
                 self.pod, "Failed", f'Failed to pull image "{image}": {exc}', warning=True, container=c.name
             )
-            await self.agent.event(self.pod, "Failed", f"Error: {exc.reason}", warning=True, container=c.name)
+            await self.ctx.event(self.pod, "Failed", f"Error: {exc.reason}", warning=True, container=c.name)
             c.pull_backoff = PULL_BACKOFF_START if not c.pull_backoff else min(c.pull_backoff * 2, BACKOFF_MAX)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.terminating.wait(), 1.0)
@@ -503,7 +505,7 @@ class PodWorker:
                     }
                 }
                 self._mark_dirty()
-                await self.agent.event(
+                await self.ctx.event(
                     self.pod, "BackOff", f'Back-off pulling image "{image}"', warning=True, container=c.name
                 )
             with contextlib.suppress(TimeoutError):
@@ -516,13 +518,13 @@ class PodWorker:
             msg = f'Successfully pulled image "{image}" in {took:.3f}s. Image size: {got.size} bytes.'
         else:
             msg = f'Container image "{image}" already present on machine'
-        await self.agent.event(self.pod, "Pulled", msg, container=c.name)
+        await self.ctx.event(self.pod, "Pulled", msg, container=c.name)
         return True
 
     async def _start(self, c: Container, ident: Identity, log_path: Path) -> asyncio.subprocess.Process | None:
         """Start the container (image mode: pull, overlay, ``runc run``); None when it cannot start."""
         try:
-            await self.agent.refresh_env_cache(self.ns, c.spec)
+            await self.ctx.env.refresh(self.ns, c.spec)
             if c.as_process:
                 spec_path = self.dir / f"launch-{c.name}.json"
                 spec_path.write_text(json.dumps(self._launch_spec(c, ident)))
@@ -530,7 +532,7 @@ class PodWorker:
                 c.container_id = f"kubetts://{c.cid(self.uid)}"
                 with open(log_path, "ab") as logf:
                     return await asyncio.create_subprocess_exec(
-                        self.agent.python,
+                        self.ctx.process_mode.python,
                         "-m",
                         "tts_devcluster.agent.launcher",
                         str(spec_path),
@@ -553,12 +555,12 @@ class PodWorker:
             (bundle / "config.json").chmod(0o600)
             c.container_id = f"runc://{cid}"
             with open(log_path, "ab") as logf:
-                return await self.agent.runc.run(cid, bundle, logf)
+                return await self.ctx.runc.run(cid, bundle, logf)
         except (ContainerConfigError, RuntimeConfigError, ValueError, KubeApiError, OSError) as exc:
             await self._cleanup_run(c)
             c.state = {"waiting": {"reason": "CreateContainerConfigError", "message": str(exc)}}
             self._mark_dirty()
-            await self.agent.event(self.pod, "Failed", f"Error: {exc}", warning=True, container=c.name)
+            await self.ctx.event(self.pod, "Failed", f"Error: {exc}", warning=True, container=c.name)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.terminating.wait(), 10)
             return None
@@ -568,7 +570,7 @@ class PodWorker:
         if c.as_process:
             return
         cid = c.cid(self.uid)
-        await self.agent.runc.delete(cid)
+        await self.ctx.runc.delete(cid)
         if c.rootfs is not None:
             with contextlib.suppress(OSError):
                 await asyncio.to_thread(c.rootfs.umount)
@@ -579,7 +581,7 @@ class PodWorker:
         """Start the container, run its probes, wait for it to exit; the exit code, or None when it
         could not be started (a pull or config error: no restart is counted, as in the kubelet)."""
         ident = identity(self.pod, c.spec)
-        c.as_process = self.agent.runs_as_process(c.spec.get("image", ""))
+        c.as_process = self.ctx.process_mode.matches(c.spec.get("image", ""))
         log_dir = self.dir / "logs" / c.name
         log_dir.mkdir(parents=True, exist_ok=True)
         log_path = log_dir / f"{c.restart_count}.log"
@@ -597,7 +599,7 @@ class PodWorker:
         c.started = not has_startup
         c.ready = not c.spec.get("readinessProbe") and c.started and not c.init
         self._mark_dirty()
-        await self.agent.event(self.pod, "Started", f"Started container {c.name}", container=c.name)
+        await self.ctx.event(self.pod, "Started", f"Started container {c.name}", container=c.name)
         probes = [] if c.init else self._probe_tasks(c, ident)
         try:
             rc = await proc.wait()
@@ -625,7 +627,7 @@ class PodWorker:
         if message:
             term["message"] = message
         if reason == "StartError":
-            await self.agent.event(self.pod, "Failed", message, warning=True, container=c.name)
+            await self.ctx.event(self.pod, "Failed", message, warning=True, container=c.name)
         c.state = {"terminated": term}
         self._mark_dirty()
         return rc
@@ -654,10 +656,10 @@ class PodWorker:
         if c.as_process:
             return nsenter_argv(c.proc.pid, user)
         cid = c.cid(self.uid)
-        return lambda command: self.agent.runc.exec_argv(cid, command)
+        return lambda command: self.ctx.runc.exec_argv(cid, command)
 
     async def _probe(self, c: Container, spec: ProbeSpec, user: tuple[int, int] | None) -> tuple[bool, str]:
-        return await run_probe(spec, self.ip, self.agent.http, self._exec_argv(c, user))
+        return await run_probe(spec, self.ip, self.ctx.http, self._exec_argv(c, user))
 
     async def _startup_loop(
         self, c: Container, spec: ProbeSpec, started: asyncio.Event, user: tuple[int, int] | None
@@ -674,7 +676,7 @@ class PodWorker:
                 self._mark_dirty()
                 return
             if decided is False:
-                await self.agent.event(
+                await self.ctx.event(
                     self.pod, "Unhealthy", f"Startup probe failed: {msg}", warning=True, container=c.name
                 )
                 await self._kill(c, f"Container {c.name} failed startup probe, will be restarted")
@@ -690,7 +692,7 @@ class PodWorker:
         while True:
             ok, msg = await self._probe(c, spec, user)
             if not ok:
-                await self.agent.event(
+                await self.ctx.event(
                     self.pod, "Unhealthy", f"Liveness probe failed: {msg}", warning=True, container=c.name
                 )
             if state.record(ok) is False:
@@ -711,7 +713,7 @@ class PodWorker:
                 c.ready = decided
                 self._mark_dirty()
                 if decided is False and msg:
-                    await self.agent.event(
+                    await self.ctx.event(
                         self.pod, "Unhealthy", f"Readiness probe failed: {msg}", warning=True, container=c.name
                     )
             await asyncio.sleep(spec.period)
@@ -729,7 +731,7 @@ class PodWorker:
         if proc is None or c.stopping:
             return
         c.stopping = True
-        await self.agent.event(self.pod, "Killing", reason, container=c.name)
+        await self.ctx.event(self.pod, "Killing", reason, container=c.name)
         grace = self._grace() if grace is None else grace
         deadline = time.monotonic() + max(grace, 0.1)
         if not self.killed_fast:
@@ -750,7 +752,7 @@ class PodWorker:
             if c.as_process:
                 os.killpg(proc.pid, sig)
             elif sig == signal.SIGKILL:
-                await self.agent.runc.kill(c.cid(self.uid), "KILL")
+                await self.ctx.runc.kill(c.cid(self.uid), "KILL")
             else:
                 os.kill(proc.pid, sig)
 
@@ -774,7 +776,7 @@ class PodWorker:
         elif "httpGet" in hook:
             spec = probe_spec(c.spec, {"httpGet": hook["httpGet"], "timeoutSeconds": 10})
             if spec is not None:
-                await run_probe(spec, self.ip, self.agent.http, None)
+                await run_probe(spec, self.ip, self.ctx.http, None)
 
     async def _stop_containers(self) -> None:
         grace = 2.0 if self.killed_fast else self._grace()
@@ -788,8 +790,8 @@ class PodWorker:
                     c.rootfs.umount()
         if self.netns:
             net.delete_pod_netns(self.netns)
-        self.agent.ipam.release(self.node, self.uid)
-        self.agent.gpus.release(self.node, self.uid)
+        self.ctx.sandbox.ipam.release(self.node, self.uid)
+        self.ctx.sandbox.gpus.release(self.node, self.uid)
         shutil.rmtree(self.dir, ignore_errors=True)
 
     async def _finalize_deletion(self) -> None:
@@ -797,7 +799,7 @@ class PodWorker:
         if not self.pod["metadata"].get("deletionTimestamp"):
             return
         try:
-            await self.agent.client.delete(
+            await self.ctx.client.delete(
                 f"/api/v1/namespaces/{self.ns}/pods/{self.name}",
                 {
                     "kind": "DeleteOptions",
@@ -863,7 +865,7 @@ class PodWorker:
         if self.killed_fast:
             return
         try:
-            updated = await self.agent.client.patch(
+            updated = await self.ctx.client.patch(
                 f"/api/v1/namespaces/{self.ns}/pods/{self.name}/status",
                 {"metadata": {"uid": self.uid}, "status": self.build_status()},
                 strategic=True,
