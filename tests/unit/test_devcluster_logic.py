@@ -118,3 +118,28 @@ def test_a_pod_ip_always_gets_the_same_mac():
 
     assert pod_mac("10.244.3.5") == "0a:58:0a:f4:03:05"
     assert pod_mac("10.244.3.5") == pod_mac("10.244.3.5") != pod_mac("10.244.3.6")
+
+
+def test_service_rules_take_ready_endpoints_by_port_name_and_hosts_name_services():
+    from tts_devcluster.agent.services import ServiceProxy, service_rules
+
+    svc = {
+        "metadata": {"namespace": "ns", "name": "web"},
+        "spec": {"clusterIP": "10.96.0.9", "ports": [{"name": "http", "port": 80}]},
+    }
+    headless = {"metadata": {"namespace": "ns", "name": "db"}, "spec": {"clusterIP": "None"}}
+    endpoints = {
+        "metadata": {"namespace": "ns", "labels": {"kubernetes.io/service-name": "web"}},
+        "ports": [{"name": "http", "port": 8080}],
+        "endpoints": [
+            {"addresses": ["10.244.1.2"], "conditions": {"ready": True}},
+            {"addresses": ["10.244.1.3"], "conditions": {"ready": False}},
+        ],
+    }
+    rules, services = service_rules([svc, headless], [endpoints])
+    assert rules == [ServiceRule("10.96.0.9", 80, "TCP", (("10.244.1.2", 8080),))]
+    assert services == [("ns", "web", "10.96.0.9")]
+    proxy = ServiceProxy(None, lambda: None)  # type: ignore[arg-type]
+    proxy._services = services
+    assert proxy.hosts("ns") == [("10.96.0.9", ["web.ns.svc.cluster.local", "web.ns.svc", "web.ns", "web"])]
+    assert proxy.hosts("other")[0][1][-1] == "web.ns"

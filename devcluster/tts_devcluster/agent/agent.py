@@ -1,5 +1,7 @@
-"""The node agent: watches pods bound to kwok nodes and runs them; serves ``kubectl logs``;
-programs service NAT and pod /etc/hosts from Services and EndpointSlices."""
+"""The node agent: watches pods bound to kwok nodes and runs them (the kubelet's part; one
+:class:`~.worker.PodWorker` per pod), and wires the rest: service NAT and /etc/hosts
+(services.py, kube-proxy's part), pod firewalls (policy.py, a CNI policy agent's part) and
+``kubectl logs`` (logs.py, the kubelet API)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,6 @@ import logging
 import os
 import shutil
 import signal
-import ssl
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,14 +22,16 @@ from tts_crds import objects
 
 from .. import net
 from ..kube import KubeApiError, KubeClient, informer
-from ..layout import BRIDGE_IP, CLUSTER_DOMAIN, KUBELET_PORT, KUBERNETES_SERVICE_IP
-from . import netpol
+from ..layout import BRIDGE_IP, KUBELET_PORT, KUBERNETES_SERVICE_IP
 from .allocation import GpuAllocator, Ipam, NodeInfo
 from .context import ProcessMode, Sandbox
 from .envsources import PodEnvironment
 from .images import ImageStore
+from .logs import LogServer, kubelet_ssl
 from .podspec import DEFAULT_PATH
+from .policy import PolicyAgent
 from .runtime import Runc, runc_root, unmount_below
+from .services import ServiceProxy
 from .worker import PodWorker
 
 log = logging.getLogger("node-agent")
@@ -66,15 +69,14 @@ class NodeAgent:
             runtime.process_images, sys.executable, ":".join([*path_dirs, DEFAULT_PATH]), tuple(expose)
         )
         self.env = PodEnvironment(client)
-        self.sandbox = Sandbox(Ipam(), GpuAllocator(), self.sync_policies, self.service_hosts)
         self.kubernetes_service = (KUBERNETES_SERVICE_IP, 443)
         self.nodes: dict[str, NodeInfo] = {}
         self.workers: dict[str, PodWorker] = {}
-        self._services: list[tuple[str, str, str]] = []  # (namespace, name, clusterIP)
-        self._rules_text = ""
+        self.services = ServiceProxy(client, self._refresh_hosts)
+        self.policies = PolicyAgent(client, self.workers)
+        self.sandbox = Sandbox(Ipam(), GpuAllocator(), self.policies.sync, self.services.hosts)
         self._http: aiohttp.ClientSession | None = None
         self.synced = asyncio.Event()  # the first pod list has been handled
-        self._policy_lock = asyncio.Lock()
 
     @property
     def http(self) -> aiohttp.ClientSession:
@@ -178,94 +180,22 @@ class NodeAgent:
             for uid in [u for u, w in self.workers.items() if w.done]:
                 self.workers.pop(uid, None)
 
-    # --- services --------------------------------------------------------------------------
-
-    def service_hosts(self, namespace: str) -> list[tuple[str, list[str]]]:
-        out = []
-        for ns, name, ip in self._services:
-            names = [f"{name}.{ns}.svc.{CLUSTER_DOMAIN}", f"{name}.{ns}.svc", f"{name}.{ns}"]
-            if ns == namespace:
-                names.append(name)
-            out.append((ip, names))
-        return out
+    # --- network: kube-proxy and the policy agent --------------------------------------------
 
     async def network_loop(self) -> None:
         """Poll Services, EndpointSlices and NetworkPolicies; reprogram NAT, hosts files and pod
         firewalls when they change (kube-proxy's and a CNI's policy agent's jobs, in one loop)."""
         while True:
             try:
-                await self._sync_services()
-                await self.sync_policies()
+                await self.services.sync()
+                await self.policies.sync()
             except (KubeApiError, aiohttp.ClientError, OSError, net.NetError) as exc:
                 log.warning("network sync failed: %s", exc)
             await asyncio.sleep(1.0)
 
-    async def sync_policies(self) -> None:
-        """Program every pod's firewall now. Pods call this once they have an address and before
-        their containers start, so a new pod is both isolated and admitted by its peers' policies
-        from its first packet (a CNI does the same before the pod runs)."""
-        async with self._policy_lock:
-            await self._sync_policies()
-
-    async def _sync_policies(self) -> None:
-        policies = (await self.client.get("/apis/networking.k8s.io/v1/networkpolicies"))["items"]
-        pods: list[JSON] = []
-        namespaces: dict[str, JSON] = {}
-        if policies:
-            pods = (await self.client.get("/api/v1/pods"))["items"]
-            namespaces = {n["metadata"]["name"]: n for n in (await self.client.get("/api/v1/namespaces"))["items"]}
-            # this agent knows addresses before the API does (status is written after)
-            local = {uid: w.ip for uid, w in self.workers.items() if w.ip}
-            for pod in pods:
-                ip = local.get(pod["metadata"]["uid"])
-                if ip:
-                    pod.setdefault("status", {})["podIP"] = ip
-        for worker in list(self.workers.values()):
-            if not worker.netns:
-                continue
-            allows = netpol.ingress_allows(worker.pod, policies, pods, namespaces) if policies else None
-            text = netpol.render_filter(allows, BRIDGE_IP)
-            if text != worker.filter_rules:
-                await asyncio.to_thread(net.apply_pod_filter, worker.netns, text)
-                worker.filter_rules = text
-
-    async def _sync_services(self) -> None:
-        svcs = (await self.client.get("/api/v1/services"))["items"]
-        slices = (await self.client.get("/apis/discovery.k8s.io/v1/endpointslices"))["items"]
-        by_service: dict[tuple[str, str], list[JSON]] = {}
-        for s in slices:
-            owner = s["metadata"].get("labels", {}).get("kubernetes.io/service-name")
-            if owner:
-                by_service.setdefault((s["metadata"]["namespace"], owner), []).append(s)
-        rules = []
-        services = []
-        for svc in svcs:
-            ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
-            ip = svc["spec"].get("clusterIP")
-            if not ip or ip == "None":
-                continue
-            services.append((ns, name, ip))
-            for port in svc["spec"].get("ports", []):
-                endpoints: list[tuple[str, int]] = []
-                for sl in by_service.get((ns, name), []):
-                    target = next(
-                        (p["port"] for p in sl.get("ports") or [] if p.get("name", "") == port.get("name", "")), None
-                    )
-                    if target is None:
-                        continue
-                    for ep in sl.get("endpoints", []):
-                        if ep.get("conditions", {}).get("ready", True):
-                            endpoints.extend((addr, int(target)) for addr in ep.get("addresses", []))
-                rules.append(net.ServiceRule(ip, int(port["port"]), port.get("protocol", "TCP"), tuple(endpoints)))
-        text = net.render_service_rules(rules)
-        if text != self._rules_text:
-            await asyncio.to_thread(net.apply_service_rules, rules)
-            self._rules_text = text
-        services.sort()
-        if services != self._services:
-            self._services = services
-            for w in self.workers.values():
-                w.refresh_hosts()
+    def _refresh_hosts(self) -> None:
+        for w in self.workers.values():
+            w.refresh_hosts()
 
     async def token_loop(self) -> None:
         while True:
@@ -273,72 +203,10 @@ class NodeAgent:
             for w in list(self.workers.values()):
                 await w.refresh_tokens()
 
-    # --- kubelet API (kubectl logs) ----------------------------------------------------------
-
-    def _find(self, ns: str, pod: str) -> PodWorker | None:
-        return next((w for w in self.workers.values() if w.ns == ns and w.name == pod), None)
-
-    async def container_logs(self, request: web.Request) -> web.StreamResponse:
-        ns, pod, container = (request.match_info[k] for k in ("ns", "pod", "container"))
-        worker = self._find(ns, pod)
-        if worker is None:
-            raise web.HTTPNotFound(text=f"pod {ns}/{pod} is not running on this node\n")
-        c = next((c for c in worker.init_containers + worker.containers if c.name == container), None)
-        if c is None:
-            raise web.HTTPNotFound(text=f"container {container} is not valid for pod {pod}\n")
-        q = request.query
-        previous = q.get("previous") == "true"
-        index = c.restart_count - 1 if previous else c.restart_count
-        if previous and index < 0:
-            raise web.HTTPBadRequest(text=f'previous terminated container "{container}" in pod "{pod}" not found\n')
-        path = worker.dir / "logs" / container / f"{index}.log"
-        # a container waiting for its restart has no new log yet: show the last one
-        if not path.exists() and not previous and index > 0:
-            path = worker.dir / "logs" / container / f"{index - 1}.log"
-        resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
-        await resp.prepare(request)
-        if not path.exists():
-            await resp.write_eof()
-            return resp
-        data = path.read_bytes()
-        if "tailLines" in q:
-            lines = data.splitlines(keepends=True)
-            data = b"".join(lines[-int(q["tailLines"]) :]) if int(q["tailLines"]) > 0 else b""
-        if "limitBytes" in q:
-            data = data[: int(q["limitBytes"])]
-        await resp.write(data)
-        if q.get("follow") == "true" and not previous:
-            offset = path.stat().st_size
-            while not worker.done and c.restart_count == index:
-                await asyncio.sleep(0.25)
-                size = path.stat().st_size if path.exists() else offset
-                if size > offset:
-                    with open(path, "rb") as fh:
-                        fh.seek(offset)
-                        chunk = fh.read(size - offset)
-                    offset = size
-                    await resp.write(chunk)
-                elif c.proc is None:
-                    break
-        await resp.write_eof()
-        return resp
-
     async def _healthz_synced(self, _request: web.Request) -> web.Response:
         if not self.synced.is_set():
             return web.Response(status=503, text="syncing pods")
         return web.Response(text="ok")
-
-    def kubelet_app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_get("/containerLogs/{ns}/{pod}/{container}", self.container_logs)
-        app.router.add_get("/healthz", _healthz)
-        return app
-
-    def kubelet_ssl(self) -> ssl.SSLContext:
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(self.pki_dir / "ca.crt"))
-        ctx.load_cert_chain(str(self.pki_dir / "node-agent-serving.crt"), str(self.pki_dir / "node-agent-serving.key"))
-        ctx.verify_mode = ssl.CERT_REQUIRED  # only the apiserver's kubelet-client certificate gets in
-        return ctx
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -364,7 +232,7 @@ class NodeAgent:
         runners = []
         for app, host, port, ctx in (
             (health, "127.0.0.1", health_port, None),
-            (self.kubelet_app(), BRIDGE_IP, KUBELET_PORT, self.kubelet_ssl()),
+            (LogServer(self.workers).app(), BRIDGE_IP, KUBELET_PORT, kubelet_ssl(self.pki_dir)),
         ):
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
@@ -399,7 +267,3 @@ class NodeAgent:
         if self._http:
             await self._http.close()
         await self.client.close()
-
-
-async def _healthz(_request: web.Request) -> web.Response:
-    return web.Response(text="ok")
