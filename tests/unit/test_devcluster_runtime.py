@@ -209,3 +209,21 @@ def test_oci_config_carries_the_pods_choices():
     assert root["process"]["capabilities"]["effective"] == list(DEFAULT_CAPABILITIES)
     assert all(ns["type"] != "network" for ns in root["linux"]["namespaces"])
     assert "memory" not in root["linux"]["resources"] and "seccomp" not in root["linux"]
+
+
+def test_prune_keeps_images_in_use_and_recently_used(tmp_path: Path):
+    import os
+    import time
+
+    from tts_devcluster.agent.images import ImageStore
+
+    store = ImageStore(tmp_path)
+    for name, age in (("a" * 64, 7200), ("b" * 64, 7200), ("c" * 64, 60)):
+        d = tmp_path / "sha256" / name
+        (d / "rootfs").mkdir(parents=True)
+        (d / "image.json").write_text("{}")
+        old = time.time() - age
+        os.utime(d / "image.json", (old, old))
+    removed = store.prune({"sha256:" + "b" * 64})
+    assert removed == ["sha256:" + "a" * 64]
+    assert sorted(p.name[0] for p in (tmp_path / "sha256").iterdir()) == ["b", "c"]

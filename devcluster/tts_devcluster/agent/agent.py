@@ -256,6 +256,20 @@ class NodeAgent:
             for uid in [u for u, w in self.workers.items() if w.done]:
                 self.workers.pop(uid, None)
 
+    async def image_gc_loop(self, every: float = 600.0) -> None:
+        """Delete unpacked images that no container here uses and none used for an hour."""
+        while True:
+            await asyncio.sleep(every)
+            in_use = {
+                c.image.digest
+                for w in self.workers.values()
+                for c in w.init_containers + w.containers
+                if c.image is not None
+            }
+            removed = await asyncio.to_thread(self.images.prune, in_use)
+            if removed:
+                log.info("removed %d unused unpacked image(s)", len(removed))
+
     async def refresh_env_cache(self, namespace: str, container: JSON) -> None:
         """Fetch the ConfigMaps and Secrets a container's env refers to."""
         refs: set[tuple[str, str]] = set()
@@ -491,6 +505,7 @@ class NodeAgent:
             asyncio.create_task(self.network_loop()),
             asyncio.create_task(self.token_loop()),
             asyncio.create_task(self.reap_loop()),
+            asyncio.create_task(self.image_gc_loop()),
         ]
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
