@@ -139,7 +139,7 @@ def test_an_image_missing_from_the_registry_backs_off_with_the_reason(kube: Kube
     )
 
 
-def test_a_tts_deployment_whose_image_was_deleted_says_so(kube: Kube, namespace: str, layout: Layout):
+def test_a_tts_deployment_whose_image_was_deleted_says_so(kube: Kube, namespace: str, layout: Layout, router):
     """Delete an image from the registry, then create a TtsDeployment that needs it: the pod backs off
     pulling and the TtsDeployment's Ready condition names the image and the reason."""
     ref = f"{REGISTRY}/kube-tts-test/inference:{uuid.uuid4().hex[:8]}"
