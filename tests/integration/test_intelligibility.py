@@ -23,11 +23,12 @@ from tests.listen import SENTENCES, SENTENCES_ZH, cer, listener, wer
 from .conftest import Models, Router, wait_router_sees
 
 PIPER_WER_MAX = 0.05  # issue 14's target
-# Regression guards, set above what was measured (docs/benchmarks.md, "Intelligibility"): espeak en-us
-# WER 0.042 (12 sentences); espeak cmn CER 0.63 (10 sentences), 3 of them at CER ≤ 0.25. Whisper
-# base understands espeak's Mandarin poorly, so that guard also asks for a few sentences heard well,
-# which noise, silence or the wrong language never are.
-ESPEAK_EN_WER_MAX = 0.10
+# Regression guards, set above what was measured (docs/benchmarks.md, "Intelligibility"): espeak
+# en-us WER 0.042 through the router and 0.062 in bench/inference.py (12 sentences; piper 0.000 and
+# 0.007: its synthesis is stochastic); espeak cmn CER 0.63 (10 sentences), 3 of them at CER ≤ 0.25.
+# Whisper base understands espeak's Mandarin poorly, so that guard also asks for a few sentences
+# heard well, which noise, silence or the wrong language never are.
+ESPEAK_EN_WER_MAX = 0.12
 ESPEAK_ZH_CER_MAX = 0.80
 ESPEAK_ZH_WELL_HEARD = 2  # sentences with CER ≤ 0.25
 
