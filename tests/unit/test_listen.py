@@ -1,0 +1,124 @@
+"""The listener's scoring (WER, CER, English normalisation) and its model assembly, without a model."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from tests.listen import SENTENCES, assemble, cer, chars_zh, edit_distance, normalise_en, number_words, wer
+
+
+def test_edit_distance_counts_substitutions_insertions_and_deletions():
+    assert edit_distance([], []) == 0
+    assert edit_distance("abc", "abc") == 0
+    assert edit_distance("abc", "") == 3
+    assert edit_distance("", "ab") == 2
+    assert edit_distance("kitten", "sitting") == 3
+    assert edit_distance(["a", "b", "c"], ["a", "c"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("n", "words"),
+    [
+        (0, "zero"),
+        (7, "seven"),
+        (13, "thirteen"),
+        (40, "forty"),
+        (21, "twenty one"),
+        (100, "one hundred"),
+        (305, "three hundred five"),
+        (1250, "one thousand two hundred fifty"),
+        (20_000, "twenty thousand"),
+        (1_000_000, "1000000"),
+    ],
+)
+def test_number_words(n, words):
+    assert number_words(n) == words
+
+
+def test_normalise_en_ignores_case_punctuation_apostrophes_and_digit_spelling():
+    assert normalise_en("Hello, World!") == ["hello", "world"]
+    assert normalise_en("I don't know.") == normalise_en("i dont know") == ["i", "dont", "know"]
+    assert normalise_en("It’s fine") == ["its", "fine"]
+    assert normalise_en("at 7 and 21") == ["at", "seven", "and", "twenty", "one"]
+    assert normalise_en("1,250 people") == normalise_en("one thousand two hundred fifty people")
+    assert normalise_en("50% off") == ["fifty", "percent", "off"]
+    assert normalise_en("well-known and/or") == ["well", "known", "and", "or"]
+    assert normalise_en("  ") == []
+
+
+def test_wer_of_one_sentence():
+    ref = "The train leaves at seven."
+    assert wer(ref, "the train leaves at 7") == 0
+    assert wer(ref, "The train leaves at eleven.") == pytest.approx(1 / 5)
+    assert wer(ref, "train leaves at seven") == pytest.approx(1 / 5)
+    assert wer(ref, "The big train leaves at seven") == pytest.approx(1 / 5)
+    assert wer(ref, "") == 1.0
+    # insertions can take WER above 1
+    assert wer("yes", "no no no") == 3.0
+
+
+def test_wer_of_a_corpus_weights_by_reference_words():
+    refs = ["one two three four", "five"]
+    hyps = ["one two three four", "six"]
+    assert wer(refs, hyps) == pytest.approx(1 / 5)  # not the mean of 0 and 1
+
+
+def test_wer_rejects_empty_references_and_mixed_arguments():
+    with pytest.raises(ValueError, match="no words"):
+        wer("...", "hello")
+    with pytest.raises(TypeError):
+        wer(["a"], "a")
+    with pytest.raises(ValueError, match="shorter"):
+        wer(["a", "b"], ["a"])  # zip(strict=True)
+
+
+def test_cer_counts_characters_without_punctuation():
+    assert chars_zh("你好，世界。") == ["你", "好", "世", "界"]
+    assert chars_zh("你好, 世界!") == ["你", "好", "世", "界"]  # ASCII punctuation and spaces too
+    assert cer("你好，世界。", "你好世界") == 0
+    assert cer("你好，世界。", "你们好，世界") == pytest.approx(1 / 4)
+    assert cer("你好，世界。", "你好，世間。") == pytest.approx(1 / 4)  # another script is an error
+    assert cer(["你好", "世界"], ["你好", "世"]) == pytest.approx(1 / 4)
+    with pytest.raises(ValueError, match="no characters"):
+        cer("。", "你")
+
+
+def test_the_sentences_are_at_least_ten_distinct_ones():
+    assert len(set(SENTENCES)) == len(SENTENCES) >= 10
+    assert all(len(normalise_en(s)) >= 6 for s in SENTENCES)
+
+
+def _parts(tmp_path, data: bytes):
+    half = len(data) // 2
+    (tmp_path / "p1").write_bytes(data[:half])
+    (tmp_path / "p2").write_bytes(data[half:])
+    (tmp_path / "config.json").write_text("{}")
+    return [tmp_path / "p1", tmp_path / "p2"], [tmp_path / "config.json"]
+
+
+def test_assemble_joins_verified_parts_once(tmp_path):
+    data = bytes(range(256)) * 100
+    parts, extras = _parts(tmp_path, data)
+    sha = hashlib.sha256(data).hexdigest()
+    dest = assemble(parts, extras, tmp_path / "cache", len(data), sha)
+    assert dest == tmp_path / "cache" / sha[:16]
+    assert (dest / "model.bin").read_bytes() == data
+    assert (dest / "config.json").read_text() == "{}"
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [sha[:16]]  # no temporary left behind
+    # a second call reuses the directory without reading the parts
+    for p in parts:
+        p.unlink()
+    assert assemble(parts, extras, tmp_path / "cache", len(data), sha) == dest
+
+
+def test_assemble_refuses_parts_that_do_not_match(tmp_path):
+    data = b"x" * 1000
+    parts, extras = _parts(tmp_path, data)
+    sha = hashlib.sha256(data).hexdigest()
+    with pytest.raises(ValueError, match="1000 bytes"):
+        assemble(parts, extras, tmp_path / "cache", 999, sha)
+    with pytest.raises(ValueError, match="sha256"):
+        assemble(parts, extras, tmp_path / "cache", len(data), "0" * 64)
+    assert not (tmp_path / "cache").exists()
