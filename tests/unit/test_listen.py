@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from tests.listen import SENTENCES, assemble, cer, chars_zh, edit_distance, normalise_en, number_words, wer
+from tests.listen import SENTENCES, cer, chars_zh, edit_distance, normalise_en, number_words, wer
 
 
 def test_edit_distance_counts_substitutions_insertions_and_deletions():
@@ -88,37 +88,3 @@ def test_cer_counts_characters_without_punctuation():
 def test_the_sentences_are_at_least_ten_distinct_ones():
     assert len(set(SENTENCES)) == len(SENTENCES) >= 10
     assert all(len(normalise_en(s)) >= 6 for s in SENTENCES)
-
-
-def _parts(tmp_path, data: bytes):
-    half = len(data) // 2
-    (tmp_path / "p1").write_bytes(data[:half])
-    (tmp_path / "p2").write_bytes(data[half:])
-    (tmp_path / "config.json").write_text("{}")
-    return [tmp_path / "p1", tmp_path / "p2"], [tmp_path / "config.json"]
-
-
-def test_assemble_joins_verified_parts_once(tmp_path):
-    data = bytes(range(256)) * 100
-    parts, extras = _parts(tmp_path, data)
-    sha = hashlib.sha256(data).hexdigest()
-    dest = assemble(parts, extras, tmp_path / "cache", len(data), sha)
-    assert dest == tmp_path / "cache" / sha[:16]
-    assert (dest / "model.bin").read_bytes() == data
-    assert (dest / "config.json").read_text() == "{}"
-    assert [p.name for p in (tmp_path / "cache").iterdir()] == [sha[:16]]  # no temporary left behind
-    # a second call reuses the directory without reading the parts
-    for p in parts:
-        p.unlink()
-    assert assemble(parts, extras, tmp_path / "cache", len(data), sha) == dest
-
-
-def test_assemble_refuses_parts_that_do_not_match(tmp_path):
-    data = b"x" * 1000
-    parts, extras = _parts(tmp_path, data)
-    sha = hashlib.sha256(data).hexdigest()
-    with pytest.raises(ValueError, match="1000 bytes"):
-        assemble(parts, extras, tmp_path / "cache", 999, sha)
-    with pytest.raises(ValueError, match="sha256"):
-        assemble(parts, extras, tmp_path / "cache", len(data), "0" * 64)
-    assert not (tmp_path / "cache").exists()
