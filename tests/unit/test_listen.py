@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import pytest
 
 from tests.listen import SENTENCES, cer, chars_zh, edit_distance, normalise_en, number_words, wer
