@@ -18,15 +18,16 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
 from fastapi import Request
+from fastapi.responses import Response, StreamingResponse
 from tts_crds.http_errors import ApiError, error_body
 
 from . import sse
-from .dispatch import ModelGone, Ticket
+from .dispatch import ModelGone, QueueFull, Ticket
 from .state import RouterState
 
 log = logging.getLogger("tts_api.speech")
@@ -71,10 +72,23 @@ def count_request(state: RouterState, model: str, code: str | int) -> None:
 class Trip:
     """One speech request's way through the router: wait for a slot, open the upstream, relay, account."""
 
-    def __init__(self, state: RouterState, model: str, payload: JSON, ticket: Ticket, arrived: float) -> None:
+    def __init__(
+        self,
+        state: RouterState,
+        model: str,
+        payload: JSON,
+        ticket: Ticket,
+        arrived: float,
+        path: str = "/v1/audio/speech",
+        form: Callable[[], aiohttp.FormData] | None = None,
+    ) -> None:
         self.state = state
         self.model = model
         self.payload = payload
+        self.path = path
+        # a multipart request (a transcription) is built anew for each pod it is sent to: aiohttp
+        # consumes a FormData once
+        self.form = form
         self.ticket = ticket
         self.arrived = arrived
         self.deadline = arrived + state.activation_timeout(model)
@@ -165,7 +179,9 @@ class Trip:
             endpoint = self.ticket.endpoint
             assert endpoint is not None
             try:
-                return await upstream.post(f"{endpoint.url}/v1/audio/speech", json=self.payload)
+                if self.form is not None:
+                    return await upstream.post(f"{endpoint.url}{self.path}", data=self.form())
+                return await upstream.post(f"{endpoint.url}{self.path}", json=self.payload)
             except _NOT_SENT as exc:
                 # nothing reached the pod
                 log.warning("pod %s refused the connection (%s); trying another", endpoint.pod, exc)
@@ -173,8 +189,8 @@ class Trip:
                 # the pod closed the connection before any answer (``post`` returns once the status
                 # line and headers are in, so anything it raises came before them): a pod shutting
                 # down closes its kept-alive connections, and a request can cross that close on the
-                # wire. Speech has no side effects, so another pod may simply do it (each pod is
-                # tried once at most)
+                # wire. Speech and transcription have no side effects, so another pod may simply do
+                # it (each pod is tried once at most)
                 log.warning("pod %s closed the connection without answering (%r); trying another", endpoint.pod, exc)
             except TimeoutError as exc:
                 raise ApiError(
@@ -221,6 +237,12 @@ class Trip:
             message = f"inference pod answered {status}"
             return status, _json(error_body(message, "upstream_error", None, status)), headers
         return status, body, headers
+
+    async def error_response(self, upstream: aiohttp.ClientResponse) -> Response:
+        """The pod's error answer as the client's response; the trip ends with it."""
+        status, content, headers = await self.error_answer(upstream)
+        self.finish(status)
+        return Response(content, status, headers=headers, media_type="application/json")
 
     async def open_sse(self, request: Request | None) -> aiohttp.ClientResponse:
         """Ask the pod for SSE; a pod that cannot stream SSE yet gets a plain audio request instead."""
@@ -311,6 +333,45 @@ class Trip:
                 yield sse.error(exc.status, exc.message, exc.code)
             finally:
                 await _cancel(task)
+
+
+def enter(state: RouterState, model: str) -> Ticket:
+    """A ticket in the model's hold queue (granted at once when a pod has a free slot); waking the
+    model when it must wait. A full queue is a 429 with ``Retry-After``."""
+    try:
+        ticket = state.dispatcher.enter(model)
+    except QueueFull as exc:
+        state.metrics.rejected.labels("queue_full").inc()
+        waking = not state.endpoints(model)
+        raise ApiError(
+            429,
+            f"model {model!r} has {state.dispatcher.queued(model)} requests waiting already"
+            + (" while it wakes up" if waking else ""),
+            "queue_full",
+            "model",
+            headers={"Retry-After": "5" if waking else "1"},
+        ) from exc
+    if not ticket.granted:
+        state.activator.kick(model)
+    return ticket
+
+
+async def answer(trip: Trip, request: Request) -> Response:
+    """A plain (not SSE) answer: wait for a slot, send, and stream the pod's answer through."""
+    try:
+        await trip.wait(request)
+        upstream = await trip.open(request)
+        if upstream.status >= 400:
+            return await trip.error_response(upstream)
+    except ClientGone:
+        trip.finish(CLIENT_CLOSED)
+        return Response(status_code=int(CLIENT_CLOSED))
+    except BaseException as exc:
+        trip.finish(code_for(exc))
+        raise
+    headers = {k: v for k, v in upstream.headers.items() if k.lower() in PASS_HEADERS}
+    media_type = upstream.headers.get("content-type")
+    return StreamingResponse(trip.relay(upstream), upstream.status, headers, media_type)
 
 
 def _done_with(upstream: aiohttp.ClientResponse) -> None:

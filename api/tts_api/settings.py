@@ -58,8 +58,12 @@ class RouterSettings(BaseSettings):
 
     # --- request limits -------------------------------------------------------------------------
     max_input_chars: int = 4096
-    # any request body (a speech request with a base64 ref_audio, a voice upload)
-    max_request_bytes: int = 16 * MIB
+    # any request body (a speech request with a base64 ref_audio, a voice upload, audio to transcribe)
+    max_request_bytes: int = 26 * MIB
+    # an audio file to transcribe (OpenAI's limit)
+    transcription_max_bytes: int = 25 * MIB
+    # the model ``whisper-1`` (OpenAI clients' default) means; empty: the first transcription model by name
+    transcription_model: str = ""
     voice_max_bytes: int = 10 * MIB
     voice_min_seconds: float = 1.0
     voice_max_seconds: float = 30.0

@@ -17,11 +17,13 @@ from typing import Any
 
 import numpy as np
 import soundfile as sf
-from tts_crds import clips, names
+from tts_crds import clips, models, names
 from tts_crds.http_errors import ApiError
 from tts_crds.models import (
     MAX_NAME_LENGTH,
     NAME_PATTERN,
+    Capability,
+    Engine,
     InvalidSpec,
     SpecT,
     TtsDeploymentSpec,
@@ -184,6 +186,13 @@ def _spec_or_none(model: type[SpecT], obj: JSON | None) -> SpecT | None:
         return parse_spec(model, obj.get("spec"))
     except InvalidSpec:
         return None
+
+
+def capability_of(obj: JSON | None) -> Capability | None:
+    """What a TtsDeployment serves, by its engine (ADR 0041); None when it does not exist."""
+    if obj is None:
+        return None
+    return models.capability_of(str((obj.get("spec") or {}).get("engine") or Engine.PIPER))
 
 
 def deployment_spec(obj: JSON | None) -> TtsDeploymentSpec | None:

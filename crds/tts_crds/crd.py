@@ -172,6 +172,19 @@ def voice_crd() -> JSON:
         _ready_column(),
         {"name": "Duration", "type": "number", "jsonPath": ".status.audio.durationSeconds"},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        {
+            "name": "Transcribed",
+            "type": "string",
+            "priority": 1,
+            "jsonPath": '.status.conditions[?(@.type=="Transcribed")].reason',
+        },
+        {
+            "name": "Transcript",
+            "type": "string",
+            "priority": 1,
+            "jsonPath": ".status.transcript.text",
+            "description": "what the transcription model heard (spec.reference.text, when given, wins)",
+        },
     ]
     root = _root_schema(models.TtsVoiceSpec, models.TtsVoiceStatus, names.VOICE_KIND)
     return _crd(names.VOICE_KIND, names.VOICE_PLURAL, "ttsv", root, columns, scale=False)

@@ -67,6 +67,37 @@ class Engine(StrEnum):
     ESPEAK = "espeak"
     KOKORO = "kokoro"
     POCKET_TTS = "pocket-tts"
+    WHISPER = "whisper"
+
+
+class Capability(StrEnum):
+    """What a model serves: speech (``/v1/audio/speech``) or transcription (``/v1/audio/transcriptions``)."""
+
+    SPEECH = "speech"
+    TRANSCRIPTION = "transcription"
+
+
+# What each engine serves (ADR 0041): an engine implies its capability, so a TtsDeployment needs no
+# extra field and the router, the operator and the UI all read the same table.
+ENGINE_CAPABILITY: dict[Engine, Capability] = {
+    Engine.PIPER: Capability.SPEECH,
+    Engine.ESPEAK: Capability.SPEECH,
+    Engine.KOKORO: Capability.SPEECH,
+    Engine.POCKET_TTS: Capability.SPEECH,
+    Engine.WHISPER: Capability.TRANSCRIPTION,
+}
+# Cloning engines that cannot use a reference clip without its transcript (F5-TTS-like engines).
+# None of the engines shipped today needs one; a voice for such an engine without a transcript and
+# without a transcription model in its namespace is not Ready (TranscriptNeeded).
+NEEDS_REFERENCE_TEXT: frozenset[Engine] = frozenset()
+
+
+def capability_of(engine: str | Engine) -> Capability:
+    """The capability of an engine by name; unknown names (a newer CRD) count as speech."""
+    try:
+        return ENGINE_CAPABILITY[Engine(engine)]
+    except ValueError:
+        return Capability.SPEECH
 
 
 # --- shared pieces ---------------------------------------------------------------------------
@@ -283,7 +314,12 @@ class AudioSource(_Model):
 
 class Reference(_Model):
     audio: AudioSource = Field(description="Reference clip for zero-shot cloning: wav or flac, 1-30 seconds.")
-    text: str = Field(default="", max_length=2000, description="Transcript of the clip, where the engine needs it.")
+    text: str = Field(
+        default="",
+        max_length=2000,
+        description="Transcript of the clip. Left empty, the namespace's transcription model (a TtsDeployment "
+        "with engine whisper) transcribes the clip into status.transcript.",
+    )
 
 
 class VoiceDefaults(_Model):
@@ -329,10 +365,27 @@ class AudioInfo(_Model):
     sha256: str | None = Field(default=None, description="SHA-256 of the clip bytes.")
 
 
+class Transcript(_Model):
+    text: str = Field(default="", max_length=4000, description="What the transcription model heard in the clip.")
+    model: str | None = Field(default=None, description="The TtsDeployment (engine whisper) that transcribed it.")
+    audio_sha256: str | None = Field(
+        default=None, description="SHA-256 of the clip it was made from (a new clip is transcribed again)."
+    )
+    language: str | None = Field(default=None, description="The language the model was told or detected.")
+    time: str | None = Field(default=None, json_schema_extra={"format": "date-time"}, description="When.")
+
+
 class TtsVoiceStatus(_Model):
     observed_generation: int | None = Field(default=None, description="Generation the status describes.")
     audio: AudioInfo | None = Field(default=None, description="What the operator found in the reference clip.")
-    conditions: list[Condition] = Field(default_factory=list, description="Ready.", json_schema_extra=CONDITIONS_EXTRA)
+    transcript: Transcript | None = Field(
+        default=None,
+        description="The clip's transcript made by the namespace's transcription model when spec.reference.text "
+        "is empty (never written into the spec; a transcript given in the spec always wins).",
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Ready, Transcribed.", json_schema_extra=CONDITIONS_EXTRA
+    )
 
 
 class TtsVoice(_Model):

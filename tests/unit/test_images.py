@@ -101,6 +101,9 @@ def test_dependencies_install_before_any_source_is_copied(name, file, target):
             sources = step.split()[1:-1]
             assert set(sources) <= DEPENDENCY_INPUTS, f"{target}: {step!r} comes before the dependency install"
     own = [s for s in steps[deps:] if s.startswith(("COPY ", "ADD "))]
+    # the weights assembler (standard library only, rarely changed) may come first: the baked models
+    # stay cached across code changes too
+    own = [s for s in own if s != "COPY inference_image/tts_inference/weights.py ./"]
     assert own == ["COPY --from=app /install /usr/local"], own
     app = stages(ROOT / file)["app"]
     assert any("pip install --no-deps --no-compile" in s and "--prefix=/install ." in s for s in app), app

@@ -13,7 +13,7 @@ from tts_crds.times import parse_time
 from .. import activation
 from ..deps import Admin, Authenticated, State
 from ..kube import answering
-from ..voices import condition, deployment_spec, voice_model
+from ..voices import capability_of, condition, deployment_spec, voice_model
 
 router = APIRouter(tags=["models"], dependencies=[Authenticated])
 JSON = dict[str, Any]
@@ -38,6 +38,7 @@ async def model_entry(state: State, obj: JSON) -> JSON:
         "created": _created(obj),
         "owned_by": "kube-tts",
         "engine": spec.engine.value if spec else None,
+        "capability": capability_of(obj),
         "ready": bool(endpoints),
         "replicas": replicas,
         "ready_replicas": len(endpoints),

@@ -19,14 +19,14 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 from tts_crds.http_errors import ApiError
+from tts_crds.models import Capability
 from tts_crds.speech import MEDIA_TYPES, SpeechRequest
 
 from .. import sse
 from ..deps import Authenticated, State
-from ..dispatch import QueueFull
 from ..kube import answering
-from ..proxy import CLIENT_CLOSED, PASS_HEADERS, ClientGone, Trip, code_for, count_request
-from ..voices import resolve
+from ..proxy import CLIENT_CLOSED, ClientGone, Trip, answer, code_for, count_request, enter
+from ..voices import capability_of, resolve
 
 router = APIRouter(tags=["speech"], dependencies=[Authenticated])
 JSON = dict[str, Any]
@@ -82,47 +82,32 @@ async def create_speech(body: SpeechRequest, request: Request, state: State) -> 
                 "input_too_long",
                 "input",
             )
-        payload = await _payload(state, body)
-        try:
-            ticket = state.dispatcher.enter(model)
-        except QueueFull as exc:
-            state.metrics.rejected.labels("queue_full").inc()
-            waking = not state.endpoints(model)
+        if capability_of(state.deployment(model)) != Capability.SPEECH:
             raise ApiError(
-                429,
-                f"model {model!r} has {state.dispatcher.queued(model)} requests waiting already"
-                + (" while it wakes up" if waking else ""),
-                "queue_full",
+                400,
+                f"model {model!r} transcribes speech; it does not speak (POST /v1/audio/transcriptions)",
+                "not_a_speech_model",
                 "model",
-                headers={"Retry-After": "5" if waking else "1"},
-            ) from exc
+            )
+        payload = await _payload(state, body)
+        ticket = enter(state, model)
     except ApiError as exc:
         count_request(state, model, code_for(exc))
         raise
-    if not ticket.granted:
-        state.activator.kick(model)
     trip = Trip(state, model, payload, ticket, arrived)
-
     if body.stream_format == "sse" and not ticket.granted:
         return StreamingResponse(trip.sse_waiting(), media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
+    if body.stream_format != "sse":
+        return await answer(trip, request)
     try:
         await trip.wait(request)
-        if body.stream_format == "sse":
-            upstream = await trip.open_sse(request)
-        else:
-            upstream = await trip.open(request)
+        upstream = await trip.open_sse(request)
         if upstream.status >= 400:
-            status, content, headers = await trip.error_answer(upstream)
-            trip.finish(status)
-            return Response(content, status, headers=headers, media_type="application/json")
+            return await trip.error_response(upstream)
     except ClientGone:
         trip.finish(CLIENT_CLOSED)
         return Response(status_code=int(CLIENT_CLOSED))
     except BaseException as exc:
         trip.finish(code_for(exc))
         raise
-    if body.stream_format == "sse":
-        return StreamingResponse(trip.sse_now(upstream), media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
-    headers = {k: v for k, v in upstream.headers.items() if k.lower() in PASS_HEADERS}
-    media_type = upstream.headers.get("content-type")
-    return StreamingResponse(trip.relay(upstream), upstream.status, headers, media_type)
+    return StreamingResponse(trip.sse_now(upstream), media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
