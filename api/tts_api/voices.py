@@ -231,8 +231,29 @@ def voice_entry(obj: JSON) -> JSON:
         "reason": (ready or {}).get("reason"),
         "message": (ready or {}).get("message"),
         "audio": (obj.get("status") or {}).get("audio"),
+        **transcript_fields(obj, spec),
         "created": obj["metadata"].get("creationTimestamp"),
     }
+
+
+def transcript_of(obj: JSON, spec: TtsVoiceSpec | None) -> tuple[str | None, str | None]:
+    """A cloned voice's transcript and where it came from: the spec's (``user``) always wins over the
+    transcription model's in status (``transcribed``, ADR 0041)."""
+    if spec is None or spec.reference is None:
+        return None, None
+    if spec.reference.text.strip():
+        return spec.reference.text, "user"
+    made = (obj.get("status") or {}).get("transcript") or {}
+    text = made.get("text") if isinstance(made, dict) else None
+    return (str(text), "transcribed") if text else (None, None)
+
+
+def transcript_fields(obj: JSON, spec: TtsVoiceSpec | None) -> JSON:
+    text, source = transcript_of(obj, spec)
+    if spec is None or spec.reference is None:
+        return {}
+    transcribing = condition(obj, "Transcribed") or {}
+    return {"transcript": text, "transcript_source": source, "transcription": transcribing.get("reason")}
 
 
 @dataclass(frozen=True)
@@ -287,4 +308,4 @@ def resolve(requested: str, model: str, voice: JSON | None, ad_hoc_reference: bo
     else:
         assert source.secret_key_ref is not None
         ref = ("secret", source.secret_key_ref.name, source.secret_key_ref.key)
-    return Resolved("default", clip=ref, ref_text=spec.reference.text or None, speed=speed)
+    return Resolved("default", clip=ref, ref_text=transcript_of(voice, spec)[0], speed=speed)

@@ -11,15 +11,16 @@ import asyncio
 import copy
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import kopf
 from kubernetes_asyncio.client.exceptions import ApiException
 from tts_crds import names
-from tts_crds.models import AudioInfo, InvalidSpec, TtsVoiceSpec, TtsVoiceStatus, parse_spec
+from tts_crds.models import AudioInfo, InvalidSpec, Transcript, TtsVoiceSpec, TtsVoiceStatus, parse_spec
 from tts_crds.times import now_iso
 
-from . import voices
+from . import transcripts, voices
 from .runtime import Runtime, key_of, runtime_of
 from .status import changed, condition_of, conditions_of, set_condition
 
@@ -28,7 +29,7 @@ log = logging.getLogger("tts_operator")
 RECHECK_PERIOD = 30.0
 # what may appear shortly (a clip written just after its TtsVoice, a model about to be created or
 # to publish its speakers): look again soon, backing off to the normal re-check period
-SOON = ("AudioNotFound", "DeploymentNotFound", "SpeakersUnknown")
+SOON = ("AudioNotFound", "DeploymentNotFound", "SpeakersUnknown", *transcripts.SOON)
 
 
 @kopf.on.resume(names.GROUP, names.VERSION, names.VOICE_PLURAL)
@@ -72,36 +73,90 @@ async def validate_voice(rt: Runtime, body: dict[str, Any]) -> str:
         spec = parse_spec(TtsVoiceSpec, body.get("spec"))
     except InvalidSpec as exc:
         verdict = voices.Verdict(False, "InvalidSpec", str(exc))
+        judged = Judged(verdict)
     else:
-        verdict = await judge_voice(rt, ns, spec)
+        judged = await judge_voice(rt, ns, spec)
+        verdict = judged.verdict
     status = dict(body.get("status") or {})
     gen = body["metadata"].get("generation")
+    typed = TtsVoiceStatus(observed_generation=gen)
+    step, typed.transcript, verdict = await transcribed(rt, ns, judged, status)
+    now = now_iso()
+    conditions = conditions_of(status)
+    if step.action == "none":
+        conditions = [c for c in conditions if c.type != transcripts.CONDITION]
+    else:
+        conditions = set_condition(conditions, transcripts.CONDITION, step.ok, step.reason, step.message, gen, now)
     ok: bool | None = None if verdict.reason == "SpeakersUnknown" else verdict.ok
-    typed = TtsVoiceStatus(
-        observed_generation=gen,
-        conditions=set_condition(conditions_of(status), "Ready", ok, verdict.reason, verdict.message, gen, now_iso()),
-    )
+    typed.conditions = set_condition(conditions, "Ready", ok, verdict.reason, verdict.message, gen, now)
     if verdict.clip is not None:
         typed.audio = AudioInfo(
             duration_seconds=verdict.clip.duration, sample_rate=verdict.clip.sample_rate, sha256=verdict.clip.sha256
         )
     new = typed.patch()
+    # the re-check loop looks again soon at a voice whose transcript is on its way
+    result = step.reason if step.reason in transcripts.SOON else verdict.reason
     if not changed(status, new):
-        return verdict.reason
+        return result
     await rt.kube.patch_status(names.VOICE_PLURAL, ns, name, new)
     body["status"] = {**status, **new}
     before = condition_of({"status": status}, "Ready") or {}
     if ok is False and (before.get("reason") != verdict.reason or before.get("status") != "False"):
         await rt.kube.event(body, verdict.reason, verdict.message, warning=True)
-    return verdict.reason
+    if made := typed.transcript:
+        await rt.kube.event(body, step.reason, f"{step.message}: {made.text[:200]!r}", warning=step.ok is False)
+    return result
 
 
-async def judge_voice(rt: Runtime, ns: str, spec: TtsVoiceSpec) -> voices.Verdict:
+async def transcribed(
+    rt: Runtime, ns: str, judged: Judged, status: dict[str, Any]
+) -> tuple[transcripts.Step, Transcript | None, voices.Verdict]:
+    """The transcript step for a voice with a valid clip (``transcripts.settle``), the transcript it
+    made, and the Ready verdict as it stands after it (not Ready where the engine needs the text)."""
+    if judged.spec is None:
+        return transcripts.Step("none"), None, judged.verdict
+    step, made = await transcripts.settle(rt, ns, judged.spec, judged.sha256, judged.data, transcript_of(status))
+    verdict = judged.verdict
+    if blocked := transcripts.needs_text_verdict(judged.engine, step):
+        verdict = voices.Verdict(False, *blocked, verdict.clip)
+    return step, made, verdict
+
+
+@dataclass(frozen=True)
+class Judged:
+    """A voice's verdict and, for a valid reference clip, what transcribing it needs."""
+
+    verdict: voices.Verdict
+    spec: TtsVoiceSpec | None = None
+    data: bytes | None = None
+    engine: str | None = None
+
+    @property
+    def sha256(self) -> str | None:
+        return self.verdict.clip.sha256 if self.verdict.ok and self.verdict.clip else None
+
+
+def transcript_of(status: dict[str, Any]) -> Transcript | None:
+    raw = status.get("transcript")
+    try:
+        return Transcript.model_validate(raw) if isinstance(raw, dict) else None
+    except ValueError:
+        return None
+
+
+async def judge_voice(rt: Runtime, ns: str, spec: TtsVoiceSpec) -> Judged:
+    verdict, data, engine = await _judge(rt, ns, spec)
+    return Judged(verdict, spec if data is not None else None, data, engine)
+
+
+async def _judge(rt: Runtime, ns: str, spec: TtsVoiceSpec) -> tuple[voices.Verdict, bytes | None, str | None]:
     deployment = await rt.kube.get_tts_deployment(ns, spec.deployment)
     if deployment is None:
-        return voices.Verdict(False, "DeploymentNotFound", f"TtsDeployment {spec.deployment!r} does not exist")
+        missing = f"TtsDeployment {spec.deployment!r} does not exist"
+        return voices.Verdict(False, "DeploymentNotFound", missing), None, None
+    engine = str((deployment.get("spec") or {}).get("engine") or "piper")
     if spec.speaker is not None:
-        return voices.check_speaker(spec.speaker, (deployment.get("status") or {}).get("speakers"))
+        return voices.check_speaker(spec.speaker, (deployment.get("status") or {}).get("speakers")), None, engine
     assert spec.reference is not None
     audio = spec.reference.audio
     kind, ref = (
@@ -113,5 +168,6 @@ async def judge_voice(rt: Runtime, ns: str, spec: TtsVoiceSpec) -> voices.Verdic
     data = await rt.kube.read_key(ns, kind, ref.name, ref.key)
     if data is None:
         what = "ConfigMap" if kind == "configMapKeyRef" else "Secret"
-        return voices.Verdict(False, "AudioNotFound", f"{what} {ref.name!r} has no key {ref.key!r} (or does not exist)")
-    return voices.inspect_clip(data)
+        message = f"{what} {ref.name!r} has no key {ref.key!r} (or does not exist)"
+        return voices.Verdict(False, "AudioNotFound", message), None, engine
+    return voices.inspect_clip(data), data, engine
