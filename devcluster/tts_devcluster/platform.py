@@ -26,6 +26,8 @@ COMPONENTS = ("router-port",)
 NAMESPACE = "kube-tts"
 RELEASE = "kube-tts"
 SAMPLE = "examples/ttsdeployment-piper.yaml"
+# the sample transcription model (ADR 0041): at zero replicas until a request or a voice wakes it
+TRANSCRIBER = "examples/ttsdeployment-whisper.yaml"
 KEYS_SECRET = "kube-tts-dev-api-keys"  # noqa: S105 - a Secret's name
 # (chart value prefix, image repository) of every image the chart runs
 CHART_IMAGES = (
@@ -311,8 +313,8 @@ def up(layout: Layout, sample: bool = True) -> None:
     if sample:
         manifest = yaml.safe_load((layout.repo / SAMPLE).read_text())
         name = manifest["metadata"]["name"]
-        say(f"applying the sample TtsDeployment {name} ({SAMPLE})")
-        kubectl(layout, "apply", "-n", NAMESPACE, "-f", str(layout.repo / SAMPLE))
+        say(f"applying the sample TtsDeployment {name} ({SAMPLE}) and {TRANSCRIBER} (asleep until asked)")
+        kubectl(layout, "apply", "-n", NAMESPACE, "-f", str(layout.repo / SAMPLE), "-f", str(layout.repo / TRANSCRIBER))
         waited = wait_ready(layout, name)
         size, seconds, took = speak_once(key, name)
         say(f"{name} Ready after {waited:.1f}s; spoke {seconds:.2f}s of audio ({size} bytes) in {took:.2f}s")
@@ -330,6 +332,8 @@ Try it:
   curl -sS "$KUBETTS_URL/v1/audio/speech" -H "Authorization: Bearer $KUBETTS_API_KEY" \\
        -H 'Content-Type: application/json' \\
        -d '{{"model": "{model}", "input": "Hello from kube-tts!", "response_format": "wav"}}' -o hello.wav
+  curl -sS "$KUBETTS_URL/v1/audio/transcriptions" -H "Authorization: Bearer $KUBETTS_API_KEY" \
+       -F model=whisper -F file=@hello.wav        # wakes the whisper model from zero
   kubectl get ttsdeployments -n {NAMESPACE}
 """)
 
