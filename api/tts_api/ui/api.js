@@ -118,5 +118,6 @@ export const api = {
   wake: (name) => request(`v1/models/${encodeURIComponent(name)}/wake`, { method: 'POST' }),
   sleep: (name) => request(`v1/models/${encodeURIComponent(name)}/sleep`, { method: 'POST' }),
   createVoice: (form) => request('v1/audio/voices', { method: 'POST', form }),
+  transcribe: (form) => request('v1/audio/transcriptions', { method: 'POST', form }),
   deleteVoice: (name) => request(`v1/audio/voices/${encodeURIComponent(name)}`, { method: 'DELETE' }),
 };

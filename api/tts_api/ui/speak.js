@@ -6,15 +6,7 @@ import { ApiError, events } from './api.js';
 import * as audio from './audio.js';
 import { $, clear, formatSeconds, h, showError } from './dom.js';
 import { onLanguageChange, t } from './i18n.js';
-import {
-  ALL_PARAMETERS,
-  engineClones,
-  engineParameters,
-  modelById,
-  refreshModels,
-  store,
-  subscribe,
-} from './store.js';
+import { , ALL_PARAMETERS, engineClones, engineParameters, modelById, refreshModels, speechModels, store, subscribe } from './store.js';
 
 const HISTORY_LIMIT = 20;
 const history = [];
@@ -80,14 +72,15 @@ const currentModel = () => modelById(els.model.value);
 function renderModels() {
   const keep = els.model.value;
   clear(els.model);
-  if (!store.models.length) {
+  const models = speechModels();
+  if (!models.length) {
     els.model.append(h('option', { value: '' }, t(store.modelsLoaded ? 'speak.noModels' : 'speak.needKey')));
   }
-  for (const m of store.models) {
+  for (const m of models) {
     const state = m.ready ? '' : ` · ${t(m.scaled_to_zero ? 'state.asleep' : 'state.notReady')}`;
     els.model.append(h('option', { value: m.id }, `${m.id} — ${m.engine}${state}`));
   }
-  if (store.models.some((m) => m.id === keep)) els.model.value = keep;
+  if (models.some((m) => m.id === keep)) els.model.value = keep;
   renderModelState();
   renderVoices();
   renderParameters();

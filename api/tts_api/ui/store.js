@@ -38,6 +38,16 @@ export function modelById(id) {
   return store.models.find((m) => m.id === id);
 }
 
+/** Models that speak (the router's `capability`; a router without the field serves speech only). */
+export function speechModels() {
+  return store.models.filter((m) => (m.capability || 'speech') === 'speech');
+}
+
+/** The model that transcribes reference clips (ADR 0041): the first by name, as the operator picks. */
+export function transcriptionModel() {
+  return store.models.filter((m) => m.capability === 'transcription').sort((a, b) => a.id.localeCompare(b.id))[0];
+}
+
 // Sampling parameters each engine takes (the inference pods' `parameters`, docs/architecture.md);
 // an engine not listed here gets every field and its pod says which it refuses.
 const ENGINE_PARAMETERS = { piper: [], espeak: [], kokoro: [], 'pocket-tts': ['temperature', 'seed'] };

@@ -6,7 +6,7 @@ import { ApiError, api } from './api.js';
 import * as audio from './audio.js';
 import { $, cell, clear, h, showError } from './dom.js';
 import { onLanguageChange, t } from './i18n.js';
-import { engineClones, modelById, refreshVoices, store, subscribe } from './store.js';
+import { engineClones, modelById, refreshVoices, speechModels, store, subscribe, transcriptionModel } from './store.js';
 
 const els = {};
 let clip = null; // {file, seconds, source: 'file' | 'recording' | 'converted'}
@@ -23,6 +23,8 @@ export function initVoices(useVoice) {
   els.preview = $('#v-preview');
   els.error = $('#v-error');
   els.status = $('#v-status');
+  els.transcribe = $('#v-transcribe');
+  els.transcribe.addEventListener('click', () => transcribe());
   els.form.addEventListener('submit', (ev) => {
     ev.preventDefault();
     create();
@@ -59,17 +61,59 @@ export async function reload() {
 function renderModels() {
   const keep = els.model.value;
   clear(els.model);
-  if (!store.models.length) {
+  const models = speechModels();
+  if (!models.length) {
     els.model.append(h('option', { value: '' }, t(store.modelsLoaded ? 'speak.noModels' : 'speak.needKey')));
   }
-  for (const m of store.models) els.model.append(h('option', { value: m.id }, `${m.id} — ${m.engine}`));
-  if (store.models.some((m) => m.id === keep)) els.model.value = keep;
+  for (const m of models) els.model.append(h('option', { value: m.id }, `${m.id} — ${m.engine}`));
+  if (models.some((m) => m.id === keep)) els.model.value = keep;
   renderModelHint();
+  renderTranscriber();
 }
 
 function renderModelHint() {
   const m = modelById(els.model.value);
   $('#v-model-hint').textContent = m && !engineClones(m.engine) ? t('voices.cannotClone', { engine: m.engine }) : '';
+}
+
+// --- the transcript ----------------------------------------------------------------------------
+
+function renderTranscriber() {
+  const model = transcriptionModel();
+  els.transcribe.disabled = !model;
+  $('#v-transcript-hint').textContent = model
+    ? t('voices.transcriptHint', { model: model.id })
+    : store.modelsLoaded
+      ? t('voices.noTranscriber')
+      : '';
+}
+
+/** Fill the transcript from the namespace's transcription model, for the user to check and correct. */
+async function transcribe() {
+  showError(els.error, null);
+  const model = transcriptionModel();
+  if (!clip) {
+    showError(els.error, new ApiError(0, t('voices.needClip')));
+    return;
+  }
+  const form = new FormData();
+  form.append('model', model.id);
+  form.append('file', clip.file, clip.file.name);
+  const language = $('#v-language').value.trim().split(/[-_]/)[0].toLowerCase();
+  if (/^[a-z]{2}$/.test(language)) form.append('language', language);
+  els.transcribe.disabled = true;
+  $('#v-transcribe-state').textContent = t(model.ready ? 'voices.transcribing' : 'voices.transcribingWake', { model: model.id });
+  try {
+    const heard = await api.transcribe(form);
+    $('#v-transcript').value = (heard.text || '').trim();
+    $('#v-transcribe-state').textContent = t('voices.transcribed', { model: model.id });
+    $('#v-transcript').focus();
+  } catch (err) {
+    $('#v-transcribe-state').textContent = '';
+    showError(els.error, err);
+  } finally {
+    els.transcribe.disabled = !transcriptionModel();
+  }
 }
 
 // --- the clip ----------------------------------------------------------------------------------
@@ -230,7 +274,8 @@ function voiceState(v) {
   if (v.type === 'builtin') return v.default ? t('voices.default') : '—';
   if (v.ready === true) {
     const s = v.audio?.durationSeconds;
-    return s ? `${t('voices.ready')} · ${Number(s).toFixed(1)} s` : t('voices.ready');
+    const ready = s ? `${t('voices.ready')} · ${Number(s).toFixed(1)} s` : t('voices.ready');
+    return v.transcript_source === 'transcribed' ? `${ready} · ${t('voices.transcriptFromModel')}` : ready;
   }
   if (v.ready === false) return `${t('voices.notReady')}: ${v.message || v.reason || ''}`;
   return t('voices.checking');
