@@ -19,6 +19,7 @@ MCP_TOOLS = frozenset(
         "synthesize_speech",
         "list_models",
         "list_voices",
+        "transcribe_audio",
         "create_voice",
         "delete_voice",
         "get_gpu_status",

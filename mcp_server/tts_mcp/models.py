@@ -15,7 +15,10 @@ JSON = dict[str, Any]
 
 class ModelInfo(BaseModel):
     name: str = Field(description="The model's name (a TtsDeployment): pass it as `model`.")
-    engine: str | None = Field(default=None, description="The engine (piper, espeak, kokoro, pocket-tts).")
+    engine: str | None = Field(default=None, description="The engine (piper, espeak, kokoro, pocket-tts, whisper).")
+    capability: str = Field(
+        default="speech", description="speech (synthesize_speech) or transcription (transcribe_audio)."
+    )
     ready: bool = Field(description="True when a replica is ready to speak now.")
     replicas: int = Field(description="Desired replicas; 0 means the model sleeps and the next request wakes it.")
     ready_replicas: int = 0
@@ -29,6 +32,7 @@ class ModelInfo(BaseModel):
         return cls(
             name=entry["id"],
             engine=entry.get("engine"),
+            capability=entry.get("capability") or "speech",
             ready=bool(entry.get("ready")),
             replicas=int(entry.get("replicas") or 0),
             ready_replicas=int(entry.get("ready_replicas") or 0),
@@ -54,6 +58,10 @@ class VoiceInfo(BaseModel):
     ready: bool | None = Field(default=None, description="For custom voices: validated by the operator.")
     reason: str | None = None
     description: str = ""
+    transcript: str | None = Field(default=None, description="For clone voices: what is said in the clip.")
+    transcript_source: str | None = Field(
+        default=None, description="user (given when created) or transcribed (by the transcription model)."
+    )
 
     @classmethod
     def from_router(cls, entry: JSON) -> VoiceInfo:
@@ -66,6 +74,25 @@ class VoiceInfo(BaseModel):
             ready=entry.get("ready"),
             reason=entry.get("reason"),
             description=entry.get("description") or "",
+            transcript=entry.get("transcript"),
+            transcript_source=entry.get("transcript_source"),
+        )
+
+
+class Transcription(BaseModel):
+    text: str = Field(description="What the model heard.")
+    model: str = Field(description="The transcription model that heard it.")
+    language: str | None = Field(default=None, description="The language it was told or detected.")
+    duration_seconds: float | None = Field(default=None, description="Length of the audio.")
+
+    @classmethod
+    def from_router(cls, model: str, body: JSON) -> Transcription:
+        duration = body.get("duration")
+        return cls(
+            text=str(body.get("text", "")).strip(),
+            model=model,
+            language=body.get("language"),
+            duration_seconds=float(duration) if isinstance(duration, int | float) else None,
         )
 
 

@@ -55,6 +55,8 @@ _HINTS = {
     "invalid_voice_name": "use lower-case letters, digits and '-', starting with a letter",
     "activation_timeout": "the model did not wake in time: call get_gpu_status (a GPU may be missing), then retry",
     "queue_timeout": "the model is busy: retry in a moment",
+    "not_a_transcription_model": "pick a model whose capability is transcription (list_models), or leave model unset",
+    "not_a_speech_model": "that model transcribes: pick one whose capability is speech (list_models)",
     "audio_too_short": "send a clip of at least a second or two of clear speech",
     "audio_too_long": "trim the clip to at most 30 seconds",
     "unsupported_audio_format": "send wav or flac",
@@ -316,6 +318,14 @@ class RouterClient:
         }
         files = {"file": (filename, audio, "application/octet-stream")}
         return await self._call("POST", "/v1/audio/voices", admin=True, data=data, files=files)
+
+    async def transcribe(self, audio: bytes, filename: str, model: str, language: str | None) -> JSON:
+        """POST /v1/audio/transcriptions (json): the router holds it while the model wakes."""
+        data = {"model": model, "response_format": "verbose_json"}
+        if language:
+            data["language"] = language
+        files = {"file": (filename, audio, "application/octet-stream")}
+        return await self._call("POST", "/v1/audio/transcriptions", data=data, files=files)
 
     async def delete_voice(self, name: str) -> JSON:
         return await self._call("DELETE", f"/v1/audio/voices/{_segment(name, 'voice')}", admin=True)

@@ -24,7 +24,16 @@ from starlette.responses import JSONResponse, Response
 from tts_crds.speech import ResponseFormat
 
 from .files import FileRefused
-from .models import CreatedVoice, DeletedVoice, GpuStatus, ModelList, ScaleResult, SpeechResult, VoiceList
+from .models import (
+    CreatedVoice,
+    DeletedVoice,
+    GpuStatus,
+    ModelList,
+    ScaleResult,
+    SpeechResult,
+    Transcription,
+    VoiceList,
+)
 from .router import RouterError, SpeechStatus
 from .service import KubeTtsService
 from .settings import McpSettings
@@ -34,7 +43,9 @@ kube-tts speaks text with the text-to-speech models of a Kubernetes cluster.
 - synthesize_speech(text) returns the audio; pick a model from list_models and a voice from list_voices.
   A model at zero replicas wakes on the first request (seconds to minutes): progress is reported meanwhile.
 - create_voice uploads a reference clip (wav/flac, 1-30 s, with the speaker's consent) as a new voice;
-  only cloning engines (pocket-tts) can speak with such a voice.
+  only cloning engines (pocket-tts) can speak with such a voice. Left without a transcript, the clip is
+  transcribed by the cluster's transcription model (list_voices shows it).
+- transcribe_audio(audio) writes down what is said in an audio file (a model with capability transcription).
 - sleep_model frees a model's GPUs now; wake_model starts it ahead of traffic; get_gpu_status shows GPU use.
 """
 
@@ -159,7 +170,9 @@ async def create_voice(
         Field(description="Absolute path of a wav/flac clip (1-30 s) in a directory the server allows."),
     ] = None,
     audio_base64: Annotated[str | None, Field(description="The clip itself, base64 (instead of audio_path).")] = None,
-    transcript: Annotated[str, Field(description="What is said in the clip.")] = "",
+    transcript: Annotated[
+        str, Field(description="What is said in the clip; leave empty to have the transcription model write it.")
+    ] = "",
     language: Annotated[str, Field(description="BCP 47 language tag of the clip.")] = "en",
     consent: Annotated[
         bool, Field(description="True only if the person whose voice it is agreed to it being cloned.")
@@ -175,6 +188,25 @@ async def create_voice(
         return await service_of(ctx).create_voice(
             ctx.headers, name, model, audio_path, audio_base64, transcript, language, consent, description
         )
+
+
+async def transcribe_audio(
+    ctx: Ctx,
+    audio_path: Annotated[
+        str | None, Field(description="Absolute path of an audio file in a directory the server allows.")
+    ] = None,
+    audio_base64: Annotated[str | None, Field(description="The audio itself, base64 (instead of audio_path).")] = None,
+    model: Annotated[
+        str, Field(description="A transcription model (list_models, capability transcription); whisper-1: the default.")
+    ] = "whisper-1",
+    language: Annotated[str | None, Field(description="ISO-639-1 code of the speech; detected when unset.")] = None,
+) -> Transcription:
+    """Write down what is said in an audio file (wav, mp3, ogg, flac…) with a transcription model.
+
+    Give exactly one of audio_path or audio_base64. A sleeping model is woken first (seconds).
+    """
+    with tool_errors():
+        return await service_of(ctx).transcribe(ctx.headers, audio_path, audio_base64, model, language)
 
 
 async def delete_voice(
@@ -241,6 +273,7 @@ def create_server(
     server.tool(title="List models", annotations=READ_ONLY)(list_models)
     server.tool(title="List voices", annotations=READ_ONLY)(list_voices)
     server.tool(title="Create a voice from a clip", annotations=hints())(create_voice)
+    server.tool(title="Transcribe audio", annotations=READ_ONLY)(transcribe_audio)
     server.tool(title="Delete a voice", annotations=hints(destructive=True, idempotent=True))(delete_voice)
     server.tool(title="GPU status", annotations=READ_ONLY)(get_gpu_status)
     server.tool(title="Put a model to sleep", annotations=hints(destructive=True, idempotent=True))(sleep_model)

@@ -22,6 +22,7 @@ from .models import (
     ModelList,
     ScaleResult,
     SpeechResult,
+    Transcription,
     VoiceInfo,
     VoiceList,
 )
@@ -133,12 +134,7 @@ class KubeTtsService:
         consent: bool,
         description: str,
     ) -> CreatedVoice:
-        if (audio_path is None) == (audio_base64 is None):
-            raise ToolError("give exactly one of audio_path or audio_base64")
-        if audio_path is not None:
-            data, filename = read_clip(audio_path, self.settings.audio_dirs, self.settings.max_voice_bytes)
-        else:
-            data, filename = decode_clip(audio_base64 or "", self.settings.max_voice_bytes), "clip"
+        data, filename = self.clip(audio_path, audio_base64, self.settings.max_voice_bytes)
         created = await self.router(headers).create_voice(
             name, model, data, filename, transcript, language, consent, description
         )
@@ -146,7 +142,23 @@ class KubeTtsService:
             f"speak with synthesize_speech(model={model!r}, voice={name!r}); "
             "only cloning engines (pocket-tts) can use a reference clip"
         )
+        if not transcript.strip():
+            note += "; the transcription model transcribes the clip shortly (list_voices shows the transcript)"
         return CreatedVoice.from_router(created, note)
+
+    def clip(self, audio_path: str | None, audio_base64: str | None, limit: int) -> tuple[bytes, str]:
+        """The audio a tool was given, by path (inside the allowed folders) or as base64: exactly one."""
+        if (audio_path is None) == (audio_base64 is None):
+            raise ToolError("give exactly one of audio_path or audio_base64")
+        if audio_path is not None:
+            return read_clip(audio_path, self.settings.audio_dirs, limit)
+        return decode_clip(audio_base64 or "", limit), "clip"
+
+    async def transcribe(
+        self, headers: Headers, audio_path: str | None, audio_base64: str | None, model: str, language: str | None
+    ) -> Transcription:
+        data, filename = self.clip(audio_path, audio_base64, self.settings.max_transcription_bytes)
+        return Transcription.from_router(model, await self.router(headers).transcribe(data, filename, model, language))
 
     async def delete_voice(self, headers: Headers, name: str) -> DeletedVoice:
         answer = await self.router(headers).delete_voice(name)

@@ -67,6 +67,7 @@ class McpSettings(BaseSettings):
     # create_voice(audio_path=...) reads files only inside these directories; empty: audio_path is refused
     audio_dirs: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     max_voice_bytes: int = Field(default=10 * MIB, gt=0)
+    max_transcription_bytes: int = Field(default=25 * MIB, gt=0)
 
     log_level: str = "warning"
 

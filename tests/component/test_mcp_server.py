@@ -97,6 +97,19 @@ def fake_router(seen: list[dict[str, Any]]) -> FastAPI:
             return error(400, "consent must be true", "consent_required")
         return JSONResponse({"id": name, "model": model, "type": "clone", "audio": {"bytes": len(data)}}, 201)
 
+    @app.post("/v1/audio/transcriptions")
+    async def transcribe(
+        model: Annotated[str, Form()],
+        file: Annotated[UploadFile, File()],
+        response_format: Annotated[str, Form()] = "json",
+        language: Annotated[str | None, Form()] = None,
+    ):
+        data = await file.read()
+        seen[-1]["transcription"] = {"model": model, "bytes": data, "format": response_format, "language": language}
+        if model != "whisper-1":
+            return error(400, f"model {model!r} speaks; it does not transcribe", "not_a_transcription_model")
+        return {"text": " Hello there. ", "language": language or "en", "duration": 1.5, "segments": []}
+
     @app.post("/v1/models/{name}/sleep")
     async def sleep(name: str) -> dict:
         changed = name not in asleep
@@ -126,6 +139,7 @@ async def test_tools_publish_their_schemas_and_truthful_hints(seen):
     assert speak.output_schema is not None and "woke_model" in speak.output_schema["properties"]
     hints = {n: (t.annotations.read_only_hint, t.annotations.destructive_hint) for n, t in tools.items()}
     assert hints["list_models"] == hints["list_voices"] == hints["get_gpu_status"] == (True, False)
+    assert hints["transcribe_audio"] == (True, False)
     assert hints["delete_voice"] == hints["sleep_model"] == (False, True)
     assert hints["create_voice"] == hints["wake_model"] == hints["synthesize_speech"] == (False, False)
     assert all(t.output_schema for t in tools.values())
@@ -281,3 +295,27 @@ async def test_an_output_directory_that_cannot_be_written_is_a_tool_error(seen, 
     async with Client(server_for(seen, output_mode="both", output_dir=blocked)) as client:
         result = await client.call_tool("synthesize_speech", {"text": "Hello", "model": "joe"})
     assert result.is_error and f"the audio could not be saved under {blocked}" in result.content[0].text
+
+
+async def test_transcribe_audio_sends_the_clip_and_returns_the_text(seen):
+    clip = base64.b64encode(b"RIFF-not-really").decode()
+    async with Client(server_for(seen)) as client:
+        result = await client.call_tool("transcribe_audio", {"audio_base64": clip, "language": "en"})
+        assert not result.is_error
+        assert result.structured_content == {
+            "text": "Hello there.",
+            "model": "whisper-1",
+            "language": "en",
+            "duration_seconds": 1.5,
+        }
+        assert seen[-1]["transcription"] == {
+            "model": "whisper-1",
+            "bytes": b"RIFF-not-really",
+            "format": "verbose_json",
+            "language": "en",
+        }
+        refused = await client.call_tool("transcribe_audio", {"audio_base64": clip, "model": "joe"})
+        assert refused.is_error
+        assert "does not transcribe" in refused.content[0].text and "capability" in refused.content[0].text
+        neither = await client.call_tool("transcribe_audio", {})
+        assert neither.is_error and "exactly one of audio_path or audio_base64" in neither.content[0].text
