@@ -134,3 +134,14 @@ def test_providers_follow_the_requested_device():
     assert providers_for(gpu, "cpu") == cpu
     with pytest.raises(ModelLoadError, match="no CUDA provider"):
         providers_for(cpu, "cuda")
+
+
+# --- phonemizer ---------------------------------------------------------------------------------
+def test_the_phonemizer_module_has_what_kokoro_onnx_and_misaki_call():
+    # phonemizer (kokoro-onnx) and phonemizer-fork (misaki) install the same module; either must do
+    phonemizer = pytest.importorskip("phonemizer")
+    from phonemizer.backend import EspeakBackend
+    from phonemizer.backend.espeak.wrapper import EspeakWrapper
+
+    assert callable(phonemizer.phonemize) and EspeakBackend.name() == "espeak"
+    assert callable(EspeakWrapper.set_library) and callable(EspeakWrapper.set_data_path)
