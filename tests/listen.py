@@ -10,7 +10,7 @@ product never assembles weights at request time.
     heard = listener().transcribe(wav_bytes, language="en")
     wer(sentence, heard)
 
-The scoring functions (``normalise_en``, ``wer``, ``cer``) are pure and need none of this.
+The scoring functions (``normalise_en``, ``wer``, ``cer``, ``chars_ja``) are pure and need none of this.
 """
 
 from __future__ import annotations
@@ -57,6 +57,20 @@ SENTENCES_ZH: tuple[str, ...] = (
     "这家饭店的菜又便宜又好吃。",
     "我的朋友住在北京，他在一家公司工作。",
     "冬天快到了，你要多穿一点衣服。",
+)
+
+# Japanese sentences for the character error rate (everyday words, common kanji, no numbers)
+SENTENCES_JA: tuple[str, ...] = (
+    "今日はとても良い天気ですね。",
+    "駅まで歩いて十分くらいかかります。",
+    "私は毎朝コーヒーを飲みます。",
+    "この本はとても面白かったです。",
+    "明日の会議は午後から始まります。",
+    "すみません、トイレはどこですか。",
+    "週末は家族と海へ行きました。",
+    "電車が少し遅れているようです。",
+    "新しい仕事にはもう慣れましたか。",
+    "冬になると山の上は雪が降ります。",
 )
 
 
@@ -131,12 +145,28 @@ def chars_zh(text: str) -> list[str]:
     return [c for c in text if not c.isspace() and unicodedata.category(c)[0] not in "PSZC"]
 
 
-def cer(reference: str | Sequence[str], hypothesis: str | Sequence[str]) -> float:
-    """Character error rate of Chinese text (punctuation stripped); corpus CER given sequences."""
+# katakana ァ..ヶ sit 0x60 above hiragana ぁ..ゖ
+_KATAKANA = {c: c - 0x60 for c in range(ord("ァ"), ord("ヶ") + 1)}
+
+
+def chars_ja(text: str) -> list[str]:
+    """The characters of Japanese text for CER: as ``chars_zh``, with katakana written as hiragana
+    (Whisper writes a word in either script: ケーキ and けーき are the same sounds). Kanji stay
+    kanji, so a word written in kana on one side and in kanji on the other counts as errors."""
+    return [c.translate(_KATAKANA) for c in chars_zh(text)]
+
+
+_CHARS = {"zh": chars_zh, "ja": chars_ja}
+
+
+def cer(reference: str | Sequence[str], hypothesis: str | Sequence[str], language: str = "zh") -> float:
+    """Character error rate of Chinese (``zh``) or Japanese (``ja``) text, punctuation stripped;
+    corpus CER given sequences."""
+    chars_of = _CHARS[language]
     refs, hyps = _pairs(reference, hypothesis)
     edits = chars = 0
     for ref, hyp in zip(refs, hyps, strict=True):
-        r, h = chars_zh(ref), chars_zh(hyp)
+        r, h = chars_of(ref), chars_of(hyp)
         edits += edit_distance(r, h)
         chars += len(r)
     if not chars:

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from tests.listen import SENTENCES, cer, chars_zh, edit_distance, normalise_en, number_words, wer
+from tests.listen import (
+    SENTENCES,
+    SENTENCES_JA,
+    cer,
+    chars_ja,
+    chars_zh,
+    edit_distance,
+    normalise_en,
+    number_words,
+    wer,
+)
 
 
 def test_edit_distance_counts_substitutions_insertions_and_deletions():
@@ -81,6 +91,14 @@ def test_cer_counts_characters_without_punctuation():
     assert cer(["你好", "世界"], ["你好", "世"]) == pytest.approx(1 / 4)
     with pytest.raises(ValueError, match="no characters"):
         cer("。", "你")
+
+
+def test_japanese_cer_reads_katakana_as_hiragana():
+    assert chars_ja("ケーキ、食べる？") == ["け", "ー", "き", "食", "べ", "る"]
+    assert cer("コーヒーを飲みます。", "こーひーを飲みます", language="ja") == 0
+    assert cer("今日は良い天気", "今日はいい天気", language="ja") == pytest.approx(1 / 7)  # kanji vs kana counts
+    assert cer("天気", "天気") == 0  # Chinese stays the default
+    assert len(set(SENTENCES_JA)) == len(SENTENCES_JA) >= 10
 
 
 def test_the_sentences_are_at_least_ten_distinct_ones():

@@ -1,130 +1,92 @@
-"""Kokoro-82M through the torch ``kokoro`` package; weights and voices from the model directory.
+"""Kokoro-82M, in whichever layout the model directory holds (``kokoro_common.choose_layout``):
 
-Model directory (the layout of the hexgrad/Kokoro-82M repository): ``config.json``, one ``*.pth``
-checkpoint, ``voices/<id>.pt`` style packs. A voice's first letter names its language
-(a = American English, b = British English, e, f, h, i, p; j and z need misaki's ja/zh extras).
-Phonemes come from misaki: its English G2P when spaCy's ``en_core_web_sm`` is installed, otherwise
-misaki's espeak-ng G2P (which never downloads anything at run time).
+- the torch layout (``config.json``, ``*.pth``, ``voices/*.pt``) through the ``kokoro`` package,
+  for GPUs (``kokoro_torch``);
+- the ONNX layout (``*.onnx`` and kokoro-onnx voice packs such as ``voices-v1.0.bin``) through
+  onnxruntime, for the CPU image, which has no torch (``kokoro_onnx``).
+
+The engine is called ``kokoro`` either way; the layout shows in /v1/status (``details.layout``).
 """
 
 from __future__ import annotations
 
-import logging
+import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from ..audio import to_int16
-from ..text import cut_at_spaces
-from .base import ModelLoadError, SynthesisOptions, Voice, model_location
-from .torch_support import TorchEngine
-
-log = logging.getLogger(__name__)
-
-SAMPLE_RATE = 24000
-# voice prefix -> (espeak language for misaki's espeak G2P, BCP-47 tag shown in /v1/audio/voices)
-LANGUAGES: dict[str, tuple[str, str]] = {
-    "a": ("en-us", "en-US"),
-    "b": ("en-gb", "en-GB"),
-    "e": ("es", "es"),
-    "f": ("fr-fr", "fr-FR"),
-    "h": ("hi", "hi"),
-    "i": ("it", "it"),
-    "p": ("pt-br", "pt-BR"),
-}
+from .base import Engine, SynthesisOptions, Voice, model_location
+from .kokoro_common import SAMPLE_RATE, Layout, choose_layout
 
 
-class KokoroEngine(TorchEngine):
+def model_files(root: Path) -> list[str]:
+    """The file names a layout is chosen from: the directory's own files and ``voices/*.pt``."""
+    if not root.is_dir():
+        return []
+    names = [p.name for p in root.iterdir() if p.is_file()]
+    return names + [f"voices/{p.name}" for p in (root / "voices").glob("*.pt")]
+
+
+def _backend(model_uri: str, model_dir: str, device: str, root: Path, layout: Layout) -> Engine:
+    if layout.kind == "torch":
+        from .kokoro_torch import KokoroTorch
+
+        return KokoroTorch(model_uri, model_dir, device, root, layout)
+    from .kokoro_onnx import KokoroOnnx
+
+    return KokoroOnnx(model_uri, model_dir, device, root, layout)
+
+
+class KokoroEngine(Engine):
+    """Chooses the layout at load time (the files may arrive after construction) and hands every
+    call to the engine for it."""
+
     name = "kokoro"
-    packages = ("kokoro", "misaki")
 
     def __init__(self, model_uri: str, model_dir: str, device: str = "auto") -> None:
         super().__init__(model_uri, model_dir, device)
-        self._packs: dict[str, Any] = {}
-        self._g2p: dict[str, Any] = {}
-        self._g2p_kind = ""
-
-    def _files(self) -> tuple[Path, Path, list[Path]]:
-        root = model_location(self.model_uri, self.model_dir)
-        config = root / "config.json"
-        checkpoints = sorted(root.glob("*.pth"))
-        if not config.exists() or not checkpoints:
-            raise ModelLoadError(f"{root} must hold config.json and a *.pth checkpoint (the Kokoro-82M layout)")
-        voices = sorted((root / "voices").glob("*.pt"))
-        return config, checkpoints[0], voices
-
-    def _phonemiser(self, prefix: str) -> Any:
-        from misaki import espeak
-
-        language, _ = LANGUAGES[prefix]
-        if prefix in "ab":
-            import spacy.util
-
-            if spacy.util.is_package("en_core_web_sm"):
-                from misaki import en
-
-                self._g2p_kind = "misaki"
-                return en.G2P(trf=False, british=prefix == "b", fallback=espeak.EspeakFallback(british=prefix == "b"))
-            self._g2p_kind = "espeak"
-            log.warning("spaCy's en_core_web_sm is not installed: English phonemes come from espeak-ng")
-        return espeak.EspeakG2P(language=language)
+        self._impl: Engine | None = None
 
     def load(self) -> None:
-        torch = self._start_torch()
-        from kokoro.model import KModel
+        root = model_location(self.model_uri, self.model_dir)
+        layout = choose_layout(model_files(root), torch=importlib.util.find_spec("torch") is not None)
+        impl = _backend(self.model_uri, self.model_dir, self.requested_device, root, layout)
+        impl.load()
+        self._impl = impl
 
-        config, checkpoint, voice_files = self._files()
-        try:
-            model = KModel(repo_id="hexgrad/Kokoro-82M", config=str(config), model=str(checkpoint))
-        except (OSError, RuntimeError, KeyError, ValueError, AssertionError) as exc:
-            raise ModelLoadError(f"cannot load Kokoro checkpoint {checkpoint.name}: {exc}") from exc
-        self._model = model.to(self._device).eval()
-        for path in voice_files:
-            prefix = path.stem[:1]
-            if prefix not in LANGUAGES:
-                log.warning("skipping voice %s: language %r needs misaki extras this image lacks", path.stem, prefix)
-                continue
-            try:
-                pack = torch.load(path, map_location=self._device, weights_only=True)
-            except (OSError, RuntimeError) as exc:
-                raise ModelLoadError(f"cannot load voice {path.name}: {exc}") from exc
-            self._packs[path.stem] = pack
-        if not self._packs:
-            raise ModelLoadError(f"no usable voices in {checkpoint.parent / 'voices'}")
-        for prefix in {v[:1] for v in self._packs}:
-            self._g2p[prefix] = self._phonemiser(prefix)
+    @property
+    def _engine(self) -> Engine:
+        assert self._impl is not None, "load() first"
+        return self._impl
 
     @property
     def sample_rate(self) -> int:
         return SAMPLE_RATE
 
     def voices(self) -> list[Voice]:
-        return [Voice(v, v, LANGUAGES[v[:1]][1]) for v in sorted(self._packs)]
+        return self._impl.voices() if self._impl is not None else []
 
     @property
     def default_voice(self) -> str:
-        return "af_heart" if "af_heart" in self._packs else self.voices()[0].id
+        return self._engine.default_voice
+
+    @property
+    def device(self) -> str:
+        return self._impl.device if self._impl is not None else "cpu"
+
+    def gpu_memory(self) -> dict[str, int] | None:
+        return self._impl.gpu_memory() if self._impl is not None else None
 
     def details(self) -> dict[str, str]:
-        return {"g2p": self._g2p_kind or "espeak"}
+        return self._impl.details() if self._impl is not None else {}
 
-    def _release_model(self) -> None:
-        self._packs.clear()
+    def close(self) -> None:
+        if self._impl is not None:
+            self._impl.close()
+
+    def warmup(self) -> None:
+        self._engine.warmup()
 
     def synthesize(self, sentences: list[str], voice: str, options: SynthesisOptions) -> Iterator[np.ndarray]:
-        assert self._model is not None, "load() first"
-        voice = self.resolve_voice(voice)
-        g2p = self._g2p[voice[:1]]
-        pack = self._packs[voice]
-        limit = self._model.context_length - 2
-        for text in sentences:
-            phonemes, _ = g2p(text)
-            for piece in cut_at_spaces(phonemes or "", limit):
-                if options.stop.is_set():
-                    return
-                style = pack[min(len(piece), len(pack)) - 1]
-                with self._torch.inference_mode():  # KModel's forward keeps no state: threads may share it
-                    audio = self._model(piece, style, speed=options.speed)
-                yield to_int16(audio.float().cpu().numpy().reshape(-1))
+        return self._engine.synthesize(sentences, voice, options)
