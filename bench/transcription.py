@@ -1,6 +1,6 @@
 """Benchmark the whisper engine: seconds per clip and real-time factor (wall time / audio time).
 
-The piper engine speaks the fixed English sentences (short clips, 2–5 s) and all of them at once (a
+The piper engine speaks the fixed English sentences (short clips, 2 to 5 s) and all of them at once (a
 long clip, about 40 s); the whisper engine (Whisper base, int8 on the CPU, beam 5, as the server runs
 it) transcribes each clip ``--runs`` times, in-process, one at a time. Decoding the upload is included.
 Prints medians and the WER, and writes ``bench/results/transcription.json`` (docs/whisper.md quotes it).
@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 from common import say, write_results
+from tts_inference import audio
+from tts_inference.engines import Engine, SynthesisOptions, Transcriber, TranscriptionOptions, load_engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: tests/listen.py
 from tests.listen import SENTENCES, model_dir, wer
-from tts_inference import audio
-from tts_inference.engines import Engine, SynthesisOptions, Transcriber, TranscriptionOptions, load_engine
 
 
 def speak(piper: Engine, text: str) -> bytes:
