@@ -1,5 +1,6 @@
 """The inference HTTP API: ``create_app(settings)`` builds it; nothing happens at import time.
-The endpoints are in ``routes``, the request checks in ``validation``."""
+The endpoints are in ``routes`` (speech, status, health) and ``transcription``, the request checks
+in ``validation``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from tts_crds.http_errors import install
 
-from . import routes
+from . import routes, transcription
 from .host import EngineHost, Metrics
 from .settings import Settings
 
@@ -33,11 +34,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="kube-tts inference",
         version="0.1.0",
-        description="One engine, one model. Speaks OpenAI's /v1/audio/speech shape; knows nothing of Kubernetes.",
+        description=(
+            "One engine, one model. Speaks OpenAI's /v1/audio/speech shape, or (a whisper model) transcribes "
+            "in its /v1/audio/transcriptions shape; knows nothing of Kubernetes."
+        ),
         lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
     install(app)
     app.include_router(routes.router)
+    app.include_router(transcription.router)
     return app

@@ -9,6 +9,7 @@ import base64
 import binascii
 import contextlib
 import io
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -280,3 +281,38 @@ def decode_reference(b64: str, min_seconds: float, max_seconds: float, max_bytes
     if problem:
         raise AudioInputError(f"ref_audio: {problem.message}")
     return Clip(samples.mean(axis=1).astype(np.float32), int(rate))
+
+
+# --- uploads to transcribe ----------------------------------------------------------------------
+
+
+def decode_upload(data: bytes, rate: int, max_seconds: float) -> np.ndarray:
+    """An uploaded clip in any container FFmpeg reads (wav, mp3, ogg/opus, flac, m4a, webm, …) as mono
+    float32 at ``rate``. Decoding stops once the clip is longer than ``max_seconds``: a few
+    megabytes of Opus can hold hours, and the limit is what bounds the work, not the file size."""
+    if not data:
+        raise AudioInputError("the file is empty")
+    limit = int(max_seconds * rate)
+    parts: list[np.ndarray] = []
+    got = 0
+    try:
+        with av.open(io.BytesIO(data), mode="r", metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                raise AudioInputError("the file has no audio stream")
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+            frames = container.decode(container.streams.audio[0])
+            for frame in itertools.chain(frames, [None]):  # None flushes the resampler
+                for out in resampler.resample(frame):
+                    parts.append(out.to_ndarray().reshape(-1))
+                    got += out.samples
+                if got > limit:
+                    raise AudioInputError(f"the audio is longer than the {max_seconds:g} seconds this server takes")
+    except AudioInputError:
+        raise
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError, ValueError) as exc:
+        raise AudioInputError(
+            "the file could not be decoded as audio (send wav, mp3, ogg/opus, flac, m4a or webm)"
+        ) from exc
+    if not got:
+        raise AudioInputError("the file could not be decoded as audio: it holds no samples")
+    return np.concatenate(parts).astype(np.float32, copy=False)

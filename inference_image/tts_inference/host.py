@@ -1,5 +1,9 @@
 """EngineHost: owns the engine, loads it in the background, bounds concurrency, runs syntheses.
 
+Speech and transcription share one admission: ``admit`` waits for one of ``max_concurrency``
+slots, with ``max_queue`` requests waiting, then answers 429; both count in the same
+``kubetts_inference_requests_total``/``inflight``/``queued`` metrics (a pod serves one of the two).
+
 Each synthesis runs in its own producer thread that feeds an asyncio queue at most two chunks
 ahead of the client; when the client goes away the request's stop event is set and the engine stops
 at its next check (between sentences, and inside engines that generate step by step).
@@ -19,7 +23,15 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from tts_crds.http_errors import ApiError
 
-from .engines import Engine, EngineError, ModelLoadError, SynthesisOptions, load_engine
+from .engines import (
+    BaseEngine,
+    Engine,
+    EngineError,
+    ModelLoadError,
+    SynthesisOptions,
+    Transcriber,
+    load_engine,
+)
 from .settings import Settings
 
 log = logging.getLogger("tts_inference")
@@ -33,9 +45,13 @@ class Metrics:
 
     def __post_init__(self) -> None:
         r = self.registry
-        self.requests = Counter("kubetts_inference_requests", "Speech requests by outcome", ["code"], registry=r)
-        self.inflight = Gauge("kubetts_inference_inflight_requests", "Requests being synthesised", registry=r)
-        self.queued = Gauge("kubetts_inference_queued_requests", "Requests waiting for a synthesis slot", registry=r)
+        self.requests = Counter(
+            "kubetts_inference_requests", "Speech and transcription requests by outcome", ["code"], registry=r
+        )
+        self.inflight = Gauge(
+            "kubetts_inference_inflight_requests", "Requests being synthesised or transcribed", registry=r
+        )
+        self.queued = Gauge("kubetts_inference_queued_requests", "Requests waiting for a slot", registry=r)
         self.first_audio = Histogram(
             "kubetts_inference_first_audio_seconds",
             "Time from the synthesis slot to the first audio chunk",
@@ -50,7 +66,15 @@ class Metrics:
             "kubetts_inference_chunks", "Audio chunks (about one per sentence) synthesised", registry=r
         )
         self.cancelled = Counter(
-            "kubetts_inference_cancelled_requests", "Syntheses stopped early because the client went away", registry=r
+            "kubetts_inference_cancelled_requests",
+            "Syntheses and transcriptions stopped early because the client went away",
+            registry=r,
+        )
+        self.transcribed_seconds = Counter(
+            "kubetts_inference_transcribed_audio_seconds", "Seconds of audio transcribed", registry=r
+        )
+        self.transcription_seconds = Counter(
+            "kubetts_inference_transcription_seconds", "Wall seconds spent transcribing", registry=r
         )
         self.ready = Gauge("kubetts_inference_model_ready", "1 once the model is loaded and warmed up", registry=r)
 
@@ -67,9 +91,16 @@ class Job:
     """One request's synthesis: a producer thread, a bounded hand-over queue, a stop event."""
 
     def __init__(
-        self, host: EngineHost, sentences: list[str], voice: str, options: SynthesisOptions, release: object
+        self,
+        host: EngineHost,
+        engine: Engine,
+        sentences: list[str],
+        voice: str,
+        options: SynthesisOptions,
+        release: object,
     ) -> None:
         self.host = host
+        self.engine = engine
         self.sentences = sentences
         self.voice = voice
         self.options = options
@@ -87,7 +118,7 @@ class Job:
             self._release()  # type: ignore[operator]
 
     def _produce(self, loop: asyncio.AbstractEventLoop) -> None:
-        engine, metrics, stop = self.host.engine, self.host.metrics, self.options.stop
+        engine, metrics, stop = self.engine, self.host.metrics, self.options.stop
         t0 = time.monotonic()
         gen = iter(engine.synthesize(self.sentences, self.voice, self.options))
         try:
@@ -120,7 +151,7 @@ class Job:
         threading.Thread(target=self._produce, args=(loop,), name="synthesis", daemon=True).start()
         t0 = time.monotonic()
         first = True
-        rate = self.host.engine.sample_rate
+        rate = self.engine.sample_rate
         while True:
             item = await self._queue.get()
             if item is _END:
@@ -154,7 +185,7 @@ class EngineHost:
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.engine: Engine = load_engine(settings.engine, settings.model_uri, settings.model_dir, settings.device)
+        self.engine: BaseEngine = load_engine(settings.engine, settings.model_uri, settings.model_dir, settings.device)
         self.ready = False
         self.error: str | None = None
         self.load_seconds: float | None = None
@@ -167,7 +198,7 @@ class EngineHost:
         log.info("loading %s model %s", self.settings.engine, self.settings.model_uri)
         try:
             await asyncio.to_thread(self.engine.load)
-            if self.settings.default_voice:
+            if self.settings.default_voice and isinstance(self.engine, Engine):
                 self.engine.resolve_voice(self.settings.default_voice)
             await asyncio.to_thread(self.engine.warmup)
         except (ModelLoadError, EngineError, OSError, RuntimeError, ValueError) as exc:
@@ -179,12 +210,37 @@ class EngineHost:
         self.load_seconds = time.monotonic() - t0
         self.ready = True
         self.metrics.ready.set(1)
-        log.info(
-            "model ready in %.1fs on %s (sample rate %d Hz, %d voices)",
-            self.load_seconds,
-            self.engine.device,
-            self.engine.sample_rate,
-            len(self.engine.voices()),
+        log.info("model ready in %.1fs on %s (%s)", self.load_seconds, self.engine.device, self.summary())
+
+    def summary(self) -> str:
+        engine = self.engine
+        if isinstance(engine, Engine):
+            return f"sample rate {engine.sample_rate} Hz, {len(engine.voices())} voices"
+        if isinstance(engine, Transcriber):
+            return f"transcription, {len(engine.languages())} languages"
+        return ", ".join(sorted(engine.capabilities))
+
+    def speaker(self) -> Engine:
+        """The engine, if it speaks; otherwise the 400 a speech request on this pod gets."""
+        if isinstance(self.engine, Engine):
+            return self.engine
+        raise ApiError(
+            400,
+            f"this model ({self.settings.engine}) transcribes audio and cannot speak: "
+            "send audio to /v1/audio/transcriptions",
+            "not_a_speech_model",
+            "model",
+        )
+
+    def transcriber(self) -> Transcriber:
+        """The engine, if it transcribes; otherwise the 400 a transcription request on this pod gets."""
+        if isinstance(self.engine, Transcriber):
+            return self.engine
+        raise ApiError(
+            400,
+            f"this model ({self.settings.engine}) speaks and cannot transcribe: send text to /v1/audio/speech",
+            "not_a_transcription_model",
+            "model",
         )
 
     #: set by ``python -m tts_inference`` to stop the server; ``main`` then exits 3
@@ -207,6 +263,11 @@ class EngineHost:
 
     async def start(self, sentences: list[str], voice: str, options: SynthesisOptions) -> Job:
         """Wait for a synthesis slot (429 with Retry-After once the queue is full) and make the job."""
+        engine = self.speaker()
+        return Job(self, engine, sentences, voice, options, await self.admit())
+
+    async def admit(self) -> Callable[[], None]:
+        """Wait for a slot (429 with Retry-After once the queue is full); returns what frees it."""
         limit = self.settings.max_concurrency + self.settings.max_queue
         if self.inflight + self.queued >= limit:
             raise ApiError(
@@ -230,4 +291,4 @@ class EngineHost:
             self.metrics.inflight.dec()
             self._slots.release()
 
-        return Job(self, sentences, voice, options, release)
+        return release

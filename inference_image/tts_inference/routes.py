@@ -16,7 +16,7 @@ from tts_crds.http_errors import ApiError, error_body
 from tts_crds.speech import MEDIA_TYPES, SpeechRequest
 
 from . import audio
-from .engines import EngineError, SynthesisOptions
+from .engines import Engine, EngineError, SynthesisOptions
 from .host import EngineHost, Job, Metrics
 from .settings import Settings
 from .text import split_sentences
@@ -84,6 +84,7 @@ async def status(request: Request) -> dict:
     return {
         "engine": settings.engine,
         "model": settings.model_uri,
+        "capabilities": sorted(engine.capabilities),
         "device": engine.device,
         "gpu_memory": engine.gpu_memory() if host.ready else None,
         "ready": host.ready,
@@ -103,19 +104,20 @@ async def status(request: Request) -> dict:
 @router.get("/v1/audio/voices", tags=["speech"])
 async def voices(request: Request) -> dict:
     host, settings = host_of(request), settings_of(request)
+    engine = host.speaker()
     if not host.ready:
         raise ApiError(503, "model is not loaded yet", "model_not_ready", headers={"Retry-After": "2"})
     return {
         "object": "list",
-        "default": settings.default_voice or host.engine.default_voice,
-        "can_clone": host.engine.can_clone,
-        "data": [{"id": v.id, "name": v.name, "language": v.language} for v in host.engine.voices()],
+        "default": settings.default_voice or engine.default_voice,
+        "can_clone": engine.can_clone,
+        "data": [{"id": v.id, "name": v.name, "language": v.language} for v in engine.voices()],
     }
 
 
-async def options_for(body: SpeechRequest, host: EngineHost, settings: Settings) -> SynthesisOptions:
+async def options_for(body: SpeechRequest, engine: Engine, settings: Settings) -> SynthesisOptions:
     """Check the request (4xx here, never later) and decode its reference clip, if any."""
-    check_speech(body, host.engine, settings)
+    check_speech(body, engine, settings)
     reference = None
     if body.ref_audio is not None:
         try:
@@ -147,15 +149,16 @@ async def options_for(body: SpeechRequest, host: EngineHost, settings: Settings)
 async def speech(body: SpeechRequest, request: Request) -> Response:
     host, settings, metrics = host_of(request), settings_of(request), metrics_of(request)
     try:
+        engine = host.speaker()
         if not host.ready:
             raise ApiError(503, "model is not loaded yet", "model_not_ready", None, {"Retry-After": "2"})
-        options = await options_for(body, host, settings)
+        options = await options_for(body, engine, settings)
         try:
-            voice = host.engine.validate(wanted_voice(body, settings), options)
+            voice = engine.validate(wanted_voice(body, settings), options)
         except EngineError as exc:
             raise ApiError(400, str(exc), "voice_not_found", "voice") from exc
         sentences = split_sentences(body.input, settings.max_sentence_chars)
-        encoder = audio.StreamEncoder(body.response_format, host.engine.sample_rate)
+        encoder = audio.StreamEncoder(body.response_format, engine.sample_rate)
         try:
             job = await host.start(sentences, voice, options)
         except BaseException:  # 429, or the client left while queued
@@ -200,7 +203,7 @@ async def sse_stream(
             yield events.AudioDelta.of(tail).frame()
         yield events.AudioDone(
             usage=events.Usage.of_text(body.input),
-            audio_seconds=round(job.samples / job.host.engine.sample_rate, 3),
+            audio_seconds=round(job.samples / job.engine.sample_rate, 3),
             sample_rate=encoder.rate,
         ).frame()
         metrics.requests.labels("200").inc()

@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     ref_audio_min_seconds: float = 1.0
     ref_audio_max_seconds: float = 30.0
     ref_audio_max_bytes: int = 16_000_000
+    #: transcription uploads: the largest file (OpenAI's 25 MB) and the longest audio it may decode to
+    transcription_max_bytes: int = 26_214_400
+    transcription_max_audio_seconds: float = 1800.0
     log_level: str = "info"
     #: in a pod: a model that cannot load ends the process (exit 3) so Kubernetes restarts it with
     #: back-off and shows why (CrashLoopBackOff, the reason in the termination message); off for

@@ -1,7 +1,10 @@
-"""What the inference server checks about a speech request before any audio starts (pure; every
-refusal is a 4xx ``ApiError`` here, never a failure mid-stream)."""
+"""What the inference server checks about a speech or transcription request before any work starts
+(pure; every refusal is a 4xx ``ApiError`` here, never a failure mid-stream)."""
 
 from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 
 from tts_crds.http_errors import ApiError
 from tts_crds.speech import SpeechRequest
@@ -9,6 +12,7 @@ from tts_crds.speech import SpeechRequest
 from .engines.base import Engine
 from .settings import Settings
 from .text import speakable
+from .transcript import GRANULARITIES, TRANSCRIPTION_FORMATS
 
 
 def check_speech(body: SpeechRequest, engine: Engine, settings: Settings) -> None:
@@ -46,3 +50,130 @@ def wanted_voice(body: SpeechRequest, settings: Settings) -> str:
     if body.voice in ("", "default") and settings.default_voice:
         return settings.default_voice
     return body.voice
+
+
+# --- transcription (a multipart form: every value a string) -------------------------------------
+
+#: the form fields /v1/audio/transcriptions takes besides ``file`` (OpenAI's, and the SDK's spelling
+#: ``timestamp_granularities[]`` of the list)
+TRANSCRIPTION_FIELDS = frozenset(
+    {"model", "language", "prompt", "response_format", "temperature", "timestamp_granularities[]", "stream"}
+)
+
+
+@dataclass(frozen=True)
+class TranscriptionForm:
+    """A transcription request's fields, checked."""
+
+    response_format: str = "json"
+    language: str | None = None
+    prompt: str | None = None
+    temperature: float = 0.0
+    granularities: frozenset[str] = frozenset()
+
+    @property
+    def words(self) -> bool:
+        return "word" in self.granularities
+
+
+def check_upload(upload: object, max_bytes: int) -> None:
+    """``upload`` is what the form holds under ``file``: missing, a plain string, or a file with a size."""
+    if upload is None:
+        raise ApiError(
+            400, "file is required: send the audio as the multipart/form-data field 'file'", "invalid_value", "file"
+        )
+    size = getattr(upload, "size", None)
+    if isinstance(upload, str) or size is None:
+        raise ApiError(
+            400, "file must be an uploaded file (multipart/form-data), not a text field", "invalid_value", "file"
+        )
+    if size > max_bytes:
+        raise ApiError(413, f"file is {size:,} bytes; the limit is {max_bytes:,}", "file_too_large", "file")
+    if size == 0:
+        raise ApiError(400, "file is empty", "invalid_file", "file")
+
+
+def check_language(raw: str, languages: Collection[str]) -> str | None:
+    """An ISO-639-1 code (``en``; ``en-US`` counts as ``en``) the model knows, or None to detect it."""
+    code = raw.strip().lower().replace("_", "-").split("-", 1)[0]
+    if not code:
+        return None
+    if code not in languages:
+        raise ApiError(
+            400,
+            f"language {raw!r} is not an ISO-639-1 code this model knows (e.g. en, de, zh, ja)",
+            "invalid_value",
+            "language",
+        )
+    return code
+
+
+def check_temperature(raw: str) -> float:
+    """Between 0 and 1, as OpenAI takes it; empty means 0."""
+    if not raw.strip():
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ApiError(400, f"temperature {raw!r} is not a number", "invalid_value", "temperature") from None
+    if not 0.0 <= value <= 1.0:  # NaN fails this too
+        raise ApiError(400, f"temperature must be between 0 and 1, not {raw}", "invalid_value", "temperature")
+    return value
+
+
+def check_granularities(values: Sequence[str], response_format: str) -> frozenset[str]:
+    """``word`` and/or ``segment``; they shape verbose_json only, so any other format refuses them."""
+    wanted = frozenset(v.strip() for v in values if v.strip())
+    unknown = wanted - GRANULARITIES
+    if unknown:
+        raise ApiError(
+            400,
+            f"timestamp_granularities takes word and segment, not {', '.join(sorted(unknown))}",
+            "invalid_value",
+            "timestamp_granularities",
+        )
+    if wanted and response_format != "verbose_json":
+        raise ApiError(
+            400,
+            "timestamp_granularities needs response_format verbose_json",
+            "invalid_value",
+            "timestamp_granularities",
+        )
+    return wanted
+
+
+def check_transcription(
+    fields: Mapping[str, Sequence[str]], languages: Collection[str], max_prompt_chars: int
+) -> TranscriptionForm:
+    """Check the form's fields (``file`` aside); every refusal names its field."""
+    for name in fields:
+        if name not in TRANSCRIPTION_FIELDS | {"timestamp_granularities", "file"}:
+            raise ApiError(400, f"unknown parameter {name!r}", "unknown_parameter", name)
+
+    def last(name: str) -> str:
+        values = fields.get(name) or [""]
+        return values[-1]
+
+    fmt = last("response_format").strip() or "json"
+    if fmt not in TRANSCRIPTION_FORMATS:
+        raise ApiError(
+            400,
+            f"response_format {fmt!r} is not one of {', '.join(sorted(TRANSCRIPTION_FORMATS))}",
+            "invalid_value",
+            "response_format",
+        )
+    if last("stream").strip().lower() in ("true", "1"):
+        raise ApiError(400, "streamed transcription is not supported by this model", "unsupported_parameter", "stream")
+    prompt = last("prompt")
+    if len(prompt) > max_prompt_chars:
+        raise ApiError(
+            400, f"prompt is {len(prompt)} characters; the limit is {max_prompt_chars}", "invalid_value", "prompt"
+        )
+    granularities = [*fields.get("timestamp_granularities[]", ()), *fields.get("timestamp_granularities", ())]
+    return TranscriptionForm(
+        response_format=fmt,
+        language=check_language(last("language"), languages),
+        prompt=prompt.strip() or None,
+        temperature=check_temperature(last("temperature")),
+        granularities=check_granularities(granularities, fmt),
+    )

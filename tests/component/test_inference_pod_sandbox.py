@@ -3,6 +3,7 @@ as uid 65532, with a read-only root filesystem and a fresh writable /tmp, the mo
 read-only. The sandbox is a private mount namespace (``unshare -m``) built by a small script, so the
 test needs root (as CI and the local cluster do)."""
 
+import json
 import os
 import shutil
 import socket
@@ -38,8 +39,8 @@ SANDBOX = textwrap.dedent(
     """
 )
 
-# runs inside the sandbox: serve, wait until ready, speak once, print the WAV size, exit
-CHECK = textwrap.dedent(
+# runs inside the sandbox: serve, wait until ready, speak once, print the WAV, exit
+SERVE = textwrap.dedent(
     """
     import os, sys, threading, time, urllib.request, uvicorn
     from tts_inference.app import create_app
@@ -58,11 +59,31 @@ CHECK = textwrap.dedent(
             if b"failed" in body:
                 sys.exit("model failed: " + body.decode())
             time.sleep(0.5)
+    """
+)
+CHECK = SERVE + textwrap.dedent(
+    """
     req = urllib.request.Request(base + "/v1/audio/speech", method="POST",
         data=b'{"model": "m", "input": "Checking a read-only root file system.", "response_format": "wav"}',
         headers={"content-type": "application/json"})
     data = urllib.request.urlopen(req, timeout=120).read()
     sys.stdout.buffer.write(data)
+    server.should_exit = True
+    """
+)
+# the same for a transcriber: upload a second of a tone (a multipart form by hand), print the JSON
+CHECK_TRANSCRIBE = SERVE + textwrap.dedent(
+    """
+    import io, math, struct, wave
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1); w.setsampwidth(2); w.setframerate(16000)
+        w.writeframes(b"".join(struct.pack("<h", int(3000 * math.sin(i / 5))) for i in range(16000)))
+    body = (b'--b\\r\\nContent-Disposition: form-data; name="file"; filename="t.wav"\\r\\n\\r\\n'
+            + buf.getvalue() + b'\\r\\n--b--\\r\\n')
+    req = urllib.request.Request(base + "/v1/audio/transcriptions", method="POST", data=body,
+        headers={"content-type": "multipart/form-data; boundary=b"})
+    sys.stdout.buffer.write(urllib.request.urlopen(req, timeout=120).read())
     server.should_exit = True
     """
 )
@@ -111,3 +132,23 @@ def test_engine_runs_as_non_root_with_a_read_only_root(models, engine, uri, subd
     assert proc.returncode == 0, proc.stderr.decode()[-3000:]
     audio = decode_wav(proc.stdout)
     assert audio.sample_rate == rate and audio.duration > 0.5 and audio.rms > 100
+
+
+def test_whisper_transcribes_as_non_root_with_a_read_only_root():
+    from tests.listen import model_dir
+
+    env = {
+        "MODELS": str(model_dir("faster-whisper-base")),
+        "ENGINE": "whisper",
+        "URI": "pvc://models/faster-whisper-base",
+        "PORT": str(free_port()),
+        "PYTHON": sys.executable,
+        "CODE": str(Path(__file__).resolve().parents[2]),
+        "CHECK": CHECK_TRANSCRIBE,
+        "PATH": os.environ["PATH"],
+    }
+    proc = subprocess.run(
+        ["unshare", "-m", "bash", "-c", SANDBOX], env=env, capture_output=True, timeout=300, check=False
+    )
+    assert proc.returncode == 0, proc.stderr.decode()[-3000:]
+    assert "text" in json.loads(proc.stdout)

@@ -1,4 +1,10 @@
-"""The engine interface: load once, then synthesise one sentence at a time, as chunks."""
+"""The engine interfaces: load once, then either synthesise one sentence at a time, as chunks
+(``Engine``, capability ``speech``), or transcribe a clip (``Transcriber``, capability ``transcription``).
+
+A pod serves one engine, so its capability is fixed by the engine's class: the server refuses the
+other kind of request up front (``not_a_speech_model``, ``not_a_transcription_model``) and
+``/v1/status`` says which it is.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import Clip
+from ..transcript import Transcript
+
+SPEECH = "speech"
+TRANSCRIPTION = "transcription"
 
 
 class EngineError(Exception):
@@ -55,11 +65,15 @@ def model_location(model_uri: str, model_dir: str) -> Path:
     return Path(model_dir)
 
 
-class Engine(abc.ABC):
+class BaseEngine(abc.ABC):
+    """What every engine shares: loading, the device, status facts, release."""
+
     name: str = ""
-    #: takes ref_audio (and possibly ref_text) to speak in a voice heard once
+    #: what a pod with this engine serves: {"speech"} or {"transcription"}
+    capabilities: frozenset[str] = frozenset()
+    #: (speech) takes ref_audio (and possibly ref_text) to speak in a voice heard once
     can_clone: bool = False
-    #: optional sampling parameters the engine honours: a subset of {"temperature", "top_p", "seed"}
+    #: (speech) optional sampling parameters the engine honours: a subset of {"temperature", "top_p", "seed"}
     parameters: frozenset[str] = frozenset()
 
     def __init__(self, model_uri: str, model_dir: str, device: str = "auto") -> None:
@@ -73,14 +87,12 @@ class Engine(abc.ABC):
 
     @property
     @abc.abstractmethod
-    def sample_rate(self) -> int: ...
+    def sample_rate(self) -> int:
+        """Speech: the rate audio is made at. Transcription: the rate clips are resampled to."""
 
     @abc.abstractmethod
-    def voices(self) -> list[Voice]: ...
-
-    @property
-    def default_voice(self) -> str:
-        return self.voices()[0].id
+    def warmup(self) -> None:
+        """One real run, so the first request does not pay for lazy initialisation (and readiness is honest)."""
 
     @property
     def device(self) -> str:
@@ -96,6 +108,19 @@ class Engine(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 (optional hook: engines without resources keep the default)
         """Release the model (and GPU memory) at shutdown."""
+
+
+class Engine(BaseEngine):
+    """A speech engine: voices in, int16 audio out."""
+
+    capabilities = frozenset({SPEECH})
+
+    @abc.abstractmethod
+    def voices(self) -> list[Voice]: ...
+
+    @property
+    def default_voice(self) -> str:
+        return self.voices()[0].id
 
     def resolve_voice(self, voice: str) -> str:
         if voice in ("", "default"):
@@ -118,3 +143,39 @@ class Engine(abc.ABC):
         """Yield mono int16 audio at ``sample_rate``: at least one chunk per sentence, in order, each as
         soon as it is ready. Per-request set-up (a cloned voice) happens once, before the first one.
         Stop early once ``options.stop`` is set."""
+
+
+@dataclass(frozen=True)
+class TranscriptionOptions:
+    """What a transcription request asks beyond the audio (already checked by ``validation``)."""
+
+    language: str | None = None  # None: Whisper detects it
+    prompt: str | None = None
+    temperature: float = 0.0
+    word_timestamps: bool = False
+    # set when the client has gone: the transcriber stops between segments
+    stop: threading.Event = field(default_factory=threading.Event, compare=False)
+
+
+class Transcriber(BaseEngine):
+    """A transcription engine: mono float32 audio at ``sample_rate`` in, a ``Transcript`` out."""
+
+    capabilities = frozenset({TRANSCRIPTION})
+
+    @property
+    def sample_rate(self) -> int:
+        return 16000  # Whisper's: every upload is resampled to it
+
+    @abc.abstractmethod
+    def languages(self) -> frozenset[str]:
+        """The language codes a request may name."""
+
+    @abc.abstractmethod
+    def transcribe(self, samples: np.ndarray, options: TranscriptionOptions) -> Transcript:
+        """Transcribe the clip (blocking). Once ``options.stop`` is set, return what is done so far."""
+
+    def warmup(self) -> None:
+        """Transcribe a second of a quiet tone: loads the kernels a first request would otherwise wait for."""
+        t = np.arange(self.sample_rate) / self.sample_rate
+        tone = (0.05 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+        self.transcribe(tone, TranscriptionOptions(language="en"))
