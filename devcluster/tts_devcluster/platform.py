@@ -332,7 +332,7 @@ Try it:
   curl -sS "$KUBETTS_URL/v1/audio/speech" -H "Authorization: Bearer $KUBETTS_API_KEY" \\
        -H 'Content-Type: application/json' \\
        -d '{{"model": "{model}", "input": "Hello from kube-tts!", "response_format": "wav"}}' -o hello.wav
-  curl -sS "$KUBETTS_URL/v1/audio/transcriptions" -H "Authorization: Bearer $KUBETTS_API_KEY" \
+  curl -sS "$KUBETTS_URL/v1/audio/transcriptions" -H "Authorization: Bearer $KUBETTS_API_KEY" \\
        -F model=whisper -F file=@hello.wav        # wakes the whisper model from zero
   kubectl get ttsdeployments -n {NAMESPACE}
 """)
