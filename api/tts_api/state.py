@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 from kubernetes_asyncio import client
 from tts_crds import names
-from tts_crds.models import TtsDeploymentSpec
+from tts_crds.models import Capability, TtsDeploymentSpec
 
 from .activation import Activator
 from .dispatch import Dispatcher
@@ -22,7 +22,7 @@ from .pods import Speakers, get_json
 from .routing import EarlyReady, Endpoint, LeastOutstanding, endpoint_of, endpoints_for
 from .security import KeyRing, RateLimiter
 from .settings import RouterSettings
-from .voices import deployment_spec
+from .voices import capability_of, deployment_spec
 
 log = logging.getLogger("tts_api")
 JSON = dict[str, Any]
@@ -96,8 +96,8 @@ class RouterState:
     async def builtin_voices(self, name: str) -> JSON | None:
         """The model's own speakers (``{"default", "data": [...]}``) as its pods report them; None if unknown."""
         obj = self.deployment(name)
-        if obj is None:
-            return None
+        if obj is None or capability_of(obj) != Capability.SPEECH:
+            return None  # a transcription model has no speakers (ADR 0041)
         found = await self.speakers.get(name, int(obj["metadata"].get("generation", 0)), self.endpoints(name))
         if found is None:
             # asleep and never seen awake by this router: the speakers the operator recorded, if any

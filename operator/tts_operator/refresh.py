@@ -12,7 +12,7 @@ from typing import Any
 
 import kopf
 from tts_crds import names
-from tts_crds.models import InvalidSpec
+from tts_crds.models import Capability, InvalidSpec, capability_of
 
 from . import kube
 from .children import deployment_spec
@@ -53,7 +53,8 @@ async def refresh_status(rt: Runtime, namespace: str, name: str) -> None:
     observed = rt.reconciled.get((namespace, name), current.get("observedGeneration"))
     blocked = rt.blocked.get((namespace, name))
     new = deployment_status(owner, child, pods, gpu_resource, observed_generation=observed, blocked=blocked)
-    if (new.ready_replicas or 0) > 0 and (
+    speaks = capability_of(str((owner.get("spec") or {}).get("engine") or "")) == Capability.SPEECH
+    if speaks and (new.ready_replicas or 0) > 0 and (
         current.get("speakers") is None or current.get("observedGeneration") != new.observed_generation
     ):
         ready_ip = ready_pod_ip(pods)

@@ -127,7 +127,8 @@ async def wake(rt: Runtime, namespace: str, model: str) -> None:
 
 
 async def call(session: aiohttp.ClientSession, ip: str, clip: bytes, language: str | None) -> tuple[str, str | None]:
-    """Ask an inference pod for the clip's text; (text, language it used). Raises on any failure."""
+    """Ask an inference pod for the clip's text; (text, the language it heard, as Whisper names it:
+    "english"). Raises on any failure."""
     form = aiohttp.FormData()
     form.add_field("file", clip, filename="reference", content_type="application/octet-stream")
     form.add_field("response_format", "verbose_json")
@@ -158,11 +159,12 @@ async def settle(
     if ip is None:  # the pod went away since
         return Step("wait", None, "Transcribing", f"waiting for {step.model} to become ready", step.model), None
     try:
-        text, language = await call(rt.http, ip, clip, language_hint(spec.language))
+        hint = language_hint(spec.language)
+        text, heard_in = await call(rt.http, ip, clip, hint)
     except (aiohttp.ClientError, TimeoutError, OSError, RuntimeError, ValueError) as exc:
         log.warning("%s: transcribing a reference clip with %s failed: %s", namespace, step.model, exc)
         return Step("failed", False, "TranscriptionFailed", f"{step.model} could not transcribe the clip: {exc}"), None
     # the model was used: its idle window starts again, as a router request would have it
     await rt.kube.patch_status(names.DEPLOYMENT_PLURAL, namespace, step.model, {"lastActivityTime": now_iso()})
-    transcript = Transcript(text=text, model=step.model, audio_sha256=sha, language=language, time=now_iso())
+    transcript = Transcript(text=text, model=step.model, audio_sha256=sha, language=hint or heard_in, time=now_iso())
     return next_step(spec, namespace, sha, transcript, []), transcript
