@@ -54,8 +54,10 @@ async def refresh_status(rt: Runtime, namespace: str, name: str) -> None:
     blocked = rt.blocked.get((namespace, name))
     new = deployment_status(owner, child, pods, gpu_resource, observed_generation=observed, blocked=blocked)
     speaks = capability_of(str((owner.get("spec") or {}).get("engine") or "")) == Capability.SPEECH
-    if speaks and (new.ready_replicas or 0) > 0 and (
-        current.get("speakers") is None or current.get("observedGeneration") != new.observed_generation
+    if (
+        speaks
+        and (new.ready_replicas or 0) > 0
+        and (current.get("speakers") is None or current.get("observedGeneration") != new.observed_generation)
     ):
         ready_ip = ready_pod_ip(pods)
         if ready_ip:
