@@ -21,7 +21,7 @@ import os
 import re
 import threading
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,15 +128,7 @@ def edit_distance(ref: Sequence[Any], hyp: Sequence[Any]) -> int:
 def wer(reference: str | Sequence[str], hypothesis: str | Sequence[str]) -> float:
     """Word error rate of English text: edits over reference words, after ``normalise_en``. Given
     sequences of texts, the corpus WER (all edits over all reference words)."""
-    refs, hyps = _pairs(reference, hypothesis)
-    edits = words = 0
-    for ref, hyp in zip(refs, hyps, strict=True):
-        r, h = normalise_en(ref), normalise_en(hyp)
-        edits += edit_distance(r, h)
-        words += len(r)
-    if not words:
-        raise ValueError("the reference has no words")
-    return edits / words
+    return _error_rate(reference, hypothesis, normalise_en, "words")
 
 
 def chars_zh(text: str) -> list[str]:
@@ -162,16 +154,22 @@ _CHARS = {"zh": chars_zh, "ja": chars_ja}
 def cer(reference: str | Sequence[str], hypothesis: str | Sequence[str], language: str = "zh") -> float:
     """Character error rate of Chinese (``zh``) or Japanese (``ja``) text, punctuation stripped;
     corpus CER given sequences."""
-    chars_of = _CHARS[language]
+    return _error_rate(reference, hypothesis, _CHARS[language], "characters")
+
+
+def _error_rate(
+    reference: str | Sequence[str], hypothesis: str | Sequence[str], tokens: Callable[[str], list[str]], unit: str
+) -> float:
+    """Edits over reference tokens, summed over the pairs of texts (a corpus rate)."""
     refs, hyps = _pairs(reference, hypothesis)
-    edits = chars = 0
+    edits = count = 0
     for ref, hyp in zip(refs, hyps, strict=True):
-        r, h = chars_of(ref), chars_of(hyp)
+        r, h = tokens(ref), tokens(hyp)
         edits += edit_distance(r, h)
-        chars += len(r)
-    if not chars:
-        raise ValueError("the reference has no characters")
-    return edits / chars
+        count += len(r)
+    if not count:
+        raise ValueError(f"the reference has no {unit}")
+    return edits / count
 
 
 def _pairs(reference: str | Sequence[str], hypothesis: str | Sequence[str]) -> tuple[list[str], list[str]]:

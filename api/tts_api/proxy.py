@@ -356,11 +356,12 @@ def enter(state: RouterState, model: str) -> Ticket:
     return ticket
 
 
-async def answer(trip: Trip, request: Request) -> Response:
-    """A plain (not SSE) answer: wait for a slot, send, and stream the pod's answer through."""
+async def answer(trip: Trip, request: Request, events: bool = False) -> Response:
+    """Wait for a slot, send, and stream the pod's answer through: its bytes, or (``events``) SSE
+    for a request that got its slot without waiting (one that waits gets ``Trip.sse_waiting``)."""
     try:
         await trip.wait(request)
-        upstream = await trip.open(request)
+        upstream = await (trip.open_sse(request) if events else trip.open(request))
         if upstream.status >= 400:
             return await trip.error_response(upstream)
     except ClientGone:
@@ -369,6 +370,8 @@ async def answer(trip: Trip, request: Request) -> Response:
     except BaseException as exc:
         trip.finish(code_for(exc))
         raise
+    if events:
+        return StreamingResponse(trip.sse_now(upstream), media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
     headers = {k: v for k, v in upstream.headers.items() if k.lower() in PASS_HEADERS}
     media_type = upstream.headers.get("content-type")
     return StreamingResponse(trip.relay(upstream), upstream.status, headers, media_type)

@@ -25,7 +25,7 @@ from tts_crds.speech import MEDIA_TYPES, SpeechRequest
 from .. import sse
 from ..deps import Authenticated, State
 from ..kube import answering
-from ..proxy import CLIENT_CLOSED, ClientGone, Trip, answer, code_for, count_request, enter
+from ..proxy import Trip, answer, code_for, count_request, enter
 from ..voices import capability_of, resolve
 
 router = APIRouter(tags=["speech"], dependencies=[Authenticated])
@@ -97,17 +97,4 @@ async def create_speech(body: SpeechRequest, request: Request, state: State) -> 
     trip = Trip(state, model, payload, ticket, arrived)
     if body.stream_format == "sse" and not ticket.granted:
         return StreamingResponse(trip.sse_waiting(), media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
-    if body.stream_format != "sse":
-        return await answer(trip, request)
-    try:
-        await trip.wait(request)
-        upstream = await trip.open_sse(request)
-        if upstream.status >= 400:
-            return await trip.error_response(upstream)
-    except ClientGone:
-        trip.finish(CLIENT_CLOSED)
-        return Response(status_code=int(CLIENT_CLOSED))
-    except BaseException as exc:
-        trip.finish(code_for(exc))
-        raise
-    return StreamingResponse(trip.sse_now(upstream), media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
+    return await answer(trip, request, events=body.stream_format == "sse")
