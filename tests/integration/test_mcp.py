@@ -25,6 +25,7 @@ from mcp.client.streamable_http import streamable_http_client
 from tts_devcluster.layout import Layout
 
 from tests.helpers import MCP_TOOLS, decode_audio, decode_wav, eventually
+from tests.listen import wer
 
 from .conftest import Kube, Models, Router, _free_port, make_cloner, start_service, tts_voice, wait_router_sees
 
@@ -291,6 +292,61 @@ async def test_a_voice_created_from_a_file_speaks_through_a_cloning_engine(
             data, mime = audio_of(spoken)
             audio = decode_wav(data)
             assert mime == "audio/wav" and audio.sample_rate == 24000 and audio.duration > 0.2
+    finally:
+        kube.run("delete", "ttsvoice", name, "-n", router.namespace, "--wait=false", "--ignore-not-found")
+
+
+@pytest.fixture(scope="module")
+def transcriber(models: Models, router: Router) -> str:
+    """A whisper model of this module's own, asleep until the first transcription wakes it."""
+    name = models.create(
+        "ears-mcp",  # sorts before the sample `whisper`: the namespace's transcription model meanwhile
+        wait_ready=False,
+        engine="whisper",
+        model={"uri": "file:///usr/local/share/kube-tts/models/faster-whisper-base"},
+        replicas=0,
+        minReplicas=0,
+        resources={"gpu": 0, "cpu": "1", "memory": "1Gi"},
+    )
+    wait_router_sees(router, name, ready=False)
+    return name
+
+
+async def test_an_agent_transcribes_audio_and_gets_voices_transcribed(
+    router: Router, kube: Kube, speaker: str, transcriber: str, clips: Path
+):
+    said = "This is my voice, and I agree to it being cloned."
+    name = f"mcpheard-{uuid.uuid4().hex[:5]}"
+    try:
+        async with stdio(router, audio_dirs=str(clips)) as client:
+            heard = await client.call_tool(
+                "transcribe_audio", {"audio_path": str(clips / "me.wav"), "model": transcriber, "language": "en"}
+            )
+            assert not heard.is_error, text(heard)
+            result = heard.structured_content or {}
+            assert result["model"] == transcriber and wer(said, result["text"]) <= 0.1, result
+            wrong = await client.call_tool("transcribe_audio", {"audio_path": str(clips / "me.wav"), "model": speaker})
+            assert wrong.is_error and "not_a_transcription_model" in text(wrong)
+
+            created = await client.call_tool(
+                "create_voice",
+                {"name": name, "model": speaker, "audio_path": str(clips / "me.wav"), "consent": True},
+            )
+            assert not created.is_error and "transcription model" in text(created), text(created)
+
+            async def transcribed() -> dict[str, Any] | None:
+                listed = await client.call_tool("list_voices", {"model": speaker})
+                voices = {v["name"]: v for v in (listed.structured_content or {}).get("voices", [])}
+                voice = voices.get(name) or {}
+                return voice if voice.get("transcript_source") == "transcribed" else None
+
+            voice = None
+            for _ in range(120):
+                if voice := await transcribed():
+                    break
+                await anyio.sleep(1)
+            assert voice is not None, "the voice was never transcribed"
+            assert wer(said, voice["transcript"]) <= 0.1, voice
     finally:
         kube.run("delete", "ttsvoice", name, "-n", router.namespace, "--wait=false", "--ignore-not-found")
 

@@ -25,6 +25,7 @@ import httpx
 import pytest
 
 from tests.helpers import decode_audio, eventually
+from tests.listen import wer
 
 from .conftest import Kube, Router, wait_router_sees
 
@@ -249,10 +250,19 @@ def reference_clip(router: Router, sample_model: str, tmp_path: Path) -> Path:
     return path
 
 
-def test_voices_upload_record_use_and_delete(ui, kube: Kube, router: Router, voice_names, reference_clip: Path):
+def test_voices_upload_record_use_and_delete(
+    ui, kube: Kube, router: Router, voice_names, reference_clip: Path, repo_root: Path
+):
     transcript = "Hello, this is my voice. I agree to its use."
+    # the sample transcription model (asleep at zero): the form's Transcribe button wakes it
+    kube.run("apply", "-n", router.namespace, "-f", str(repo_root / "examples/ttsdeployment-whisper.yaml"))
+    wait_router_sees(router, "whisper", ready=False)
     out = ui("voices", clip=str(reference_clip), transcript=transcript, **voice_names)
     assert_clean(out)
+    # (the namespace's transcription model is the first by name: whisper, unless a test made another)
+    assert "transcribes the clip once the voice exists" in out["transcriptHint"], out["transcriptHint"]
+    assert wer(transcript, out["transcribed"]) <= 0.2, out["transcribed"]
+    assert out["transcribeState"].startswith("Transcribed by "), out["transcribeState"]
     clone, recorded = voice_names["clone_voice"], voice_names["recorded_voice"]
     clip_seconds = decode_audio(reference_clip.read_bytes(), "wav").duration
     assert out["clipInfo"] == f"my-voice.wav: {clip_seconds:.1f} s.", out["clipInfo"]

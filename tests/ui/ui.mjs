@@ -334,6 +334,13 @@ const scenarios = {
       out.clipInfo = await text(page, '#v-clip-info');
       out.modelHint = await text(page, '#v-model-hint');
       out.previewSrc = await page.locator('#v-preview').getAttribute('src');
+      // Transcribe: the namespace's transcription model (woken from zero) fills the field, which the
+      // user then corrects
+      out.transcriptHint = await text(page, '#v-transcript-hint');
+      await page.getByRole('button', { name: 'Transcribe', exact: true }).click();
+      await page.waitForFunction(() => /Transcribed by/.test(document.querySelector('#v-transcribe-state').textContent), null, { timeout: WAIT });
+      out.transcribed = await page.locator('#v-transcript').inputValue();
+      out.transcribeState = await text(page, '#v-transcribe-state');
       await page.getByLabel('Transcript').fill(opts.transcript);
       await page.getByRole('button', { name: 'Create voice' }).click();
       await page.locator('#v-error').waitFor({ timeout: WAIT });
