@@ -16,7 +16,7 @@ from tts_crds.http_errors import error_body, install
 
 from .proxy import StreamBroken
 from .routes import health, models, speech, status, transcriptions, ui, voices
-from .settings import RouterSettings
+from .settings import MIB, RouterSettings
 from .state import router_state
 
 log = logging.getLogger("tts_api")
@@ -30,17 +30,19 @@ class BodyTooLarge(StarletteHTTPException):
 class BodyLimit:
     """Refuse request bodies over ``limit`` bytes: at once by Content-Length, else while reading."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, paths: dict[str, int] | None = None) -> None:
         self.app = app
-        self.limit = limit
+        self.default = limit
+        self.paths = paths or {}  # a larger (or smaller) limit for some paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.paths.get(scope.get("path", ""), self.default)
         length = dict(scope["headers"]).get(b"content-length", b"")
-        if length.isdigit() and int(length) > self.limit:
-            body = json.dumps(error_body(BodyTooLarge(self.limit).detail, "request_too_large", None, 413)).encode()
+        if length.isdigit() and int(length) > limit:
+            body = json.dumps(error_body(BodyTooLarge(limit).detail, "request_too_large", None, 413)).encode()
             await send(
                 {
                     "type": "http.response.start",
@@ -57,8 +59,8 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise BodyTooLarge(self.limit)
+                if seen > limit:
+                    raise BodyTooLarge(limit)
             return message
 
         await self.app(scope, limited, send)
@@ -93,7 +95,9 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
             log.error("unhandled %s", exc.__class__.__name__, exc_info=exc)
         return JSONResponse(error_body("internal error in the router", "internal_error", None, 500), 500)
 
-    app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
+    # an audio file to transcribe may be larger than any other body (OpenAI's 25 MB), plus its form fields
+    upload = {transcriptions.PATH: settings.transcription_max_bytes + MIB}
+    app.add_middleware(BodyLimit, limit=settings.max_request_bytes, paths=upload)
     origins = settings.cors_origin_list()
     if origins:
         app.add_middleware(

@@ -58,8 +58,9 @@ class RouterSettings(BaseSettings):
 
     # --- request limits -------------------------------------------------------------------------
     max_input_chars: int = 4096
-    # any request body (a speech request with a base64 ref_audio, a voice upload, audio to transcribe)
-    max_request_bytes: int = 26 * MIB
+    # any request body (a speech request with a base64 ref_audio, a voice upload); a transcription's
+    # limit is transcription_max_bytes (+1 MiB for its form fields)
+    max_request_bytes: int = 16 * MIB
     # an audio file to transcribe (OpenAI's limit)
     transcription_max_bytes: int = 25 * MIB
     # the model ``whisper-1`` (OpenAI clients' default) means; empty: the first transcription model by name

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -128,3 +130,31 @@ def test_both_languages_label_every_text(page: Page):
         assert set(re.findall(r"\{\w+\}", en[k])) == set(re.findall(r"\{\w+\}", zh[k])), k
     chinese = [k for k in zh if re.search(r"[\u4e00-\u9fff]", zh[k])]
     assert len(chinese) > 0.9 * len(zh), "most Chinese labels should be in Chinese"
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node (make ui-deps) to parse the page's modules")
+@pytest.mark.parametrize("module", sorted(p.name for p in UI_DIR.glob("*.js")))
+def test_every_module_of_the_page_parses(module: str):
+    """A syntax error in one module blanks the whole page; the browser tests would only time out."""
+    source = (UI_DIR / module).read_text()
+    result = subprocess.run(["node", "--input-type=module", "--check"], input=source, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_transcriptions_have_a_body_limit_of_their_own():
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+    from tts_api.app import BodyLimit
+
+    async def echo(request):
+        return PlainTextResponse(str(len(await request.body())))
+
+    inner = Starlette(
+        routes=[Route(p, echo, methods=["POST"]) for p in ("/v1/audio/speech", "/v1/audio/transcriptions")]
+    )
+    client = TestClient(BodyLimit(inner, limit=1024, paths={"/v1/audio/transcriptions": 4096}))
+    speech = client.post("/v1/audio/speech", content=b"x" * 2048)
+    assert speech.status_code == 413 and speech.json()["error"]["code"] == "request_too_large"
+    assert client.post("/v1/audio/transcriptions", content=b"x" * 2048).text == "2048"
+    assert client.post("/v1/audio/transcriptions", content=b"x" * 5000).status_code == 413

@@ -6,7 +6,7 @@ import { ApiError, events } from './api.js';
 import * as audio from './audio.js';
 import { $, clear, formatSeconds, h, showError } from './dom.js';
 import { onLanguageChange, t } from './i18n.js';
-import { , ALL_PARAMETERS, engineClones, engineParameters, modelById, refreshModels, speechModels, store, subscribe } from './store.js';
+import { ALL_PARAMETERS, engineClones, engineParameters, modelById, refreshModels, speechModels, store, subscribe } from './store.js';
 
 const HISTORY_LIMIT = 20;
 const history = [];
