@@ -13,17 +13,6 @@ from dataclasses import dataclass
 
 from .languages import language_name
 
-#: response_format -> media type of the answer
-TRANSCRIPTION_MEDIA_TYPES: dict[str, str] = {
-    "json": "application/json",
-    "text": "text/plain; charset=utf-8",
-    "verbose_json": "application/json",
-    "srt": "text/plain; charset=utf-8",  # what OpenAI sends; application/x-subrip is not registered
-    "vtt": "text/vtt; charset=utf-8",
-}
-TRANSCRIPTION_FORMATS = frozenset(TRANSCRIPTION_MEDIA_TYPES)
-GRANULARITIES = frozenset({"word", "segment"})
-
 
 @dataclass(frozen=True)
 class Word:

@@ -20,12 +20,13 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.types import Message
 from tts_crds.http_errors import ApiError
+from tts_crds.transcription import TRANSCRIPTION_MEDIA_TYPES
 
 from . import audio
 from .engines import Transcriber, TranscriptionOptions
 from .routes import host_of, metrics_of, settings_of
 from .settings import Settings
-from .transcript import TRANSCRIPTION_MEDIA_TYPES, Transcript, render
+from .transcript import Transcript, render
 from .validation import TranscriptionForm, check_transcription, check_upload
 
 log = logging.getLogger("tts_inference")

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 from tts_crds.http_errors import ApiError
 from tts_crds.speech import SpeechRequest
+from tts_crds.transcription import check_granularities, check_response_format, check_temperature
 
 from .engines.base import Engine
 from .settings import Settings
 from .text import speakable
-from .transcript import GRANULARITIES, TRANSCRIPTION_FORMATS
 
 
 def check_speech(body: SpeechRequest, engine: Engine, settings: Settings) -> None:
@@ -108,40 +108,6 @@ def check_language(raw: str, languages: Collection[str]) -> str | None:
     return code
 
 
-def check_temperature(raw: str) -> float:
-    """Between 0 and 1, as OpenAI takes it; empty means 0."""
-    if not raw.strip():
-        return 0.0
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ApiError(400, f"temperature {raw!r} is not a number", "invalid_value", "temperature") from None
-    if not 0.0 <= value <= 1.0:  # NaN fails this too
-        raise ApiError(400, f"temperature must be between 0 and 1, not {raw}", "invalid_value", "temperature")
-    return value
-
-
-def check_granularities(values: Sequence[str], response_format: str) -> frozenset[str]:
-    """``word`` and/or ``segment``; they shape verbose_json only, so any other format refuses them."""
-    wanted = frozenset(v.strip() for v in values if v.strip())
-    unknown = wanted - GRANULARITIES
-    if unknown:
-        raise ApiError(
-            400,
-            f"timestamp_granularities takes word and segment, not {', '.join(sorted(unknown))}",
-            "invalid_value",
-            "timestamp_granularities",
-        )
-    if wanted and response_format != "verbose_json":
-        raise ApiError(
-            400,
-            "timestamp_granularities needs response_format verbose_json",
-            "invalid_value",
-            "timestamp_granularities",
-        )
-    return wanted
-
-
 def check_transcription(
     fields: Mapping[str, Sequence[str]], languages: Collection[str], max_prompt_chars: int
 ) -> TranscriptionForm:
@@ -154,14 +120,7 @@ def check_transcription(
         values = fields.get(name) or [""]
         return values[-1]
 
-    fmt = last("response_format").strip() or "json"
-    if fmt not in TRANSCRIPTION_FORMATS:
-        raise ApiError(
-            400,
-            f"response_format {fmt!r} is not one of {', '.join(sorted(TRANSCRIPTION_FORMATS))}",
-            "invalid_value",
-            "response_format",
-        )
+    fmt = check_response_format(last("response_format"))
     if last("stream").strip().lower() in ("true", "1"):
         raise ApiError(400, "streamed transcription is not supported by this model", "unsupported_parameter", "stream")
     prompt = last("prompt")

@@ -148,16 +148,16 @@ async def settle(
 ) -> tuple[Step, Transcript | None]:
     """Decide the voice's next step and take it: wake the model, or ask it. Returns the step as it
     ended and the new transcript, if one was made."""
-    step = next_step(spec, namespace, sha, current, await transcribers(rt, namespace) if wants_transcript(spec) else [])
+    found = await transcribers(rt, namespace) if wants_transcript(spec) else []
+    step = next_step(spec, namespace, sha, current, found)
     if step.action == "wake":
         assert step.model is not None
         await wake(rt, namespace, step.model)
     if step.action != "call":
         return step, None
     assert step.model is not None and clip is not None and sha is not None
-    ip = next(t.ready_ip for t in await transcribers(rt, namespace) if t.name == step.model)
-    if ip is None:  # the pod went away since
-        return Step("wait", None, "Transcribing", f"waiting for {step.model} to become ready", step.model), None
+    ip = next(t.ready_ip for t in found if t.name == step.model)
+    assert ip is not None  # next_step calls only a model with a ready pod
     try:
         hint = language_hint(spec.language)
         text, heard_in = await call(rt.http, ip, clip, hint)

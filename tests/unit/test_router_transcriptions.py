@@ -35,8 +35,8 @@ def test_whisper_1_means_the_default_or_first_transcription_model():
     ("fmt", "grains", "temperature", "field"),
     [
         ("xml", [], None, "response_format"),
-        ("verbose_json", ["sentence"], None, "timestamp_granularities[]"),
-        ("json", ["word"], None, "timestamp_granularities[]"),  # words need verbose_json, as at OpenAI
+        ("verbose_json", ["sentence"], None, "timestamp_granularities"),
+        ("json", ["word"], None, "timestamp_granularities"),  # words need verbose_json, as at OpenAI
         ("json", [], 1.5, "temperature"),
     ],
 )

@@ -18,6 +18,7 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import Response
 from tts_crds.http_errors import ApiError
 from tts_crds.models import Capability
+from tts_crds.transcription import check_granularities, check_response_format, check_temperature
 
 from ..deps import Authenticated, State
 from ..proxy import Trip, answer, code_for, count_request, enter
@@ -27,8 +28,6 @@ router = APIRouter(tags=["transcriptions"], dependencies=[Authenticated])
 JSON = dict[str, Any]
 
 PATH = "/v1/audio/transcriptions"
-RESPONSE_FORMATS = ("json", "text", "verbose_json", "srt", "vtt")
-GRANULARITIES = ("word", "segment")
 # what OpenAI clients send when they do not pick a model
 OPENAI_DEFAULT = "whisper-1"
 
@@ -46,31 +45,11 @@ def pick_model(requested: str, deployments: dict[str, JSON], default: str = "") 
 
 
 def check_options(response_format: str, granularities: list[str], temperature: float | None) -> None:
-    """The options the router can judge without the model (400s naming the field)."""
-    if response_format not in RESPONSE_FORMATS:
-        raise ApiError(
-            400,
-            f"response_format {response_format!r} is not one of {', '.join(RESPONSE_FORMATS)}",
-            "invalid_response_format",
-            "response_format",
-        )
-    unknown = [g for g in granularities if g not in GRANULARITIES]
-    if unknown:
-        raise ApiError(
-            400,
-            f"timestamp_granularities[] {unknown[0]!r} is not one of {', '.join(GRANULARITIES)}",
-            "invalid_timestamp_granularities",
-            "timestamp_granularities[]",
-        )
-    if granularities and response_format != "verbose_json":
-        raise ApiError(
-            400,
-            "timestamp_granularities[] needs response_format verbose_json",
-            "invalid_timestamp_granularities",
-            "timestamp_granularities[]",
-        )
-    if temperature is not None and not 0.0 <= temperature <= 1.0:
-        raise ApiError(400, "temperature must be between 0 and 1", "invalid_temperature", "temperature")
+    """The options the router can judge without the model: the same checks, and the same 400s
+    naming the field, as the inference server's (``tts_crds.transcription``)."""
+    check_granularities(granularities, check_response_format(response_format))
+    if temperature is not None:
+        check_temperature(str(temperature))
 
 
 def check_model(state: State, model: str) -> None:
@@ -119,7 +98,7 @@ async def create_transcription(
     language: Annotated[str | None, Form(description="ISO-639-1 code of the speech; detected when absent.")] = None,
     prompt: Annotated[str | None, Form(description="Text that steers spelling and style.")] = None,
     response_format: Annotated[str, Form(description="json, text, verbose_json, srt or vtt.")] = "json",
-    temperature: Annotated[float | None, Form(ge=0.0, le=1.0)] = None,
+    temperature: Annotated[float | None, Form()] = None,
     timestamp_granularities: Annotated[
         list[str] | None, Form(alias="timestamp_granularities[]", description="word and/or segment (verbose_json).")
     ] = None,
