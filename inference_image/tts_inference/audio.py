@@ -37,6 +37,16 @@ _MUXER_OPTIONS: dict[str, dict[str, str]] = {
 FORMATS = frozenset({*_CODECS, "pcm"})
 
 
+def sent_whole(fmt: str, stream_format: str) -> bool:
+    """Whether a response of ``fmt`` waits for the whole audio, so its header states the true length.
+
+    FLAC's STREAMINFO and WAV's RIFF and data sizes come first and cannot be rewritten once sent:
+    FLAC always goes whole (no client plays it as it streams) and WAV whenever it is a download
+    (raw audio); over SSE, WAV keeps streaming for live playback, with the streaming sizes (ADR 0046).
+    """
+    return fmt == "flac" or (fmt == "wav" and stream_format == "audio")
+
+
 class AudioInputError(ValueError):
     """A client-supplied clip that cannot be used (not base64, not audio, too short or long)."""
 
@@ -67,16 +77,30 @@ class _Sink:
         self._parts.clear()
         return out
 
+    take_all = take
+
+
+class _File(io.BytesIO):
+    """A seekable write target: muxers go back and write the true length into the header at the end."""
+
+    def take(self) -> bytes:
+        return b""  # nothing leaves before the file is complete
+
+    def take_all(self) -> bytes:
+        return self.getvalue()
+
 
 class StreamEncoder:
     """Encode a stream of int16 mono chunks into one continuous file of ``fmt``.
 
     ``feed(chunk)`` returns the bytes ready to send after that chunk (possibly empty), ``finish()``
-    the rest. Concatenated, they form one valid file; WAV carries the streaming size 0xFFFFFFFF and
-    FLAC an unknown length, since headers cannot be rewritten after they were sent.
+    the rest. Concatenated, they form one valid file. Streamed, WAV carries the streaming size
+    0xFFFFFFFF and FLAC an unknown length, since headers cannot be rewritten after they were sent;
+    with ``whole`` the chunks are still encoded as they come, but every byte waits for ``finish()``,
+    whose file states its true length.
     """
 
-    def __init__(self, fmt: str, sample_rate: int) -> None:
+    def __init__(self, fmt: str, sample_rate: int, whole: bool = False) -> None:
         if fmt not in FORMATS:
             raise ValueError(f"unknown format {fmt!r}")
         self.fmt = fmt
@@ -90,7 +114,7 @@ class StreamEncoder:
         if fmt == "pcm":
             return
         muxer, codec = _CODECS[fmt]
-        self._sink = _Sink()
+        self._sink: _Sink | _File = _File() if whole else _Sink()
         self._container = av.open(self._sink, mode="w", format=muxer, options=_MUXER_OPTIONS.get(muxer, {}))
         self._stream: av.AudioStream = self._container.add_stream(codec, rate=self.rate, layout="mono")  # type: ignore[assignment]
         if fmt == "mp3":
@@ -131,7 +155,7 @@ class StreamEncoder:
         self._encode(None)
         self._container.close()
         self._container = None
-        return self._sink.take()
+        return self._sink.take_all()
 
     def close(self) -> None:
         """Release the encoder without finishing the file (the client went away)."""
@@ -142,13 +166,13 @@ class StreamEncoder:
 
 
 def encode(samples: np.ndarray, sample_rate: int, fmt: str) -> bytes:
-    """Encode a whole int16 mono clip as ``fmt`` in one go."""
-    enc = StreamEncoder(fmt, sample_rate)
+    """Encode a whole int16 mono clip as ``fmt`` in one go (a file that states its length)."""
+    enc = StreamEncoder(fmt, sample_rate, whole=True)
     return enc.feed(samples) + enc.finish()
 
 
-def encode_all(chunks: Iterable[np.ndarray], sample_rate: int, fmt: str) -> bytes:
-    enc = StreamEncoder(fmt, sample_rate)
+def encode_all(chunks: Iterable[np.ndarray], sample_rate: int, fmt: str, whole: bool = False) -> bytes:
+    enc = StreamEncoder(fmt, sample_rate, whole)
     return b"".join(enc.feed(c) for c in chunks) + enc.finish()
 
 

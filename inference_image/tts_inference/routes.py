@@ -158,7 +158,8 @@ async def speech(body: SpeechRequest, request: Request) -> Response:
         except EngineError as exc:
             raise ApiError(400, str(exc), "voice_not_found", "voice") from exc
         sentences = split_sentences(body.input, settings.max_sentence_chars)
-        encoder = audio.StreamEncoder(body.response_format, engine.sample_rate)
+        whole = audio.sent_whole(body.response_format, body.stream_format)
+        encoder = audio.StreamEncoder(body.response_format, engine.sample_rate, whole)
         try:
             job = await host.start(sentences, voice, options)
         except BaseException:  # 429, or the client left while queued

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import httpx
 from mcp.server.mcpserver.exceptions import ToolError
+from tts_crds import wav
 from tts_crds.speech import MEDIA_TYPES, ResponseFormat
 
 from .files import decode_clip, read_clip, save_speech, speech_filename
@@ -95,6 +96,8 @@ class KubeTtsService:
         if speed is not None:
             request["speed"] = speed
         audio: SpeechAudio = await client.speak(request, progress)
+        if fmt == "wav":  # streamed (SSE) with the unknown-length sizes: a saved file states its length
+            audio.data = wav.with_true_sizes(audio.data)
         saved = None
         if settings.output_mode != "inline":
             assert settings.output_dir is not None  # the settings validator makes sure

@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
+from tts_crds import wav
 from tts_inference import audio
 from tts_inference.engines import EngineUnavailable, ModelLoadError, load_engine
 from tts_inference.engines.espeak import wpm_and_tempo
@@ -100,6 +101,43 @@ def test_streaming_wav_uses_the_unknown_size_convention_and_libsndfile_reads_it(
     assert data[4:8] == b"\xff\xff\xff\xff"
     samples, rate = sf.read(io.BytesIO(data))
     assert rate == 16000 and len(samples) == 16000
+
+
+@pytest.mark.parametrize("fmt", ["flac", "wav"])
+def test_a_whole_file_waits_for_the_end_and_its_header_states_the_true_length(fmt):
+    chunks = [tone(0.7, 22050), tone(0.5, 22050, 330)]
+    enc = audio.StreamEncoder(fmt, 22050, whole=True)
+    assert [enc.feed(c) for c in chunks] == [b"", b""]
+    data = enc.finish()
+    info = sf.info(io.BytesIO(data))
+    assert info.frames == sum(len(c) for c in chunks) and info.samplerate == 22050
+
+
+def test_a_streamed_flac_states_no_length_which_is_why_flac_goes_whole():
+    streamed = audio.encode_all([tone(1.0, 22050)], 22050, "flac")
+    # STREAMINFO's 36-bit total-samples field (after the 8-byte marker and block header, 10 bytes of
+    # block and frame sizes, 20 bits of rate, 3 of channels and 5 of bits per sample) is 0: unknown
+    assert int.from_bytes(streamed[18:26], "big") & (2**36 - 1) == 0
+    with pytest.raises(Exception, match="too big|error"):
+        sf.read(io.BytesIO(streamed))
+
+
+def test_a_streamed_wav_gets_its_true_sizes_once_complete():
+    streamed = audio.encode_all([tone(0.6, 16000), tone(0.4, 16000)], 16000, "wav")
+    fixed = wav.with_true_sizes(streamed)
+    start = wav.data_offset(fixed)
+    assert start is not None and fixed[start:] == streamed[start:]
+    assert int.from_bytes(fixed[4:8], "little") == len(fixed) - 8
+    assert int.from_bytes(fixed[start - 4 : start], "little") == len(fixed) - start
+    assert sf.info(io.BytesIO(fixed)).frames == 16000
+    assert wav.with_true_sizes(fixed) == fixed
+    for other in (b"fLaC" + bytes(40), b"RIFF" + bytes(40), b"RIFF\x04\x00\x00\x00WAVEjunk"):
+        assert wav.with_true_sizes(other) == other
+
+
+def test_which_formats_go_whole():
+    whole = {(f, s) for f in sorted(audio.FORMATS) for s in ("audio", "sse") if audio.sent_whole(f, s)}
+    assert whole == {("flac", "audio"), ("flac", "sse"), ("wav", "audio")}
 
 
 def test_pcm_is_little_endian_int16_at_the_model_rate():
