@@ -5,9 +5,10 @@
 # cgroups) and builds the base-image stand-in with mmdebstrap; devcluster/podman.sh configures
 # podman from devcluster/config/containers.conf, not /etc/containers.
 # The web UI's browser tests run Debian's chromium through playwright-core (node); a CJK font lets
-# the Chinese labels render in their screenshots.
+# the Chinese labels render in their screenshots. sox with libsox-fmt-mp3 reads saved speech back
+# (tests/component/test_saved_formats.py).
 set -euo pipefail
-packages=(iproute2 iptables util-linux ca-certificates sox python3-venv chromium fonts-wqy-microhei
+packages=(iproute2 iptables util-linux ca-certificates sox libsox-fmt-mp3 python3-venv chromium fonts-wqy-microhei
   podman runc mmdebstrap curl)
 # Node.js (>= 18) with npm: any installation will do; Debian's when there is none
 command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
