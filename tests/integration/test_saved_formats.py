@@ -31,14 +31,14 @@ def sdk(router: Router) -> OpenAI:
 
 
 def write_whole(router: Router, model: str, fmt: str, path: Path) -> Saved:
-    answer = sdk(router).audio.speech.create(model=model, voice="default", input=TEXT, response_format=fmt)  # type: ignore[arg-type]
+    answer = sdk(router).audio.speech.create(model=model, voice="default", input=TEXT, response_format=fmt)
     answer.write_to_file(path)
     return Saved(path, fmt, int(answer.response.headers["x-sample-rate"]))
 
 
 def stream_to_file(router: Router, model: str, fmt: str, path: Path) -> Saved:
     speech = sdk(router).audio.speech.with_streaming_response
-    with speech.create(model=model, voice="default", input=TEXT, response_format=fmt) as answer:  # type: ignore[arg-type]
+    with speech.create(model=model, voice="default", input=TEXT, response_format=fmt) as answer:
         answer.stream_to_file(path)
         return Saved(path, fmt, int(answer.headers["x-sample-rate"]))
 
