@@ -26,6 +26,7 @@ from tts_devcluster.layout import Layout
 
 from tests.helpers import MCP_TOOLS, decode_audio, decode_wav, eventually
 from tests.listen import wer
+from tests.readback import Saved, lengths
 
 from .conftest import Kube, Models, Router, _free_port, make_cloner, start_service, tts_voice, wait_router_sees
 
@@ -101,6 +102,8 @@ async def test_stdio_lists_tools_and_speaks_audio_that_decodes(router: Router, s
         saved = Path(meta["file"])
         assert str(link.uri) == saved.as_uri() and saved.parent == out.resolve()
         assert await anyio.Path(saved).read_bytes() == data
+        # streamed over SSE, the WAV's sizes were rewritten: the file states its length (ADR 0046)
+        assert all(abs(s - audio.duration) < 0.5 / 22050 for s in lengths(Saved(saved, "wav", 22050)).values())
 
         slower = await client.call_tool(
             "synthesize_speech", {"text": SENTENCE, "model": speaker, "format": "opus", "speed": 0.5}
