@@ -166,7 +166,7 @@ def test_speak_streams_decodable_audio(ui, max_input_chars: int):
     for n, (fmt, result) in enumerate(out["formats"].items(), start=3):
         assert result["ok"], (fmt, result)
         player = result["player"]
-        # streamed AAC and FLAC carry no total length: the element's duration is its own estimate
+        # streamed AAC carries no total length: the element's duration is its own estimate (FLAC comes whole)
         assert player["duration"] == pytest.approx(seconds(result["length"]), rel=0.2), (fmt, player)
         assert player["advanced"] > 0.1, f"the audio element did not play {fmt}"
         assert player["downloadName"] == f"kube-tts-joe-{n}.{extensions[fmt]}"
