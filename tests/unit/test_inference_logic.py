@@ -27,6 +27,27 @@ def test_sentences_split_at_terminal_punctuation():
     ]
 
 
+def test_a_long_first_sentence_is_cut_at_a_clause_so_the_first_audio_comes_early():
+    first = "When the report finally arrived on the desk of the committee, nobody had expected it to be so long."
+    assert split_sentences(f"{first} Then they read it.") == [
+        "When the report finally arrived on the desk of the committee,",
+        "nobody had expected it to be so long.",
+        "Then they read it.",
+    ]
+    # only the first sentence, only at the last clause mark within the limit, and only when both
+    # parts stand alone
+    assert split_sentences(f"Short one here. {first}") == ["Short one here.", first]
+    assert split_sentences("One, two, three, four, five, six.", first_chars=20) == ["One, two, three,", "four, five, six."]
+    assert split_sentences("Well, " + "x" * 90 + ".", first_chars=80) == ["Well, " + "x" * 90 + "."]
+    # numbers and times are not clauses; CJK marks need no space
+    long_number = "It cost 1,000,000 dollars and more than anyone had imagined it could cost at 10:30 in the morning."
+    assert split_sentences(long_number) == [long_number]
+    assert split_sentences("今天天气很好，我们去公园吧，然后我们再去吃饭。", min_chars=3, first_chars=10) == [
+        "今天天气很好，",
+        "我们去公园吧，然后我们再去吃饭。",
+    ]
+
+
 def test_abbreviations_and_initials_do_not_end_sentences():
     text = "Dr. Smith met J. R. Jones at 5 p.m. yesterday. They talked about it."
     assert split_sentences(text) == ["Dr. Smith met J. R. Jones at 5 p.m. yesterday.", "They talked about it."]
