@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -184,6 +184,40 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def inference_server(engine: str, uri: str, prelude: str | None = None) -> Iterator[str]:
+    """``python -m tts_inference`` on a loopback port (as a pod runs it), ready; yields its URL.
+    ``prelude``: Python run before the server starts (a benchmark's "before" variant of the code)."""
+    port = free_port()
+    env = {
+        **os.environ,
+        **{"KUBETTS_ENGINE": engine, "KUBETTS_MODEL_URI": uri, "KUBETTS_PORT": str(port)},
+        **{"KUBETTS_HOST": "127.0.0.1", "KUBETTS_LOG_LEVEL": "warning"},
+    }
+    run = "import runpy; runpy.run_module('tts_inference', run_name='__main__')"
+    argv = [sys.executable, "-c", f"{prelude}\n{run}"] if prelude else [sys.executable, "-m", "tts_inference"]
+    proc = subprocess.Popen(argv, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url, proc)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _wait_ready(url: str, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{url}: the server exited with {proc.returncode}")
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise SystemExit(f"{url}: not ready after 300 s")
 
 
 class RouterProcess:

@@ -15,16 +15,11 @@ whole ÷ streamed go into a table and ``bench/results/formats.json``.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import statistics
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 
 import httpx
-from common import MODELS, free_port, say, write_results
+from common import MODELS, inference_server, say, write_results
 from tts_inference import audio
 
 FORMATS = ["mp3", "opus", "aac", "flac", "wav", "pcm"]
@@ -38,41 +33,7 @@ TEXTS = {
     ),
 }
 # the "before" server: this code with every format streamed
-STREAMED = (
-    "import runpy, tts_inference.audio as a; a.sent_whole = lambda fmt, stream_format: False; "
-    "runpy.run_module('tts_inference', run_name='__main__')"
-)
-
-
-@contextlib.contextmanager
-def server(engine: str, uri: str, streamed: bool) -> Iterator[str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        **{"KUBETTS_ENGINE": engine, "KUBETTS_MODEL_URI": uri, "KUBETTS_PORT": str(port)},
-        **{"KUBETTS_HOST": "127.0.0.1", "KUBETTS_LOG_LEVEL": "warning"},
-    }
-    argv = [sys.executable, "-c", STREAMED] if streamed else [sys.executable, "-m", "tts_inference"]
-    proc = subprocess.Popen(argv, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, proc)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-
-
-def wait_ready(url: str, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{url}: the server exited with {proc.returncode}")
-        with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        time.sleep(0.2)
-    raise SystemExit(f"{url}: not ready after 300 s")
+STREAMED = "import tts_inference.audio as a; a.sent_whole = lambda fmt, stream_format: False"
 
 
 def timed(client: httpx.Client, url: str, text: str, fmt: str) -> tuple[float, float, int]:
@@ -92,8 +53,13 @@ def timed(client: httpx.Client, url: str, text: str, fmt: str) -> tuple[float, f
 
 def measure(engine: str, uri: str, rounds: int) -> list[dict]:
     samples: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
-    with server(engine, uri, False) as whole, server(engine, uri, True) as streamed, httpx.Client(timeout=300) as c:
-        urls = {"whole": whole, "streamed": streamed}
+    with inference_server(engine, uri) as whole, inference_server(engine, uri, STREAMED) as streamed:
+        measure_rounds({"whole": whole, "streamed": streamed}, rounds, samples, engine)
+    return rows(engine, samples)
+
+
+def measure_rounds(urls: dict[str, str], rounds: int, samples: dict, engine: str) -> None:
+    with httpx.Client(timeout=300) as c:
         for url in urls.values():  # warm both: the first synthesis loads lazily initialised parts
             timed(c, url, TEXTS["sentence"], "wav")
         for r in range(rounds):
@@ -104,7 +70,6 @@ def measure(engine: str, uri: str, rounds: int) -> list[dict]:
                         first, total, _ = timed(c, urls[mode], text, fmt)
                         samples.setdefault((text_name, fmt, mode), []).append((first, total))
             say(f"{engine}: round {r + 1}/{rounds} done")
-    return rows(engine, samples)
 
 
 def rows(engine: str, samples: dict[tuple[str, str, str], list[tuple[float, float]]]) -> list[dict]:
