@@ -36,7 +36,9 @@ def claimants(deployments: Mapping[str, JSON]) -> list[Claimant]:
 def model_table(deployments: Mapping[str, JSON], configured_default: str) -> AliasTable:
     """Who answers to each alias now; OpenAI's model names that nobody claims go to the default
     speech model (``KUBETTS_DEFAULT_MODEL``, else the first speech model by name)."""
-    speech = [n for n, o in deployments.items() if capability_of(o) == Capability.SPEECH]
+    speech = [
+        n for n, o in deployments.items() if capability_of(o) == Capability.SPEECH and deployment_spec(o) is not None
+    ]
     return aliases.alias_table(claimants(deployments), aliases.default_model(speech, configured_default))
 
 
