@@ -142,7 +142,7 @@ def gender_of(voice: str) -> str | None:
 
 
 def _english_first(voice: str, language: str) -> tuple[int, int, str]:
-    lang = language.lower()
+    lang = language.lower().replace("_", "-")
     rank = 0 if lang in ("en-us", "en") else 1 if lang.startswith("en") else 2
     grade = PREFERRED.index(voice) if voice in PREFERRED else len(PREFERRED)
     return rank, grade, voice

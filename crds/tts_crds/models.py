@@ -8,11 +8,12 @@ the router parse custom resources with them. Field descriptions become ``kubectl
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import JsonDict
 
@@ -203,8 +204,8 @@ class Toleration(_Model):
     toleration_seconds: int | None = Field(default=None, description="For NoExecute: how long the pod stays.")
 
 
+_VOICE_ALIAS = re.compile(VOICE_ALIAS_PATTERN)
 ModelAlias = Annotated[str, StringConstraints(pattern=ALIAS_PATTERN, min_length=1, max_length=63)]
-VoiceAliasName = Annotated[str, StringConstraints(pattern=VOICE_ALIAS_PATTERN, min_length=1, max_length=63)]
 VoiceAliasTarget = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.()+ -]+$", min_length=1, max_length=253)]
 
 
@@ -270,7 +271,7 @@ class TtsDeploymentSpec(_Model):
         "TtsDeployment claims, is refused (condition Aliases=False, reason AliasConflict).",
         json_schema_extra={"x-kubernetes-list-type": "set"},
     )
-    voice_aliases: dict[VoiceAliasName, VoiceAliasTarget] = Field(
+    voice_aliases: dict[str, VoiceAliasTarget] = Field(
         default_factory=dict,
         description="Voice names (such as OpenAI's alloy or nova) and the voice of this model each means: a "
         "built-in speaker or, for kokoro, a blend such as af_bella(0.7)+af_sky(0.3). They override the default "
@@ -287,6 +288,16 @@ class TtsDeploymentSpec(_Model):
             ],
         },
     )
+
+
+    @field_validator("voice_aliases")
+    @classmethod
+    def _voice_alias_names(cls, value: dict[str, str]) -> dict[str, str]:
+        """The keys' rule (the CRD's CEL rule says the same): a map's keys carry no schema of their own."""
+        bad = [k for k in value if len(k) > 63 or not _VOICE_ALIAS.match(k)]
+        if bad:
+            raise ValueError(f"voiceAliases key {bad[0]!r} is not a lower-case name (letters, digits, '_', '-')")
+        return value
 
 
 class TtsDeploymentStatus(_Model):
