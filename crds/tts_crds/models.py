@@ -289,7 +289,6 @@ class TtsDeploymentSpec(_Model):
         },
     )
 
-
     @field_validator("voice_aliases")
     @classmethod
     def _voice_alias_names(cls, value: dict[str, str]) -> dict[str, str]:
