@@ -48,14 +48,22 @@ UNCUT = (
 
 
 def first_byte(client: httpx.Client, url: str, text: str) -> float:
+    """Seconds to the first audio byte; the request is closed there and the server left to go idle
+    (it finishes the chunk it is on), so the next request does not share the cores with it."""
     body = {"model": "bench", "input": text, "response_format": "pcm"}
     t0 = time.perf_counter()
+    took = None
     with client.stream("POST", f"{url}/v1/audio/speech", json=body) as resp:
         resp.raise_for_status()
         for chunk in resp.iter_raw():
             if chunk:
-                return time.perf_counter() - t0
-    raise RuntimeError("no audio")
+                took = time.perf_counter() - t0
+                break
+    while client.get(f"{url}/v1/status").json()["inflight_requests"]:
+        time.sleep(0.05)
+    if took is None:
+        raise RuntimeError("no audio")
+    return took
 
 
 def gaps(client: httpx.Client, url: str, text: str) -> dict:
@@ -84,7 +92,7 @@ def gaps(client: httpx.Client, url: str, text: str) -> dict:
     }
 
 
-def measure(engine: str, uri: str, rounds: int) -> dict:
+def measure(engine: str, uri: str, rounds: int, with_gaps: bool) -> dict:
     times: dict[tuple[str, str], list[float]] = {}
     with inference_server(engine, uri) as clause, inference_server(engine, uri, UNCUT) as sentence:
         urls = {"clause": clause, "sentence": sentence}
@@ -96,7 +104,7 @@ def measure(engine: str, uri: str, rounds: int) -> dict:
                     for name, text in (("long", LONG), ("first sentence", FIRST)):
                         times.setdefault((mode, name), []).append(first_byte(client, urls[mode], text))
                 say(f"{engine}: round {r + 1}/{rounds}")
-            streamed = {mode: gaps(client, url, LONG) for mode, url in urls.items()}
+            streamed = {mode: gaps(client, url, LONG) for mode, url in urls.items()} if with_gaps else {}
     med = {f"{mode}, {name}": round(statistics.median(v), 3) for (mode, name), v in times.items()}
     return {
         "engine": engine,
@@ -113,7 +121,7 @@ def table(results: list[dict]) -> str:
     ]
     for r in results:
         for m in ("clause", "sentence"):
-            g = r["gaps"][m]
+            g = r["gaps"].get(m, {"stalls": "–", "stalled_s": float("nan"), "longest_stall_s": float("nan")})
             lines.append(
                 f"| {r['engine']} | {m} | {r['first_audio_s'][f'{m}, long']:.3f} "
                 f"| {r['first_audio_s'][f'{m}, first sentence']:.3f} | {r['ratio_long_to_first'][m]:.2f} "
@@ -136,9 +144,10 @@ def main() -> None:
     parser.add_argument("--engine", action="append", help="name=model-uri (default: piper, and kokoro if installed)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--output", default="long_text")
+    parser.add_argument("--no-gaps", action="store_true", help="first audio only, not the stalls of a whole read")
     args = parser.parse_args()
     engines = [e.split("=", 1) for e in args.engine] if args.engine else default_engines()
-    results = [measure(name, uri, args.rounds) for name, uri in engines]
+    results = [measure(name, uri, args.rounds, not args.no_gaps) for name, uri in engines]
     print(table(results))
     write_results(
         args.output, {"rounds": args.rounds, "chars": len(LONG), "first_chars": len(FIRST), "results": results}
