@@ -110,6 +110,9 @@ class Job:
         self._finished = False
         self._queue: asyncio.Queue[object] = asyncio.Queue()
         self._room = threading.Semaphore(_LOOKAHEAD)
+        # set once the first chunk has gone out: the next sentence waits for it, so its synthesis
+        # (every core, for onnxruntime) does not delay the first audio (bench/long_text.py)
+        self._first_out = threading.Event()
         self.samples = 0
 
     def _free_slot(self) -> None:
@@ -130,6 +133,9 @@ class Job:
                 if stop.is_set():
                     return
                 loop.call_soon_threadsafe(self._queue.put_nowait, chunk)
+                while not self._first_out.wait(timeout=0.2):
+                    if stop.is_set():
+                        return
         except Exception as exc:  # an engine failure mid-stream: hand it to the response
             log.exception("synthesis failed")
             loop.call_soon_threadsafe(self._queue.put_nowait, _Failed(exc))
@@ -167,6 +173,7 @@ class Job:
             self.samples += len(item)
             self.host.metrics.audio_seconds.inc(len(item) / rate)
             yield item
+            self._first_out.set()  # the response asks for more: what it had has been sent
 
     def close(self) -> bool:
         """The response is over (finished, failed or abandoned): stop the producer, free the slot.
