@@ -53,9 +53,10 @@ test-ui: deps venv ui-deps build images ## The web UI in headless chromium again
 	$(PYTEST) tests/integration/test_ui.py tests/unit/test_router_ui.py
 
 .PHONY: bench
-bench: deps venv build ## Every benchmark (inference, formats sent whole, router overhead shared and on its own core, scale from zero, operator at scale; about 22 min on 2 cores), then the plots; see docs/benchmarks.md
+bench: deps venv build ## Every benchmark (inference, formats sent whole, long text, router overhead shared and on its own core, scale from zero, operator at scale; about 35 min on 2 cores), then the plots; see docs/benchmarks.md
 	$(PY) bench/inference.py
 	$(PY) bench/formats.py
+	$(PY) bench/long_text.py
 	$(PY) bench/router_overhead.py --engine piper
 	$(PY) bench/router_overhead.py --engine piper --router-cpus auto --output router_overhead_piper_own_core
 	$(PY) bench/router_overhead.py --engine espeak
