@@ -93,7 +93,7 @@ clean: down ## Stop everything and delete .devcluster/ (etcd data, certificates,
 ##@ Images (podman, no Docker daemon; see docs/images.md)
 
 .PHONY: images
-images: deps venv ## Build the four images with podman and push them to the local registry 127.0.0.1:5100 (starts it)
+images: deps venv ## Build the five images with podman and push them to the local registry 127.0.0.1:5100 (starts it)
 	@devcluster/build.sh --only registry crane
 	@devcluster/images.sh
 
@@ -109,7 +109,7 @@ KIND_NAMESPACE ?= kube-tts
 IMAGE_REGISTRY ?= ghcr.io/kube-tts
 IMAGE_TAG ?= $(shell sed -n 's/^appVersion: *"\(.*\)"/\1/p' charts/kube-tts/Chart.yaml)
 # name:Dockerfile:target (the three control-plane images share the root Dockerfile's base stage)
-IMAGES := operator:Dockerfile:operator router:Dockerfile:router mcp:Dockerfile:mcp inference:inference_image/Dockerfile:cpu
+IMAGES := operator:Dockerfile:operator router:Dockerfile:router mcp:Dockerfile:mcp wyoming:Dockerfile:wyoming inference:inference_image/Dockerfile:cpu
 
 .PHONY: kind-up
 kind-up: ## Create the kind cluster (kind-config.yaml) and advertise 2 fake GPUs on its GPU worker
@@ -123,7 +123,7 @@ kind-up: ## Create the kind cluster (kind-config.yaml) and advertise 2 fake GPUs
 	    http://127.0.0.1:8011/api/v1/nodes/$$node/status >/dev/null; kill $$proxy
 
 .PHONY: kind-load
-kind-load: ## Build the four images with Docker and load them into the kind cluster
+kind-load: ## Build the five images with Docker and load them into the kind cluster
 	@for spec in $(IMAGES); do name=$${spec%%:*}; rest=$${spec#*:}; file=$${rest%%:*}; target=$${rest#*:}; \
 	  docker build -f $$file --target $$target -t $(IMAGE_REGISTRY)/$$name:$(IMAGE_TAG) . && \
 	  kind load docker-image --name $(KIND_CLUSTER) $(IMAGE_REGISTRY)/$$name:$(IMAGE_TAG) || exit 1; done
