@@ -32,7 +32,13 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 ROOT = Path(__file__).resolve().parents[2]
 PODMAN = ROOT / "devcluster" / "podman.sh"
 APP_VERSION = yaml.safe_load((ROOT / "charts/kube-tts/Chart.yaml").read_text())["appVersion"]
-IMAGES = {"operator": "tts_operator", "router": "tts_api", "mcp": "tts_mcp", "wyoming": "tts_wyoming", "inference": "tts_inference"}
+IMAGES = {
+    "operator": "tts_operator",
+    "router": "tts_api",
+    "mcp": "tts_mcp",
+    "wyoming": "tts_wyoming",
+    "inference": "tts_inference",
+}
 LABELS = ("title", "source", "version", "revision", "licenses")
 # generous ceilings (uncompressed, MB) that catch a torch or a compiler creeping in. The inference
 # image bakes Whisper base and Kokoro-82M int8 (about 240 MB of weights) and carries OpenJTalk's and
