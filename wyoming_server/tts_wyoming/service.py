@@ -49,15 +49,12 @@ class Service:
     async def resolve(self, voice: SynthesizeVoice | None) -> tuple[str, str]:
         """(model, voice) for the router; ``<model>/<voice>`` without reading the catalogue."""
         if voice is not None and voice.name and SEPARATOR in voice.name:
-            return (await self._cached()).resolve(voice)
+            return Catalog().resolve(voice)  # the router checks both names
         try:
             return (await self.catalog()).resolve(voice)
         except UnknownVoice:
             # a model or voice created since the catalogue was read: read it once more
             return (await self.catalog(fresh=True)).resolve(voice)
-
-    async def _cached(self) -> Catalog:
-        return self._catalog or Catalog()
 
 
 def http_client(settings: WyomingSettings) -> httpx.AsyncClient:

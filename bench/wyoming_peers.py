@@ -12,7 +12,10 @@ other's, which on a shared machine compares two different moments, so only its m
 used here. The router's own HTTP answer (streamed pcm) is timed in the same rounds, to say how much
 of kube-tts's time is the Wyoming hop and how much is behind it.
 
-    KUBETTS_INSTANCE=2 .venv/bin/python bench/wyoming.py --rounds 5
+    KUBETTS_INSTANCE=2 .venv/bin/python bench/wyoming_peers.py --rounds 5
+
+(Not bench/wyoming.py: run as a script, bench/ comes first on sys.path and that name would shadow
+the wyoming library it imports.)
 
 Reports per mode and text: median time to first audio and total time of each, and the ratio
 kube-tts / wyoming-piper (≤ 1.0: kube-tts is no slower). Results: bench/results/wyoming.json.
