@@ -8,13 +8,13 @@ sent as ``Authorization: Bearer`` and never appears in a message.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from tts_crds.router_client import read_error
 
 JSON = dict[str, Any]
 
@@ -30,15 +30,7 @@ class SpeechFailure(Exception):
 
 def failure_from_response(status: int, body: bytes) -> SpeechFailure:
     """An OpenAI-shaped error answer (or whatever a proxy sent) as a SpeechFailure."""
-    message, code = "", None
-    try:
-        err = json.loads(body).get("error") or {}
-        message, code = str(err.get("message") or ""), err.get("code")
-    except (ValueError, AttributeError):
-        pass
-    if not message:
-        snippet = body[:200].decode("utf-8", "replace").strip()
-        message = f"the router answered HTTP {status}" + (f": {snippet}" if snippet else "")
+    message, code = read_error(status, body)
     return SpeechFailure(f"{message} (HTTP {status})", str(code or f"http_{status}"))
 
 

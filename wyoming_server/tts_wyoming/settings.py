@@ -12,6 +12,7 @@ from urllib.parse import urlparse
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from tts_crds import names
+from tts_crds.router_client import router_url
 
 
 class WyomingSettings(BaseSettings):
@@ -48,9 +49,7 @@ class WyomingSettings(BaseSettings):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"KUBETTS_URL must start with http:// or https:// (got {value!r})")
-        return value.rstrip("/")
+        return router_url(value)
 
     @field_validator("api_key", mode="before")
     @classmethod
