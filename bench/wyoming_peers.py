@@ -33,8 +33,9 @@ import time
 from pathlib import Path
 
 import httpx
-from common import JSON, Cluster, eventually, free_port, median, say, table, write_results
+from common import JSON, Cluster, cpu_seconds, eventually, free_port, median, say, table, write_results
 from tts_devcluster import platform as kube_tts
+from tts_devcluster import procs
 from wyoming.tts import SynthesizeVoice
 from wyoming_bench.tts.client import measure_once
 
@@ -160,7 +161,14 @@ def main() -> None:
         piper = start_piper(piper_port, downloads)
         try:
             where = {"kube-tts": (host, int(port)), "wyoming-piper": ("127.0.0.1", piper_port)}
+            pids = {
+                "wyoming server (pod)": kube_tts.component_pid(cluster.layout, "wyoming"),
+                "port map (host)": procs.pid_of(cluster.layout, "wyoming-port"),
+                "wyoming-piper": piper.pid,
+            }
+            before = {k: cpu_seconds(p) for k, p in pids.items() if p}
             samples = asyncio.run(rounds(where, cluster.api_key(), args.rounds))
+            cpu = cpu_per_synthesis(samples, pids, before)
         finally:
             piper.terminate()
             piper.wait(10)
@@ -191,6 +199,7 @@ def main() -> None:
         for s in summary
     ]
     print(table(headers, rows))
+    print("CPU per synthesis: " + ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in cpu.items()))
     for s in summary:
         if "router (HTTP pcm)" in s["ttfa_s"]:
             print(
@@ -205,9 +214,23 @@ def main() -> None:
             "texts": TEXTS,
             "versions": versions(),
             "summary": summary,
+            "cpu_s_per_synthesis": cpu,
             "samples": samples,
         },
     )
+
+
+def cpu_per_synthesis(samples: list[JSON], pids: dict[str, int | None], before: dict[str, float]) -> JSON:
+    """CPU seconds each process spent per synthesis of its server (warm-up runs included)."""
+    warmup = len(TEXTS) * len(MODES)
+    counts = {s: warmup + sum(1 for x in samples if x["server"] == s) for s in SERVERS}
+    out = {}
+    for name, start in before.items():
+        server = "wyoming-piper" if name == "wyoming-piper" else "kube-tts"
+        pid = pids[name]
+        assert pid is not None
+        out[name] = round((cpu_seconds(pid) - start) / counts[server], 5)
+    return out
 
 
 def versions() -> JSON:
