@@ -2,9 +2,9 @@
 
 A ``synthesize`` is one router request for the whole text (the router and its engine cut it into
 sentences and stream each as it is made): ``audio-start``, ``audio-chunk``s as the PCM arrives,
-``audio-stop``. In a stream, each sentence is spoken as soon as it is complete, one audio-start /
-audio-stop per sentence as wyoming-piper does, while the next chunks keep arriving; then
-``synthesize-stopped``. Any failure is an ``error`` event with a text and a code.
+``audio-stop``. In a stream, each sentence is spoken as soon as it is complete (those that
+completed meanwhile together), one audio-start / audio-stop per router request, while the next
+chunks keep arriving; then ``synthesize-stopped``. Any failure is an ``error`` event with a text and a code.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Protocol
 
 from wyoming.error import Error
@@ -63,16 +65,26 @@ async def speak(service: Service, text: str, voice: SynthesizeVoice | None, writ
 
 
 class TextStream:
-    """A ``synthesize-start`` … ``synthesize-stop`` stream: sentences queue up, one task speaks them in order."""
+    """A ``synthesize-start`` … ``synthesize-stop`` stream: sentences queue up, one task speaks them in order.
 
-    def __init__(self, service: Service, voice: SynthesizeVoice | None, write: Writer) -> None:
+    A sentence is spoken as soon as it is complete; the sentences that completed while the last one
+    was being spoken go to the router together, in one request (each request costs a round trip
+    through the router and the pod's request setup: bench/wyoming_peers.py)."""
+
+    def __init__(self, speak_text: Callable[[str], Awaitable[None]]) -> None:
         self.sentences = SentenceStream()
         self._queue: asyncio.Queue[str | None] = asyncio.Queue()
-        self._task = asyncio.create_task(self._speak_all(service, voice, write), name="wyoming sentence speaker")
+        self._task = asyncio.create_task(self._speak_all(speak_text), name="wyoming sentence speaker")
 
-    async def _speak_all(self, service: Service, voice: SynthesizeVoice | None, write: Writer) -> None:
-        while (sentence := await self._queue.get()) is not None:
-            await speak(service, sentence, voice, write)
+    async def _speak_all(self, speak_text: Callable[[str], Awaitable[None]]) -> None:
+        done = False
+        while not done:
+            waiting = [await self._queue.get()]
+            while not self._queue.empty():
+                waiting.append(self._queue.get_nowait())
+            done = None in waiting
+            if text := " ".join(s for s in waiting if s is not None):
+                await speak_text(text)
 
     def add(self, text: str) -> None:
         for sentence in self.sentences.add(text):
@@ -105,7 +117,8 @@ class SpeechHandler(AsyncEventHandler):
         elif SynthesizeStart.is_type(event.type):
             if self.stream is not None:
                 self.stream.cancel()
-            self.stream = TextStream(self.service, SynthesizeStart.from_event(event).voice, self.write_event)
+            voice = SynthesizeStart.from_event(event).voice
+            self.stream = TextStream(partial(speak, self.service, voice=voice, write=self.write_event))
         elif SynthesizeChunk.is_type(event.type):
             await self._chunk(SynthesizeChunk.from_event(event).text)
         elif SynthesizeStop.is_type(event.type):
