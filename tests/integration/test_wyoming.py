@@ -103,10 +103,16 @@ async def exchange(where: tuple[str, int], events: list[Event], until: str, wait
 
 
 async def test_describe_lists_the_models_voices_with_languages_and_attribution(wyoming, speaker: str):
-    heard = await exchange(wyoming, [Describe().event()], "info")
-    (program,) = Info.from_event(heard.events[-1]).tts
+    # the router learns a model's built-in voices from its ready pod, a moment after it is ready
+    deadline = time.monotonic() + 30
+    while True:
+        heard = await exchange(wyoming, [Describe().event()], "info")
+        (program,) = Info.from_event(heard.events[-1]).tts
+        mine = [v for v in program.voices if v.name.startswith(f"{speaker}/")]
+        if mine or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(1)
     assert program.name == "kube-tts" and program.supports_synthesize_streaming
-    mine = [v for v in program.voices if v.name.split("/")[0] == speaker]
     assert mine, [v.name for v in program.voices]
     for voice in mine:
         assert voice.languages == ["en-US"], voice
