@@ -53,7 +53,7 @@ test-ui: deps venv ui-deps build images ## The web UI in headless chromium again
 	$(PYTEST) tests/integration/test_ui.py tests/unit/test_router_ui.py
 
 .PHONY: bench
-bench: deps venv build ## Every benchmark (inference, router overhead shared and on its own core, scale from zero, operator at scale; about 16 min on 2 cores), then the plots; see docs/benchmarks.md
+bench: deps venv build ## Every benchmark (inference, router overhead shared and on its own core, scale from zero, operator at scale, Wyoming beside wyoming-piper; about 30 min on 2 cores), then the plots; see docs/benchmarks.md
 	$(PY) bench/inference.py
 	$(PY) bench/router_overhead.py --engine piper
 	$(PY) bench/router_overhead.py --engine piper --router-cpus auto --output router_overhead_piper_own_core
@@ -61,6 +61,7 @@ bench: deps venv build ## Every benchmark (inference, router overhead shared and
 	$(PY) bench/router_overhead.py --engine espeak --router-cpus auto --output router_overhead_espeak_own_core
 	$(PY) bench/scale_from_zero.py
 	$(PY) bench/operator_scale.py
+	$(PY) bench/wyoming_peers.py
 	$(PY) bench/plots.py
 
 .PHONY: bench-plots
