@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
 import pytest
-from tts_devcluster import platform
+from tts_devcluster.layout import Layout
 from wyoming.audio import AudioChunk, AudioStart
 from wyoming.client import AsyncTcpClient
 from wyoming.error import Error
@@ -65,9 +65,14 @@ class Heard:
 
 
 @pytest.fixture(scope="module")
-def wyoming(router: Router) -> tuple[str, int]:
-    uri = urlparse(platform.wyoming_uri())
-    assert uri.hostname and uri.port
+def wyoming(router: Router, layout: Layout) -> tuple[str, int]:
+    """Where .devcluster/env says the Wyoming server is (KUBETTS_WYOMING_URI, beside KUBETTS_URL)."""
+    exported = dict(
+        line.removeprefix("export ").split("=", 1) for line in layout.env_file.read_text().splitlines() if "=" in line
+    )
+    assert exported["KUBETTS_URL"] == router.url
+    uri = urlparse(exported["KUBETTS_WYOMING_URI"])
+    assert uri.scheme == "tcp" and uri.hostname and uri.port
     return uri.hostname, uri.port
 
 
