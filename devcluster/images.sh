@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Build kube-tts' four images with podman (no Docker daemon) and push them to the local registry.
+# Build kube-tts' four images with podman (no Docker daemon) and push them to the local registry,
+# with the two third-party speech servers the server-engine tests run (docs/servers.md).
 #
-#   devcluster/images.sh                 build and push operator, router, mcp and inference
+#   devcluster/images.sh                 build and push operator, router, mcp, inference and the servers
 #   devcluster/images.sh router mcp      just these
-#   devcluster/images.sh --print         print the image references and exit
+#   devcluster/images.sh --print         print kube-tts' own image references and exit
 #
 # References: $REGISTRY/kube-tts/<name>:<appVersion of charts/kube-tts/Chart.yaml>, where REGISTRY
 # is the local registry, 127.0.0.1:(5100 + KUBETTS_INSTANCE) as in tts_devcluster.layout. When it
@@ -35,6 +36,9 @@ DEBIAN_SECURITY=${KUBETTS_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-s
 CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 # name:Dockerfile:target, as the Makefile's IMAGES (kind-load) lists them
 ALL=(operator:Dockerfile:operator router:Dockerfile:router mcp:Dockerfile:mcp inference:inference_image/Dockerfile:cpu)
+# third-party speech servers that kube-tts runs as `engine: openai-compatible` (docs/servers.md):
+# built by default too, for the tests that run them; not part of the chart
+SERVERS=(local-tts-studio:images/servers/Containerfile:local-tts-studio fastkokoro:images/servers/Containerfile:fastkokoro)
 # built only when named (`make images-cuda`): several GB of torch, not part of `make test`
 EXTRA=(inference-cuda:inference_image/Dockerfile:cuda)
 
@@ -54,11 +58,11 @@ if [[ ${1:-} == --print ]]; then
 fi
 for name in "$@"; do
   found=
-  for spec in "${ALL[@]}" "${EXTRA[@]}"; do [[ ${spec%%:*} == "$name" ]] && found=$spec; done
-  [[ -n $found ]] || { echo "unknown image $name; one of: operator router mcp inference inference-cuda" >&2; exit 2; }
+  for spec in "${ALL[@]}" "${SERVERS[@]}" "${EXTRA[@]}"; do [[ ${spec%%:*} == "$name" ]] && found=$spec; done
+  [[ -n $found ]] || { echo "unknown image $name; one of: operator router mcp inference local-tts-studio fastkokoro inference-cuda" >&2; exit 2; }
   wanted+=("$found")
 done
-((${#wanted[@]})) || wanted=("${ALL[@]}")
+((${#wanted[@]})) || wanted=("${ALL[@]}" "${SERVERS[@]}")
 
 for tool in podman runc mmdebstrap; do
   command -v "$tool" >/dev/null || { echo "$tool is not installed: run \`make deps\`" >&2; exit 1; }

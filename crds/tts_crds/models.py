@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
@@ -68,6 +68,8 @@ class Engine(StrEnum):
     KOKORO = "kokoro"
     POCKET_TTS = "pocket-tts"
     WHISPER = "whisper"
+    # a user's own speech server image, fronted by the bridge sidecar (ADR 0047)
+    OPENAI_COMPATIBLE = "openai-compatible"
 
 
 class Capability(StrEnum):
@@ -85,6 +87,7 @@ ENGINE_CAPABILITY: dict[Engine, Capability] = {
     Engine.KOKORO: Capability.SPEECH,
     Engine.POCKET_TTS: Capability.SPEECH,
     Engine.WHISPER: Capability.TRANSCRIPTION,
+    Engine.OPENAI_COMPATIBLE: Capability.SPEECH,
 }
 # Cloning engines that cannot use a reference clip without its transcript (F5-TTS-like engines).
 # None of the engines shipped today needs one; a voice for such an engine without a transcript and
@@ -201,6 +204,101 @@ class Toleration(_Model):
     toleration_seconds: int | None = Field(default=None, description="For NoExecute: how long the pod stays.")
 
 
+ResponseFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
+PATH_PATTERN = r"^/[-A-Za-z0-9._~/%]*$"
+# the bridge sidecar's port (names.INFERENCE_PORT); a server in the same pod cannot take it
+BRIDGE_PORT = 8000
+
+
+class ServerPaths(_Model):
+    speech: str = Field(
+        default="/v1/audio/speech", max_length=256, pattern=PATH_PATTERN, description="POST path that speaks."
+    )
+    health: str = Field(
+        default="/health",
+        max_length=256,
+        pattern=PATH_PATTERN,
+        description="GET path that answers 2xx while the process lives (startup and liveness probes).",
+    )
+    ready: str = Field(
+        default="",
+        max_length=256,
+        pattern=r"^(/[-A-Za-z0-9._~/%]*)?$",
+        description="GET path that answers 2xx once the server can speak (readiness); empty: the health path.",
+    )
+    voices: str = Field(
+        default="",
+        max_length=256,
+        pattern=r"^(/[-A-Za-z0-9._~/%]*)?$",
+        description="GET path that lists the server's voices (a list of strings or objects, or an object "
+        "with voices or data holding one); empty: the server has the voices named in voices.",
+    )
+
+
+class ServerSpec(_Model):
+    """A speech server image run as the engine (``engine: openai-compatible``, ADR 0047)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    f"self.port != {BRIDGE_PORT}",
+                    f"port {BRIDGE_PORT} is the bridge sidecar's; the server must listen on another",
+                    ".port",
+                ),
+                cel(
+                    "self.api != 'tts-api' || !self.streams",
+                    "streams must be false with api tts-api (the adapter reads the whole answer)",
+                    ".streams",
+                ),
+            ]
+        }
+    )
+
+    image: str = Field(min_length=1, max_length=512, description="The server's image (it runs as a non-root user).")
+    port: int = Field(ge=1, le=65535, description="Port the server listens on inside the pod.")
+    api: Literal["openai", "tts-api"] = Field(
+        default="openai",
+        description="openai: the server takes OpenAI's speech request. tts-api: it takes {text, voice, speed} "
+        "and answers audio (the POST /api/tts servers of GLM-TTS, Kyutai TTS and MegaTTS3; docs/servers.md).",
+    )
+    paths: ServerPaths = Field(
+        default_factory=ServerPaths, description="Where the server answers.", json_schema_extra={"default": {}}
+    )
+    formats: list[ResponseFormat] = Field(
+        default_factory=lambda: list[ResponseFormat](["wav"]),
+        min_length=1,
+        max_length=6,
+        description="response_formats the server produces itself; the bridge converts to the others.",
+        json_schema_extra={"x-kubernetes-list-type": "set", "default": ["wav"]},
+    )
+    sample_rate: int = Field(
+        default=0,
+        ge=0,
+        le=192000,
+        description="Sample rate of the server's pcm output, needed only when pcm is its only format.",
+    )
+    streams: bool = Field(default=False, description="Whether the server streams audio as it synthesises.")
+    voices: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(
+        default_factory=list,
+        max_length=1024,
+        description="The server's voices when it has no voices path (the first is the default).",
+    )
+    default_voice: str = Field(
+        default="", max_length=253, description="Voice sent for voice 'default'; empty: the first one listed."
+    )
+    command: list[str] = Field(
+        default_factory=list, max_length=64, description="Entrypoint override; empty keeps the image's."
+    )
+    args: list[str] = Field(default_factory=list, max_length=256, description="Arguments to the server.")
+    model_mount_path: str = Field(
+        default="/models",
+        max_length=256,
+        pattern=r"^/[-A-Za-z0-9._/]*$",
+        description="Where the server sees the model volume (pvc:// and hf:// models).",
+    )
+
+
 class TtsDeploymentSpec(_Model):
     model_config = ConfigDict(
         json_schema_extra={
@@ -211,6 +309,17 @@ class TtsDeploymentSpec(_Model):
                     "!has(self.model.secretRef) || self.model.uri.startsWith('hf://')",
                     "model.secretRef is only used with hf:// model sources",
                     ".model.secretRef",
+                ),
+                cel(
+                    "has(self.server) == (self.engine == 'openai-compatible')",
+                    "server is set exactly when engine is openai-compatible",
+                    ".server",
+                ),
+                cel(
+                    "self.engine != 'openai-compatible' || !self.model.uri.startsWith('package://')",
+                    "package:// names a package of kube-tts's inference image; a server engine takes hf://, pvc:// "
+                    "or file://",
+                    ".model.uri",
                 ),
             ]
         }
@@ -253,7 +362,13 @@ class TtsDeploymentSpec(_Model):
     )
     priority_class_name: str = Field(default="", max_length=253, description="PriorityClass of the pods.")
     env: list[EnvVar] = Field(
-        default_factory=list, max_length=64, description="Extra environment variables for the inference container."
+        default_factory=list,
+        max_length=64,
+        description="Extra environment variables for the inference container (the server's, with engine "
+        "openai-compatible).",
+    )
+    server: ServerSpec | None = Field(
+        default=None, description="The speech server to run, with engine openai-compatible (docs/servers.md)."
     )
 
 
