@@ -287,6 +287,13 @@ class ServerSpec(_Model):
     default_voice: str = Field(
         default="", max_length=253, description="Voice sent for voice 'default'; empty: the first one listed."
     )
+    startup_seconds: int = Field(
+        default=600,
+        ge=10,
+        le=3600,
+        description="How long the server may take to answer its health path after starting before it is "
+        "restarted (the startup probe); a server that never answers ends up CrashLooping, with its log.",
+    )
     command: list[str] = Field(
         default_factory=list, max_length=64, description="Entrypoint override; empty keeps the image's."
     )

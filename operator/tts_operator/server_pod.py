@@ -69,8 +69,8 @@ def server_container(name: str, spec: TtsDeploymentSpec, plan: model_source.Mode
         "args": list(server.args),
         "env": env,
         "ports": [{"name": "server", "containerPort": server.port, "protocol": "TCP"}],
-        # a server may take minutes to load its model: the startup probe allows 10 of them
-        "startupProbe": _probe(server.paths.health, 1, 600, 2),
+        # a server may take minutes to load its model: the startup probe allows startupSeconds
+        "startupProbe": _probe(server.paths.health, 1, server.startup_seconds, 2),
         "readinessProbe": _probe(server.paths.ready or server.paths.health, 1, 3, 2),
         "livenessProbe": _probe(server.paths.health, 10, 3, 5),
         "resources": {"requests": {"cpu": res.cpu, "memory": res.memory}, "limits": limits},

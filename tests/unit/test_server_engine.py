@@ -185,3 +185,44 @@ def test_what_each_api_is_sent():
         "speed": 1.5,
         "format": "wav",
     }
+
+
+def test_the_breaker_trips_after_failures_in_a_row_and_cools_off():
+    now = [100.0]
+    failures = upstream.Failures(trip_after=2, cool_off=10, clock=lambda: now[0])
+    failures.failed("500")
+    assert failures.tripped() is None
+    failures.failed("not audio")
+    assert "2 requests in a row; last: not audio" in (failures.tripped() or "")
+    now[0] += 11
+    assert failures.tripped() is None  # one more try
+    failures.failed("still")
+    assert failures.tripped() is not None
+    failures.ok()
+    assert failures.tripped() is None and failures.last_error is None
+
+
+def _pod(server_ready: bool, bridge_ready: bool) -> dict:
+    def cs(name, ready):
+        return {"name": name, "ready": ready, "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}
+
+    return {
+        "metadata": {"name": "p1"},
+        "status": {
+            "phase": "Running",
+            "conditions": [{"type": "Ready", "status": "False"}],
+            "containerStatuses": [cs("inference", bridge_ready), cs("server", server_ready)],
+        },
+    }
+
+
+def test_server_pods_that_are_not_ready_say_why():
+    from tts_operator.status import analyse_pods, deployment_status
+
+    assert "ServerStarting" in analyse_pods([_pod(False, False)], "nvidia.com/gpu").reasons
+    failing = analyse_pods([_pod(True, False)], "nvidia.com/gpu").reasons
+    assert "answers errors or no audio" in failing["ServerFailing"][0]
+    owner = {"metadata": {"name": "x", "namespace": "tts", "generation": 1}, "spec": {"replicas": 1}}
+    status = deployment_status(owner, {"status": {}}, [_pod(True, False)], at="2026-01-01T00:00:00Z")
+    conditions = {c.type: c for c in status.conditions}
+    assert (conditions["Ready"].reason, conditions["Degraded"].status) == ("ServerFailing", "True")

@@ -45,6 +45,9 @@ class Bridge:
 
     async def ready(self) -> str | None:
         """None when the server's ready path answers 2xx, else why not."""
+        tripped = self.failures.tripped()
+        if tripped:
+            return tripped
         path = self.server.paths.ready or self.server.paths.health
         try:
             resp = await self.client.get(path, timeout=2.0)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import httpx
@@ -41,20 +42,38 @@ def request_body(server: ServerSpec, body: SpeechRequest, voice: str, source: st
 
 @dataclass
 class Failures:
-    """What went wrong last with the server, for ``/v1/status`` (the operator turns it into a condition)."""
+    """What went wrong last with the server, for ``/v1/status``, and a breaker: after ``trip_after``
+    failed answers in a row the bridge reports itself unready for ``cool_off`` seconds (the pod leaves
+    the router's endpoints and the operator sets the ServerFailing condition), then tries again."""
 
+    trip_after: int = 3
+    cool_off: float = 20.0
+    clock: Callable[[], float] = time.monotonic
     last_error: str | None = None
     errors: int = 0
     answered: int = 0
+    in_a_row: int = 0
+    tripped_at: float | None = None
 
     def failed(self, message: str) -> None:
         self.errors += 1
+        self.in_a_row += 1
         self.last_error = message
-        log.warning("server failed: %s", message)
+        if self.in_a_row >= self.trip_after:
+            self.tripped_at = self.clock()
+        log.warning("server failed (%d in a row): %s", self.in_a_row, message)
 
     def ok(self) -> None:
         self.answered += 1
+        self.in_a_row = 0
         self.last_error = None
+        self.tripped_at = None
+
+    def tripped(self) -> str | None:
+        """Why the bridge is unready now, or None."""
+        if self.tripped_at is None or self.clock() - self.tripped_at > self.cool_off:
+            return None
+        return f"the server failed {self.in_a_row} requests in a row; last: {self.last_error}"
 
 
 def _message(raw: bytes) -> str:
