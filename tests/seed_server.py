@@ -9,6 +9,7 @@ that the bridge's ``api: tts-api`` adapter is tested against a real HTTP server
 from __future__ import annotations
 
 import base64
+import json
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -41,7 +42,7 @@ def seed_app(mode: dict[str, str]) -> FastAPI:
 
     @app.post("/api/tts")
     async def tts(request: Request) -> Response:
-        body = await request.json()
+        body = await _fields(request, mode)
         kind = mode.get("speech", "wav")
         if kind == "error":
             return JSONResponse({"detail": "CUDA out of memory"}, 500)
@@ -56,3 +57,18 @@ def seed_app(mode: dict[str, str]) -> FastAPI:
         return Response(wav, media_type="audio/wav")
 
     return app
+
+
+async def _fields(request: Request, mode: dict[str, str]) -> dict[str, str]:
+    """The request's fields, JSON or multipart (GLM-TTS takes ``text`` and a ``prompt_audio`` file);
+    what arrived is kept in ``mode["last"]`` for the test to read."""
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        form = await request.form()
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        upload = form.get("prompt_audio")
+        if upload is not None and not isinstance(upload, str):
+            fields["prompt_audio_bytes"] = str(len(await upload.read()))
+    else:
+        fields = {k: str(v) for k, v in (await request.json()).items()}
+    mode["last"] = json.dumps(fields)
+    return fields

@@ -235,6 +235,29 @@ class ServerPaths(_Model):
     )
 
 
+class TtsApiRequest(_Model):
+    """How the bridge asks a server with its own API (``api: tts-api``) to speak."""
+
+    encoding: Literal["json", "form"] = Field(
+        default="json", description="json: a JSON body; form: multipart/form-data (needed to send a reference clip)."
+    )
+    text_field: str = Field(default="text", min_length=1, max_length=63, description="The field holding the text.")
+    voice_field: str = Field(default="voice", max_length=63, description="The field naming the voice; empty: none.")
+    speed_field: str = Field(default="", max_length=63, description="The field holding the speed; empty: none.")
+    reference_audio_field: str = Field(
+        default="",
+        max_length=63,
+        description="The form field for a cloned voice's reference clip (e.g. prompt_audio); empty: the server "
+        "cannot clone.",
+    )
+    reference_text_field: str = Field(
+        default="", max_length=63, description="The form field for the clip's transcript (e.g. prompt_text)."
+    )
+    extra: dict[str, str] = Field(
+        default_factory=dict, max_length=32, description="Fixed fields sent with every request (e.g. temperature)."
+    )
+
+
 class ServerSpec(_Model):
     """A speech server image run as the engine (``engine: openai-compatible``, ADR 0047)."""
 
@@ -245,6 +268,16 @@ class ServerSpec(_Model):
                     f"self.port != {BRIDGE_PORT}",
                     f"port {BRIDGE_PORT} is the bridge sidecar's; the server must listen on another",
                     ".port",
+                ),
+                cel(
+                    "!has(self.ttsApi) || self.api == 'tts-api'",
+                    "ttsApi is only used with api tts-api",
+                    ".ttsApi",
+                ),
+                cel(
+                    "!has(self.ttsApi) || self.ttsApi.referenceAudioField == '' || self.ttsApi.encoding == 'form'",
+                    "a reference clip is sent as a file: referenceAudioField needs encoding form",
+                    ".ttsApi.referenceAudioField",
                 ),
                 cel(
                     "self.api != 'tts-api' || !self.streams",
@@ -259,8 +292,12 @@ class ServerSpec(_Model):
     port: int = Field(ge=1, le=65535, description="Port the server listens on inside the pod.")
     api: Literal["openai", "tts-api"] = Field(
         default="openai",
-        description="openai: the server takes OpenAI's speech request. tts-api: it takes {text, voice, speed} "
-        "and answers audio (the POST /api/tts servers of GLM-TTS, Kyutai TTS and MegaTTS3; docs/servers.md).",
+        description="openai: the server takes OpenAI's speech request. tts-api: its own request, described by "
+        "ttsApi, answered with audio or JSON holding base64 audio (the POST /api/tts servers of GLM-TTS, Kyutai "
+        "TTS and MegaTTS3; docs/servers.md).",
+    )
+    tts_api: TtsApiRequest | None = Field(
+        default=None, description="The request of a tts-api server (default: a JSON body {text, voice})."
     )
     paths: ServerPaths = Field(
         default_factory=ServerPaths, description="Where the server answers.", json_schema_extra={"default": {}}

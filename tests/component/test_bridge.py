@@ -12,6 +12,7 @@ The two third-party servers from PyPI run in their images on the local cluster
 
 from __future__ import annotations
 
+import base64
 import json
 
 import httpx
@@ -121,3 +122,35 @@ def test_a_server_that_is_not_there_is_a_503_at_once():
         assert resp.status_code in (502, 503), resp.text  # voices first: the server is unreachable
         assert resp.json()["error"]["message"]
         assert httpx.get(f"{server.url}/readyz", timeout=10).status_code == 503
+
+
+def test_a_form_server_gets_a_cloned_voices_clip_and_transcript(seed, mode):
+    """GLM-TTS's shape: multipart ``text`` and a ``prompt_audio`` file (the router sends a cloned
+    voice's clip as ref_audio)."""
+    port = int(seed.url.rsplit(":", 1)[1])
+    glm = {
+        **SEED,
+        "port": port,
+        "ttsApi": {"encoding": "form", "referenceAudioField": "prompt_audio", "referenceTextField": "prompt_text"},
+    }
+    clip = speak_direct(seed)
+    with LiveServer(create_app(BridgeSettings(server=json.dumps(glm)))) as server:
+        url = f"{server.url}/v1/audio/speech"
+        assert httpx.get(f"{server.url}/v1/audio/voices", timeout=10).json()["can_clone"] is True
+        body = {"model": "m", "input": SENTENCE, "ref_audio": base64.b64encode(clip).decode(), "ref_text": "A clip."}
+        resp = httpx.post(url, json={**body, "response_format": "flac"}, timeout=60)
+        assert resp.status_code == 200, resp.text
+        assert decode_audio(resp.content, "flac").duration > 2.0
+        sent = json.loads(mode["last"])
+        assert sent["prompt_audio_bytes"] == str(len(clip)) and sent["prompt_text"] == "A clip."
+        bad = httpx.post(url, json={**body, "ref_audio": "%%%"}, timeout=10)
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "ref_audio"
+
+
+def test_a_server_that_cannot_clone_refuses_a_clip(bridge):
+    resp = speak(bridge, ref_audio=base64.b64encode(b"RIFF").decode())
+    assert resp.status_code == 400 and resp.json()["error"]["code"] == "cloning_unsupported"
+
+
+def speak_direct(seed) -> bytes:
+    return httpx.post(f"{seed.url}/api/tts", json={"text": "A reference clip."}, timeout=30).content

@@ -168,9 +168,9 @@ def test_pcm_and_whole_file_sources_convert_too():
 def test_what_each_api_is_sent():
     from tts_crds.speech import SpeechRequest
 
-    body = SpeechRequest(model="m", input="Hi.", voice="alloy", speed=1.5)
+    body = SpeechRequest(model="m", input="Hi.", voice="alloy", speed=1.5, ref_text="Said before.")
     openai = ServerSpec.model_validate({**SERVER, "streams": True})
-    assert upstream.request_body(openai, body, "alpha", "wav") == {
+    assert upstream.request_body(openai, body, "alpha", "wav").json == {
         "model": "m",
         "input": "Hi.",
         "voice": "alpha",
@@ -179,12 +179,24 @@ def test_what_each_api_is_sent():
         "stream": True,
     }
     seed = ServerSpec.model_validate({**SERVER, "api": "tts-api", "paths": {"speech": "/api/tts"}})
-    assert upstream.request_body(seed, body, "spk", "wav") == {
-        "text": "Hi.",
-        "voice": "spk",
-        "speed": 1.5,
-        "format": "wav",
-    }
+    assert upstream.request_body(seed, body, "spk", "wav").json == {"text": "Hi.", "voice": "spk"}
+    glm = ServerSpec.model_validate(
+        {
+            **SERVER,
+            "api": "tts-api",
+            "ttsApi": {
+                "encoding": "form",
+                "referenceAudioField": "prompt_audio",
+                "referenceTextField": "prompt_text",
+                "speedField": "speed",
+                "extra": {"temperature": "0.8"},
+            },
+        }
+    )
+    out = upstream.request_body(glm, body, "default", "wav", clip=b"RIFF")
+    assert out.json is None
+    assert out.data == {"temperature": "0.8", "text": "Hi.", "speed": "1.5", "prompt_text": "Said before."}
+    assert out.files == {"prompt_audio": ("reference.wav", b"RIFF", "application/octet-stream")}
 
 
 def test_the_breaker_trips_after_failures_in_a_row_and_cools_off():

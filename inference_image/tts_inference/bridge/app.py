@@ -3,6 +3,8 @@ user's speech server on the pod's loopback (ADR 0047). The router sees an infere
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -73,6 +75,21 @@ class Bridge:
         self._voices = found or [{"id": v, "name": v} for v in self.server.voices]
         return self._voices
 
+    @property
+    def can_clone(self) -> bool:
+        return self.server.api == "tts-api" and bool(self.server.tts_api and self.server.tts_api.reference_audio_field)
+
+    def reference_clip(self, body: SpeechRequest) -> bytes | None:
+        """The request's reference clip (a cloned voice's, sent by the router), for a server that takes one."""
+        if body.ref_audio is None:
+            return None
+        if not self.can_clone:
+            raise ApiError(400, "this model's speech server cannot clone voices", "cloning_unsupported", "ref_audio")
+        try:
+            return base64.b64decode(body.ref_audio, validate=True)
+        except binascii.Error as exc:
+            raise ApiError(400, "ref_audio is not base64", "invalid_ref_audio", "ref_audio") from exc
+
     async def default_voice(self) -> str:
         if self.server.default_voice:
             return self.server.default_voice
@@ -117,9 +134,12 @@ async def _audio(bridge: Bridge, body: SpeechRequest) -> tuple[AsyncIterator[byt
     """The answer in the wanted format, its first piece already produced (so failures are still clean errors)."""
     server = bridge.server
     source = convert.source_format(body.response_format, server.formats, server.sample_rate)
-    voice = await bridge.voice_for(body.voice)
+    clip = bridge.reference_clip(body)
+    voice = await bridge.voice_for(body.voice) if clip is None else "default"
     try:
-        resp = await upstream.open_speech(bridge.client, server, upstream.request_body(server, body, voice, source))
+        resp = await upstream.open_speech(
+            bridge.client, server, upstream.request_body(server, body, voice, source, clip)
+        )
     except ApiError as exc:
         if exc.status >= 500:
             bridge.failures.failed(exc.message)
@@ -209,7 +229,7 @@ def _routes(app: FastAPI) -> None:
             "capabilities": ["speech"],
             "ready": why is None,
             "error": why or bridge.failures.last_error,
-            "can_clone": False,
+            "can_clone": bridge.can_clone,
             "parameters": [],
             "details": {"api": bridge.server.api, "formats": bridge.server.formats, "streams": bridge.server.streams},
             "server_errors": bridge.failures.errors,
@@ -219,15 +239,11 @@ def _routes(app: FastAPI) -> None:
     @app.get("/v1/audio/voices")
     async def voices(request: Request) -> dict[str, object]:
         bridge = bridge_of(request)
-        return listing(await bridge.voices(), await bridge.default_voice())
+        return {**listing(await bridge.voices(), await bridge.default_voice()), "can_clone": bridge.can_clone}
 
     @app.post("/v1/audio/speech", response_class=Response)
     async def speech(body: SpeechRequest, request: Request) -> Response:
         bridge = bridge_of(request)
-        if body.ref_audio is not None:
-            raise ApiError(
-                400, "this model is a speech server that cannot clone voices", "cloning_unsupported", "ref_audio"
-            )
         chunks, resp, rate = await _audio(bridge, body)
         relayed = _relay(chunks, resp, bridge)
         headers = {"Cache-Control": "no-store", **({"X-Sample-Rate": rate} if rate else {})}

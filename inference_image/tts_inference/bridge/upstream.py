@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import httpx
 from tts_crds.http_errors import ApiError
-from tts_crds.models import ServerSpec
+from tts_crds.models import ServerSpec, TtsApiRequest
 from tts_crds.speech import SpeechRequest
 
 from . import convert
@@ -22,10 +22,21 @@ _ERROR_LIMIT = 16 * 1024
 _B64_KEYS = ("audio", "audio_base64", "wav", "data")
 
 
-def request_body(server: ServerSpec, body: SpeechRequest, voice: str, source: str) -> dict[str, object]:
-    """What the server is sent: OpenAI's speech request, or the seeds' ``/api/tts`` one (``api: tts-api``)."""
+@dataclass
+class Outgoing:
+    """One request to the server: a JSON body, or form fields with an optional reference clip."""
+
+    json: dict[str, object] | None = None
+    data: dict[str, str] | None = None
+    files: dict[str, tuple[str, bytes, str]] | None = None
+
+
+def request_body(
+    server: ServerSpec, body: SpeechRequest, voice: str, source: str, clip: bytes | None = None
+) -> Outgoing:
+    """What the server is sent: OpenAI's speech request, or its own (``api: tts-api``, ``ttsApi``)."""
     if server.api == "tts-api":
-        return {"text": body.input, "voice": voice, "speed": body.speed, "format": source}
+        return _tts_api(server.tts_api or TtsApiRequest(), body, voice, clip)
     out: dict[str, object] = {
         "model": body.model,
         "input": body.input,
@@ -37,7 +48,21 @@ def request_body(server: ServerSpec, body: SpeechRequest, voice: str, source: st
         out["instructions"] = body.instructions
     if server.streams:
         out["stream"] = True  # Kokoro-FastAPI and fastkokoro stream only when asked
-    return out
+    return Outgoing(json=out)
+
+
+def _tts_api(req: TtsApiRequest, body: SpeechRequest, voice: str, clip: bytes | None) -> Outgoing:
+    fields: dict[str, object] = {**req.extra, req.text_field: body.input}
+    if req.voice_field and clip is None:
+        fields[req.voice_field] = voice
+    if req.speed_field:
+        fields[req.speed_field] = body.speed
+    if clip is not None and req.reference_text_field and body.ref_text:
+        fields[req.reference_text_field] = body.ref_text
+    if req.encoding == "json":
+        return Outgoing(json=fields)
+    files = {req.reference_audio_field: ("reference.wav", clip, "application/octet-stream")} if clip else None
+    return Outgoing(data={k: str(v) for k, v in fields.items()}, files=files)
 
 
 @dataclass
@@ -105,10 +130,10 @@ async def error_of(resp: httpx.Response) -> ApiError:
     return ApiError(502, f"the speech server answered {resp.status_code}: {message}", "server_error")
 
 
-async def open_speech(client: httpx.AsyncClient, server: ServerSpec, payload: dict[str, object]) -> httpx.Response:
+async def open_speech(client: httpx.AsyncClient, server: ServerSpec, out: Outgoing) -> httpx.Response:
     """POST the speech request; the open response (a 2xx), or the ApiError the client gets."""
     try:
-        req = client.build_request("POST", server.paths.speech, json=payload)
+        req = client.build_request("POST", server.paths.speech, json=out.json, data=out.data, files=out.files)
         resp = await client.send(req, stream=True)
     except httpx.TimeoutException as exc:
         why = f"the speech server did not answer in time ({exc.__class__.__name__})"
