@@ -7,6 +7,7 @@ converted as it arrives; anything else is read whole, decoded, then encoded.
 
 from __future__ import annotations
 
+import asyncio
 import struct
 from collections.abc import AsyncIterator, Collection
 
@@ -122,11 +123,11 @@ class Converter:
         if self.source not in ("wav", "pcm"):
             data = b"".join([c async for c in chunks])
             try:
-                clip = audio.decode_clip(data)
+                clip = await asyncio.to_thread(audio.decode_clip, data)
             except audio.AudioInputError as exc:
                 raise NotAudio(f"the server's {self.source} answer does not decode: {exc}") from exc
             self.rate = audio.output_rate(self.wanted, clip.sample_rate)
-            yield audio.encode(audio.to_int16(clip.samples), clip.sample_rate, self.wanted)
+            yield await asyncio.to_thread(audio.encode, audio.to_int16(clip.samples), clip.sample_rate, self.wanted)
             return
         encoder: audio.StreamEncoder | None = None
         try:
@@ -134,11 +135,12 @@ class Converter:
                 if encoder is None:
                     encoder = audio.StreamEncoder(self.wanted, samples[1])
                     self.rate = encoder.rate
-                if out := encoder.feed(samples[0]):
+                # encoding off the event loop: the bridge keeps relaying other requests meanwhile
+                if out := await asyncio.to_thread(encoder.feed, samples[0]):
                     yield out
             if encoder is None:
                 raise NotAudio(f"the server's {self.source} answer ended before its audio began")
-            yield encoder.finish()
+            yield await asyncio.to_thread(encoder.finish)
         finally:
             if encoder is not None:
                 encoder.close()
