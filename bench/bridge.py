@@ -68,15 +68,15 @@ def serve(wav: bytes, port: int) -> multiprocessing.Process:
     """The fixed-answer server, in a process of its own (as the bridge is: neither shares the client's GIL)."""
     proc = multiprocessing.Process(target=_serve_forever, args=(wav, port), daemon=True)
     proc.start()
-
-    def up() -> bool:
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    eventually(up, 30, "the fixed-answer server")
+    eventually(lambda: answers(f"http://127.0.0.1:{port}/health"), 30, "the fixed-answer server")
     return proc
+
+
+def answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def bridge(server_port: int) -> tuple[subprocess.Popen[bytes], str]:
@@ -85,14 +85,7 @@ def bridge(server_port: int) -> tuple[subprocess.Popen[bytes], str]:
     env = {**os.environ, "KUBETTS_PORT": str(port), "KUBETTS_HOST": "127.0.0.1", "KUBETTS_SERVER": json.dumps(spec)}
     proc = subprocess.Popen([sys.executable, "-m", "tts_inference.bridge"], env=env)
     url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        try:
-            return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    eventually(ready, 60, "the bridge")
+    eventually(lambda: answers(f"{url}/readyz"), 60, "the bridge")
     return proc, url
 
 
