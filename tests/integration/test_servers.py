@@ -137,3 +137,55 @@ def test_it_scales_to_zero_and_wakes(kube: Kube, router: Router, server):
     print(f"\n{name} woke from zero and spoke in {wake:.1f} s")
     awake = kube.get("ttsdeployment", name, router.namespace)
     assert awake["spec"]["replicas"] == 1 and condition(awake, "Ready")["status"] == "True"
+
+
+# --- servers that fail -------------------------------------------------------------------------
+
+
+def studio(**server: Any) -> dict[str, Any]:
+    """local-tts-studio misconfigured by ``server`` (its real image: a real server that answers wrongly)."""
+    case = SERVERS["local-tts-studio"]
+    return {
+        "engine": "openai-compatible",
+        "model": case["model"],
+        "resources": case["resources"],
+        "server": {**case["server"], **server},
+    }
+
+
+def test_a_server_that_answers_no_audio_is_a_502_then_a_condition(kube: Kube, models: Models, router: Router):
+    """Its speech path answers 200 with JSON: each client gets a 502 in OpenAI's shape at once; after
+    three in a row the pod leaves the endpoints and the TtsDeployment says ServerFailing, with an event."""
+    name = models.create(
+        "no-audio",
+        wait_ready=False,
+        **studio(paths={**SERVERS["local-tts-studio"]["server"]["paths"], "speech": "/api/logs/test"}),
+    )
+    models.wait_ready(name, timeout=600)
+    wait_router_sees(router, name)
+    for _ in range(3):
+        resp = router.speak(name, "This will not be audio.", timeout=60)
+        assert resp.status_code == 502, resp.text
+        error = resp.json()["error"]
+        assert "application/json, not wav audio" in error["message"] and error["type"] == "server_error"
+    failing = wait_condition(kube, router.namespace, name, "Degraded", "True", "ServerFailing", timeout=60)
+    assert "answers errors or no audio" in condition(failing, "Degraded")["message"]
+    assert condition(failing, "Ready")["reason"] == "ServerFailing"
+    eventually(lambda: "ServerFailing" in [e["reason"] for e in kube.events(router.namespace, name)], 30, what="event")
+
+
+def test_a_server_that_never_becomes_ready_says_so_and_requests_end(kube: Kube, models: Models, router: Router):
+    """Declared on a port it does not listen on (nothing answers its health path): ServerStarting,
+    then restarted after startupSeconds and CrashLooping; a request held for it ends with 504 after
+    activationTimeoutSeconds, not a hang."""
+    name = models.create(
+        "never-ready", wait_ready=False, activationTimeoutSeconds=15, **studio(port=7879, startupSeconds=10)
+    )
+    starting = wait_condition(kube, router.namespace, name, "Ready", "False", "ServerStarting", timeout=600)
+    assert "does not answer its readiness path" in condition(starting, "Ready")["message"]
+    t0 = time.monotonic()
+    resp = router.speak(name, "Anyone there?", timeout=60)
+    assert resp.status_code == 504 and resp.json()["error"]["code"] == "activation_timeout"
+    assert time.monotonic() - t0 < 30
+    looping = wait_condition(kube, router.namespace, name, "Degraded", "True", "CrashLooping", timeout=180)
+    assert "container server" in condition(looping, "Degraded")["message"]
