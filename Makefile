@@ -93,7 +93,7 @@ clean: down ## Stop everything and delete .devcluster/ (etcd data, certificates,
 ##@ Images (podman, no Docker daemon; see docs/images.md)
 
 .PHONY: images
-images: deps venv ## Build the four images with podman and push them to the local registry 127.0.0.1:5100 (starts it)
+images: deps venv ## Build the four images and the two example speech servers (docs/servers.md) with podman and push them to the local registry 127.0.0.1:5100 (starts it)
 	@devcluster/build.sh --only registry crane
 	@devcluster/images.sh
 

@@ -12,13 +12,15 @@ test_servers_failing below.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 from typing import Any
 
 import httpx
 import pytest
 from openai import OpenAI
-from tts_devcluster.layout import REGISTRY
+from tts_devcluster.layout import REGISTRY, Layout
 
 from tests.helpers import decode_audio, eventually
 from tests.listen import SENTENCES, listener, wer
@@ -60,8 +62,19 @@ SERVERS: dict[str, dict[str, Any]] = {
 }
 
 
+@pytest.fixture(scope="module")
+def server_images(layout: Layout) -> None:
+    """The two servers' images in the local registry (`make images` builds them; seconds when cached)."""
+    env = {**os.environ, "PATH": f"{layout.bin}:{os.environ['PATH']}"}
+    script = str(layout.repo / "devcluster/images.sh")
+    proc = subprocess.run([script, *SERVERS], capture_output=True, text=True, env=env, timeout=1800)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-4000:]
+
+
 @pytest.fixture(scope="module", params=sorted(SERVERS))
-def server(request: pytest.FixtureRequest, models: Models, router: Router) -> tuple[str, dict[str, Any]]:
+def server(
+    request: pytest.FixtureRequest, server_images: None, models: Models, router: Router
+) -> tuple[str, dict[str, Any]]:
     """A server-engine TtsDeployment, ready and known to the router."""
     case = SERVERS[request.param]
     spec = {k: v for k, v in case.items() if k not in ("voices", "wer")}
@@ -153,6 +166,7 @@ def studio(**server: Any) -> dict[str, Any]:
     }
 
 
+@pytest.mark.usefixtures("server_images")
 def test_a_server_that_answers_no_audio_is_a_502_then_a_condition(kube: Kube, models: Models, router: Router):
     """Its speech path answers 200 with JSON: each client gets a 502 in OpenAI's shape at once; after
     three in a row the pod leaves the endpoints and the TtsDeployment says ServerFailing, with an event."""
@@ -174,6 +188,7 @@ def test_a_server_that_answers_no_audio_is_a_502_then_a_condition(kube: Kube, mo
     eventually(lambda: "ServerFailing" in [e["reason"] for e in kube.events(router.namespace, name)], 30, what="event")
 
 
+@pytest.mark.usefixtures("server_images")
 def test_a_server_that_never_becomes_ready_says_so_and_requests_end(kube: Kube, models: Models, router: Router):
     """Declared on a port it does not listen on (nothing answers its health path): ServerStarting,
     then restarted after startupSeconds and CrashLooping; a request held for it ends with 504 after
