@@ -296,6 +296,12 @@ class ServerSpec(_Model):
         "ttsApi, answered with audio or JSON holding base64 audio (the POST /api/tts servers of GLM-TTS, Kyutai "
         "TTS and MegaTTS3; docs/servers.md).",
     )
+    model: str = Field(
+        default="tts-1",
+        min_length=1,
+        max_length=253,
+        description="The model name the bridge sends (api openai); servers check it (fastkokoro wants kokoro).",
+    )
     tts_api: TtsApiRequest | None = Field(
         default=None, description="The request of a tts-api server (default: a JSON body {text, voice})."
     )
@@ -313,7 +319,8 @@ class ServerSpec(_Model):
         default=0,
         ge=0,
         le=192000,
-        description="Sample rate of the server's pcm output, needed only when pcm is its only format.",
+        description="Sample rate of the server's pcm output (the X-Sample-Rate clients get when the server "
+        "does not say); needed when pcm is its only format.",
     )
     streams: bool = Field(default=False, description="Whether the server streams audio as it synthesises.")
     voices: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(

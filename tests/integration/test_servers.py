@@ -50,8 +50,10 @@ SERVERS: dict[str, dict[str, Any]] = {
         "server": {
             "image": f"{REGISTRY}/kube-tts/fastkokoro:{VERSION}",
             "port": 8880,
+            "model": "kokoro",  # it refuses tts-1
             "paths": {"health": "/health", "voices": "/v1/audio/voices"},
             "formats": ["mp3", "opus", "flac", "wav", "pcm"],
+            "sampleRate": 24000,
             "streams": True,
         },
         "env": [{"name": "FASTKOKORO_ONNX_INTRA_OP_NUM_THREADS", "value": "1"}],

@@ -169,9 +169,9 @@ def test_what_each_api_is_sent():
     from tts_crds.speech import SpeechRequest
 
     body = SpeechRequest(model="m", input="Hi.", voice="alloy", speed=1.5, ref_text="Said before.")
-    openai = ServerSpec.model_validate({**SERVER, "streams": True})
+    openai = ServerSpec.model_validate({**SERVER, "streams": True, "model": "kokoro"})
     assert upstream.request_body(openai, body, "alpha", "wav").json == {
-        "model": "m",
+        "model": "kokoro",
         "input": "Hi.",
         "voice": "alpha",
         "response_format": "wav",

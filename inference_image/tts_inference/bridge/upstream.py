@@ -38,7 +38,7 @@ def request_body(
     if server.api == "tts-api":
         return _tts_api(server.tts_api or TtsApiRequest(), body, voice, clip)
     out: dict[str, object] = {
-        "model": body.model,
+        "model": server.model,  # the server's own name for its model, not the TtsDeployment's
         "input": body.input,
         "voice": voice,
         "response_format": source,
