@@ -270,6 +270,11 @@ class ServerSpec(_Model):
                     ".port",
                 ),
                 cel(
+                    "self.formats != ['pcm'] || self.sampleRate > 0",
+                    "a server that makes only pcm needs sampleRate (raw samples do not say their rate)",
+                    ".sampleRate",
+                ),
+                cel(
                     "!has(self.ttsApi) || self.api == 'tts-api'",
                     "ttsApi is only used with api tts-api",
                     ".ttsApi",

@@ -99,6 +99,7 @@ INVALID = {
     "server-formats-empty": (server_spec(FILE, formats=[]), "spec.server.formats: Invalid value"),
     "server-formats-twice": (server_spec(FILE, formats=["wav", "wav"]), "spec.server.formats[1]: Duplicate value"),
     "server-path": (server_spec(FILE, paths={"speech": "v1/audio/speech"}), "spec.server.paths.speech"),
+    "server-pcm-without-rate": (server_spec(FILE, formats=["pcm"]), "spec.server.sampleRate: Invalid value"),
     "server-api": (server_spec(FILE, api="grpc"), 'spec.server.api: Unsupported value: "grpc"'),
     "server-tts-api-streams": (server_spec(FILE, api="tts-api", streams=True), "spec.server.streams: Invalid value"),
     "server-tts-api-without-api": (
