@@ -150,8 +150,9 @@ def test_it_scales_to_zero_and_wakes(kube: Kube, router: Router, server):
     wake = time.monotonic() - t0
     assert decode_audio(woke.content, "aac").duration > 0.5
     print(f"\n{name} woke from zero and spoke in {wake:.1f} s")
-    awake = kube.get("ttsdeployment", name, router.namespace)
-    assert awake["spec"]["replicas"] == 1 and condition(awake, "Ready")["status"] == "True"
+    # the router serves a woken pod as soon as it answers /readyz (ADR 0038): the status follows
+    awake = wait_condition(kube, router.namespace, name, "Ready", "True", timeout=60)
+    assert awake["spec"]["replicas"] == 1
 
 
 # --- servers that fail -------------------------------------------------------------------------
