@@ -19,7 +19,7 @@ let sample = null; // the sample text while the user has not changed it
 const els = {};
 
 export function initSpeak() {
-  for (const id of ['model', 'voice', 'text', 'speed', 'format', 'generate', 'stop', 'player', 'download']) {
+  for (const id of ['model', 'voice', 'blend', 'text', 'speed', 'format', 'generate', 'stop', 'player', 'download']) {
     els[id] = $(`#${id}`);
   }
   els.form = $('#speak-form');
@@ -125,7 +125,14 @@ function renderVoices() {
         h('optgroup', { label: t('speak.customVoices') }, custom.map((v) => h('option', { value: v.id }, voiceLabel(v)))),
       );
     }
+    const aliases = Object.entries(m.voice_aliases || {}).filter(([name]) => !mine.some((v) => v.id === name));
+    if (aliases.length) {
+      els.voice.append(
+        h('optgroup', { label: t('speak.aliasVoices') }, aliases.map(([name, target]) => h('option', { value: name }, `${name} → ${target}`))),
+      );
+    }
   }
+  $('#blend-field').hidden = !m?.voice_blending;
   if ([...els.voice.options].some((o) => o.value === keep)) els.voice.value = keep;
   renderVoiceHint();
 }
@@ -180,7 +187,7 @@ function requestBody() {
   const body = {
     model: m.id,
     input: els.text.value,
-    voice: els.voice.value || 'default',
+    voice: (m.voice_blending && els.blend.value.trim()) || els.voice.value || 'default',
     response_format: els.format.value,
     speed: Number(els.speed.value),
     stream_format: 'sse',

@@ -21,7 +21,7 @@ import numpy as np
 from ..audio import to_int16
 from ..text import cut_at_spaces
 from .base import Engine, ModelLoadError, SynthesisOptions, Voice
-from .kokoro_common import JAPANESE, SAMPLE_RATE, Layout, g2p_for, list_voices
+from .kokoro_common import JAPANESE, SAMPLE_RATE, Layout, base_voice, g2p_for, list_voices, style_pack
 from .torch_support import require
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,7 @@ def providers_for(available: list[str], requested: str) -> list[str]:
 
 class KokoroOnnx(Engine):
     name = "kokoro"
+    blends = True
 
     def __init__(self, model_uri: str, model_dir: str, device: str, root: Path, layout: Layout) -> None:
         super().__init__(model_uri, model_dir, device)
@@ -154,9 +155,10 @@ class KokoroOnnx(Engine):
     def synthesize(self, sentences: list[str], voice: str, options: SynthesisOptions) -> Iterator[np.ndarray]:
         assert self._session is not None, "load() first"
         voice = self.resolve_voice(voice)
-        pack = self._packs[voice]
+        pack = style_pack(self._packs, voice)
+        speaks = base_voice(voice)  # a blend reads text in its first voice's language
         for text in sentences:
-            for piece in cut_at_spaces(self.phonemes(text, voice), MAX_PHONEMES):
+            for piece in cut_at_spaces(self.phonemes(text, speaks), MAX_PHONEMES):
                 tokens = self._tokenizer.tokenize(piece)
                 if options.stop.is_set():
                     return
