@@ -111,6 +111,9 @@ def test_its_voices_are_listed_and_speak(router: Router, server):
     last = case["voices"][-1]
     resp = sdk(router).audio.speech.create(model=name, voice=last, input="A named voice.", response_format="wav")
     assert decode_audio(resp.content, "wav").duration > 0.5
+    # OpenAI's voice names map onto the server's voices as onto any model's (ADR 0042)
+    alloy = sdk(router).audio.speech.create(model=name, voice="alloy", input="An OpenAI name.", response_format="mp3")
+    assert decode_audio(alloy.content, "mp3").duration > 0.5
     with pytest.raises(Exception, match="not one of the server's voices"):
         sdk(router).audio.speech.create(model=name, voice="no-such-voice", input="Hi.", response_format="wav")
 
