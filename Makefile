@@ -98,6 +98,11 @@ images: deps venv ## Build the five images with podman and push them to the loca
 	@devcluster/build.sh --only registry crane
 	@devcluster/images.sh
 
+.PHONY: images-servers
+images-servers: deps venv ## The five images and the two third-party speech servers the server-engine tests run (docs/servers.md; fastkokoro builds a wheel, about 13 min cold)
+	@devcluster/build.sh --only registry crane
+	@devcluster/images.sh --servers
+
 .PHONY: images-cuda
 images-cuda: deps venv ## Build and push the CUDA inference image (inference:<version>-cuda: + kokoro, pocket-tts on torch; several GB, not part of make test)
 	@devcluster/build.sh --only registry crane
