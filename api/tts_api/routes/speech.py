@@ -20,13 +20,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 from tts_crds.http_errors import ApiError
 from tts_crds.models import Capability
-from tts_crds.speech import MEDIA_TYPES, SpeechRequest
+from tts_crds.speech import MEDIA_TYPES, SpeechRequest, timestamps_problem
 
 from .. import sse
 from ..deps import Authenticated, State
 from ..kube import answering
 from ..proxy import Trip, answer, code_for, count_request, enter
-from ..voices import capability_of, resolve
+from ..voices import capability_of, deployment_spec, resolve
 
 router = APIRouter(tags=["speech"], dependencies=[Authenticated])
 JSON = dict[str, Any]
@@ -54,6 +54,14 @@ async def _payload(state: State, body: SpeechRequest) -> JSON:
         if resolved.ref_text:
             payload["ref_text"] = resolved.ref_text
     return payload
+
+
+def _check_timestamps(body: SpeechRequest, obj: JSON | None) -> None:
+    """``timestamps`` the model's engine cannot serve: refused here, before the model wakes."""
+    spec = deployment_spec(obj)
+    problem = timestamps_problem(body, spec.engine.value if spec else "")
+    if problem:
+        raise ApiError(400, problem[1], problem[0], "timestamps")
 
 
 @router.post(
@@ -89,6 +97,7 @@ async def create_speech(body: SpeechRequest, request: Request, state: State) -> 
                 "not_a_speech_model",
                 "model",
             )
+        _check_timestamps(body, state.deployment(model))
         payload = await _payload(state, body)
         ticket = enter(state, model)
     except ApiError as exc:
