@@ -370,5 +370,7 @@ def test_words_are_highlighted_while_they_play_and_captions_download(ui):
     assert vtt["name"] == "kube-tts-joe-1.vtt" and srt["name"] == "kube-tts-joe-1.srt"
     assert vtt["text"].startswith("WEBVTT\n\n00:00:0") and " --> " in vtt["text"]
     assert srt["text"].startswith("1\n00:00:0") and "," in srt["text"].splitlines()[1]
-    cue_words = [w for line in vtt["text"].splitlines() if line and "-->" not in line and line != "WEBVTT" for w in line.split()]
+    cue_words = [
+        w for line in vtt["text"].splitlines() if line and "-->" not in line and line != "WEBVTT" for w in line.split()
+    ]
     assert [w.strip(".,") for w in cue_words] == out["words"]
