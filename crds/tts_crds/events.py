@@ -77,8 +77,8 @@ class Usage(BaseModel):
 
 
 class WordTiming(BaseModel):
-    """A word of the input (as written, without the punctuation around it) and when it is spoken:
-    seconds from the start of the returned audio."""
+    """A word of the input (a whitespace-separated token as written, punctuation included) and when
+    it is spoken: seconds from the start of the returned audio."""
 
     word: str
     start: float = Field(ge=0.0)

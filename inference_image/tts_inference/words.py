@@ -7,8 +7,9 @@ alone: espeak-ng runs some words together, "from the" as "fɹʌmðə"). :func:`t
 word's end off the silence after it, and the server adds each sentence's offset in the returned
 audio.
 
-Words are the input's whitespace-separated tokens without the punctuation around them ("dog." is
-"dog"); tokens that are only punctuation ("—") are not words.
+Words are the input's whitespace-separated tokens as written, punctuation included ("dog." stays
+"dog.", which captions need to end a sentence); tokens with nothing but punctuation ("—") are not
+words.
 """
 
 from __future__ import annotations
@@ -62,9 +63,8 @@ def text_words(sentence: str) -> list[TextWord]:
         j = i
         while j < n and not sentence[j].isspace():
             j += 1
-        word = strip_punctuation(sentence[i:j])
-        if word:
-            out.append(TextWord(word, i, j))
+        if strip_punctuation(sentence[i:j]):
+            out.append(TextWord(sentence[i:j], i, j))
         i = j
     return out
 

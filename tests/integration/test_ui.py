@@ -355,7 +355,7 @@ def test_words_are_highlighted_while_they_play_and_captions_download(ui):
     assert out["checkboxEnabled"], "piper times words: the checkbox is there to tick"
     assert out["result"]["ok"], out["result"]
     spoken = "The web interface streams this sentence as it is made. A second sentence follows the first one."
-    assert out["words"][:10] == [w.strip(".,") for w in spoken.split()[:10]], out["words"]
+    assert out["words"][:17] == spoken.split(), out["words"]
     assert len(out["words"]) == 30, out["words"]
     starts = out["starts"]
     assert starts == sorted(starts) and starts[-1] < seconds(out["result"]["length"]), starts
@@ -373,4 +373,4 @@ def test_words_are_highlighted_while_they_play_and_captions_download(ui):
     cue_words = [
         w for line in vtt["text"].splitlines() if line and "-->" not in line and line != "WEBVTT" for w in line.split()
     ]
-    assert [w.strip(".,") for w in cue_words] == out["words"]
+    assert cue_words == out["words"]

@@ -15,10 +15,10 @@ from tts_inference.words import Phone, TextWord, Timed, from_char_events, from_p
 from tests.listen import start_errors
 
 
-def test_words_are_the_tokens_without_the_punctuation_around_them():
+def test_words_are_the_tokens_as_written_and_punctuation_alone_is_none():
     got = text_words("\"Well — it's 42°, isn't it?\" she said.")
-    assert [w.word for w in got] == ["Well", "it's", "42", "isn't", "it", "she", "said"]
-    assert got[0] == TextWord("Well", 0, 5)  # the token with its opening quote
+    assert [w.word for w in got] == ['"Well', "it's", "42°,", "isn't", 'it?"', "she", "said."]
+    assert got[0] == TextWord('"Well', 0, 5)
 
 
 def test_espeak_events_time_the_words_they_fall_in_and_words_end_at_clause_breaks():
@@ -28,9 +28,9 @@ def test_espeak_events_time_the_words_they_fall_in_and_words_end_at_clause_break
     got = from_char_events(sentence, spoken, breaks=[3000, 10000], total=12000)
     assert got == [
         Timed("The", 0, 1000),
-        Timed("fox", 1000, 3000),  # the comma's clause break, not the next word, ends it
+        Timed("fox,", 1000, 3000),  # the comma's clause break, not the next word, ends it
         Timed("42", 5000, 8000),
-        Timed("dogs", 8000, 10000),
+        Timed("dogs.", 8000, 10000),
     ]
 
 
