@@ -61,7 +61,7 @@ def test_word_events_follow_the_audio_and_done_carries_them_all(client):
 def test_the_second_sentence_starts_after_the_first_and_the_timings_match_what_whisper_hears(client):
     events, wav = speak(client)
     words = events[-1]["words"]
-    store, train = next(w for w in words if w["word"] == "store"), next(w for w in words if w["word"] == "The")
+    store, train = next(w for w in words if w["word"] == "store."), next(w for w in words if w["word"] == "The")
     assert train["start"] > store["end"], "the second sentence's words are offset by the first's audio"
     errors = start_errors([(w["word"], w["start"]) for w in words], listener().words(wav))
     assert len(errors) >= 0.8 * len(words), "Whisper heard too few of the words to compare"
