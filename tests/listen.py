@@ -231,9 +231,8 @@ class Listener:
     model: Any  # faster_whisper.WhisperModel
     _lock: threading.Lock
 
-    def transcribe(self, audio: bytes, language: str) -> str:
-        """The text Whisper hears in ``audio`` (wav, mp3, ogg… anything PyAV decodes), spoken in
-        ``language`` ("en", "zh", …). Greedy at temperature 0: the same clip gives the same text."""
+    def _segments(self, audio: bytes, language: str, **options: Any) -> list[Any]:
+        """Whisper's segments for ``audio``: greedy at temperature 0, so the same clip gives the same text."""
         with self._lock:  # one CTranslate2 model, one caller at a time: figures stay comparable
             segments, _ = self.model.transcribe(
                 io.BytesIO(audio),
@@ -242,10 +241,16 @@ class Listener:
                 temperature=0.0,
                 condition_on_previous_text=False,
                 vad_filter=False,
-                # Whisper base falls into loops on espeak's Mandarin ("准准准…"); this breaks them
-                repetition_penalty=1.2 if language == "zh" else 1.0,
+                **options,
             )
-            text = " ".join(s.text.strip() for s in segments).strip()
+            return list(segments)
+
+    def transcribe(self, audio: bytes, language: str) -> str:
+        """The text Whisper hears in ``audio`` (wav, mp3, ogg… anything PyAV decodes), spoken in
+        ``language`` ("en", "zh", …)."""
+        # Whisper base falls into loops on espeak's Mandarin ("准准准…"); the penalty breaks them
+        segments = self._segments(audio, language, repetition_penalty=1.2 if language == "zh" else 1.0)
+        text = " ".join(s.text.strip() for s in segments).strip()
         # Whisper writes Mandarin in either script; the references are simplified. (A prompt in
         # simplified characters steers it too, but Whisper base then echoes the prompt for unclear clips.)
         return _to_simplified(text) if language == "zh" else text
@@ -253,17 +258,8 @@ class Listener:
     def words(self, audio: bytes, language: str = "en") -> list[tuple[str, float]]:
         """Each word Whisper hears in ``audio`` with its start in seconds (faster-whisper's
         ``word_timestamps``: cross-attention aligned by dynamic time warping)."""
-        with self._lock:
-            segments, _ = self.model.transcribe(
-                io.BytesIO(audio),
-                language=language,
-                beam_size=5,
-                temperature=0.0,
-                condition_on_previous_text=False,
-                vad_filter=False,
-                word_timestamps=True,
-            )
-            return [(w.word.strip(), float(w.start)) for s in segments for w in (s.words or [])]
+        segments = self._segments(audio, language, word_timestamps=True)
+        return [(w.word.strip(), float(w.start)) for s in segments for w in (s.words or [])]
 
 
 @functools.cache
