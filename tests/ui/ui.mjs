@@ -269,6 +269,10 @@ const scenarios = {
         }).observe(document.querySelector('#words'), { subtree: true, attributes: true, attributeFilter: ['class'] });
       });
       out.result = await generate(page);
+      // the clip arrives faster than it plays: the marks reach the last word once playback does
+      await page.waitForFunction(() => document.querySelector('#words .word:last-child')?.classList.contains('spoken'), null, {
+        timeout: WAIT,
+      });
       out.words = await page.locator('#words .word').allInnerTexts();
       out.starts = await page.locator('#words .word').evaluateAll((els) => els.map((e) => Number(e.dataset.start)));
       out.markedWhileStreaming = await page.evaluate(() => window.__marked.splice(0));
