@@ -31,9 +31,14 @@ from tts_inference.settings import Settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: tests/
 from tests.helpers import LiveServer, eventually, sse_events
-from tests.listen import SENTENCES, listener, start_errors
+from tests.listen import SENTENCES, listener, model_dir, start_errors
 
-ENGINES = ("piper", "espeak")
+ENGINES = ("piper", "espeak", "kokoro")
+
+
+def model_uri(engine: str) -> str:
+    """kokoro: the Kokoro-82M int8 export the tests assemble from its PyPI parts (Japanese voices only)."""
+    return f"file://{model_dir('kokoro-82m-int8')}" if engine == "kokoro" else MODELS[engine]
 
 
 def spoken(client: httpx.Client, text: str, speed: float) -> tuple[bytes, list[tuple[str, float]]]:
@@ -111,13 +116,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=2, help="passes over the sentences, engines alternating")
     parser.add_argument("--speeds", type=float, nargs="+", default=[1.0, 1.5])
+    parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=ENGINES)
     parser.add_argument("--output", default="word_timestamps")
     args = parser.parse_args()
 
     with contextlib.ExitStack() as stack:
         clients = {}
-        for engine in ENGINES:
-            server = stack.enter_context(LiveServer(create_app(Settings(engine=engine, model_uri=MODELS[engine]))))
+        for engine in args.engines:
+            server = stack.enter_context(LiveServer(create_app(Settings(engine=engine, model_uri=model_uri(engine)))))
             client = stack.enter_context(httpx.Client(base_url=server.url, timeout=120))
             eventually(lambda c=client: c.get("/readyz").status_code == 200, 120, what=f"{engine} to load")
             clients[engine] = client

@@ -91,8 +91,8 @@ ENGINE_CAPABILITY: dict[Engine, Capability] = {
 # without a transcription model in its namespace is not Ready (TranscriptNeeded).
 NEEDS_REFERENCE_TEXT: frozenset[Engine] = frozenset()
 # Engines that time each word of what they say (``"timestamps": "word"``, ADR 0045): espeak-ng from
-# its word events, piper from its model's phoneme durations. Kokoro's ONNX export gives no durations.
-WORD_TIMESTAMPS: frozenset[Engine] = frozenset({Engine.PIPER, Engine.ESPEAK})
+# its word events, piper and kokoro (its ONNX layout) from their models' phoneme durations.
+WORD_TIMESTAMPS: frozenset[Engine] = frozenset({Engine.PIPER, Engine.ESPEAK, Engine.KOKORO})
 
 
 def word_timestamps(engine: str) -> bool:

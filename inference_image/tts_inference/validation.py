@@ -46,6 +46,10 @@ def check_speech(body: SpeechRequest, engine: Engine, settings: Settings) -> Non
     problem = timestamps_problem(body, engine.name)
     if problem:
         raise ApiError(400, problem[1], problem[0], "timestamps")
+    if body.timestamps and not engine.times_words:  # an engine that times words, with a model that cannot
+        raise ApiError(
+            400, f"timestamps: this {engine.name} model cannot time words", "timestamps_not_supported", "timestamps"
+        )
 
 
 def wanted_voice(body: SpeechRequest, settings: Settings) -> str:

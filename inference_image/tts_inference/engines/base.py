@@ -146,6 +146,11 @@ class Engine(BaseEngine):
         soon as it is ready. Per-request set-up (a cloned voice) happens once, before the first one.
         Stop early once ``options.stop`` is set."""
 
+    @property
+    def times_words(self) -> bool:
+        """Whether this engine, with this model, can time words (:meth:`synthesize_timed`)."""
+        return type(self).synthesize_timed is not Engine.synthesize_timed
+
     def synthesize_timed(
         self, sentences: list[str], voice: str, options: SynthesisOptions
     ) -> Iterator[tuple[np.ndarray, list[Timed]]]:
