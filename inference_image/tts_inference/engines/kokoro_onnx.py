@@ -232,7 +232,7 @@ class KokoroOnnx(Engine):
             spoken: list[Phone] = []
             at = 0
             for piece, audio, frames in self._pieces(text, voice, options):
-                spoken += phones_of_tokens(piece, frames if frames is not None else [], HOP, at)
+                spoken += phones_of_tokens(piece, [] if frames is None else frames.tolist(), HOP, at)
                 parts.append(audio)
                 at += len(audio)
             if options.stop.is_set():
