@@ -111,5 +111,6 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
         )
     for module in (health, models, speech, captions, transcriptions, voices, status):
         app.include_router(module.router)
+    app.include_router(voices.listing)
     ui.install(app)  # the web UI at / (ADR 0020)
     return app

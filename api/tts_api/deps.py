@@ -41,6 +41,10 @@ async def authenticate(request: Request, state: State) -> Principal:
             state.metrics.rejected.labels("auth").inc()
             raise ApiError(401, "invalid API key", "invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
         principal = found
+    return _rate_limited(state, principal)
+
+
+def _rate_limited(state: RouterState, principal: Principal) -> Principal:
     wait = state.limiter.check(principal.id)
     if wait:
         state.metrics.rejected.labels("rate_limit").inc()
@@ -54,6 +58,19 @@ async def authenticate(request: Request, state: State) -> Principal:
 
 
 User = Annotated[Principal, Depends(authenticate)]
+
+
+async def authenticate_listing(request: Request, state: State) -> Principal:
+    """The voice and model lists: a key as everywhere, unless ``KUBETTS_OPEN_AUDIO_LISTS`` lets a
+    request without one read them (Open WebUI asks for them without its key; ADR 0042). A key
+    that is sent is always checked."""
+    if state.settings.open_audio_lists and not request.headers.get("authorization"):
+        host = request.client.host if request.client else "-"
+        return _rate_limited(state, Principal(f"anonymous:{host}", admin=False))
+    return await authenticate(request, state)
+
+
+Listing = Depends(authenticate_listing)
 
 
 async def require_admin(principal: User) -> Principal:

@@ -65,6 +65,12 @@ class RouterSettings(BaseSettings):
     transcription_max_bytes: int = 25 * MIB
     # the model ``whisper-1`` (OpenAI clients' default) means; empty: the first transcription model by name
     transcription_model: str = ""
+    # what OpenAI's model names (tts-1, tts-1-hd, gpt-4o-mini-tts) mean when no TtsDeployment claims
+    # them (ADR 0042); empty: the first speech model by name
+    default_model: str = ""
+    # GET /v1/audio/voices and /v1/audio/models answer without a key (Open WebUI reads them without
+    # one); off by default: with it off, Open WebUI falls back to OpenAI's names, which still speak
+    open_audio_lists: bool = False
     voice_max_bytes: int = 10 * MIB
     voice_min_seconds: float = 1.0
     voice_max_seconds: float = 30.0

@@ -15,6 +15,7 @@ from tts_crds import names
 from tts_crds.models import Capability, TtsDeploymentSpec
 
 from .activation import Activator
+from .aliases import AliasTable, ModelVoices, model_table, model_voices
 from .dispatch import Dispatcher
 from .kube import Cache, Kube, api_client
 from .metrics import RouterMetrics
@@ -80,6 +81,18 @@ class RouterState:
 
     def deployment(self, name: str) -> JSON | None:
         return self.deployments.objects.get(name)
+
+    def aliases(self) -> AliasTable:
+        """Who answers to each model alias now (ADR 0042)."""
+        return model_table(self.deployments.objects, self.settings.default_model)
+
+    def model_name(self, requested: str) -> str:
+        """The TtsDeployment a request's ``model`` means: a real name, else an alias's owner."""
+        return self.aliases().resolve(requested, self.deployments.objects)
+
+    async def model_voices(self, name: str) -> ModelVoices | None:
+        obj = self.deployment(name)
+        return None if obj is None else model_voices(name, obj, await self.builtin_voices(name))
 
     def spec(self, name: str) -> TtsDeploymentSpec | None:
         """The deployment's spec through the shared model; None when it does not exist (or does not parse)."""

@@ -32,6 +32,7 @@ _KEEP = {
     "required",
     "additionalProperties",
     "nullable",
+    "maxProperties",
 }
 
 
@@ -161,8 +162,16 @@ def deployment_crd() -> JSON:
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
         {"name": "GPU", "type": "integer", "priority": 1, "jsonPath": ".spec.resources.gpu"},
         {"name": "Model", "type": "string", "priority": 1, "jsonPath": ".spec.model.uri"},
+        {"name": "Aliases", "type": "string", "priority": 1, "jsonPath": ".spec.modelAliases"},
     ]
     root = _root_schema(models.TtsDeploymentSpec, models.TtsDeploymentStatus, names.DEPLOYMENT_KIND)
+    root["x-kubernetes-validations"].append(
+        models.cel(
+            "!has(self.spec.modelAliases) || !(self.metadata.name in self.spec.modelAliases)",
+            "spec.modelAliases must not contain the TtsDeployment's own name",
+            ".spec.modelAliases",
+        )
+    )
     return _crd(names.DEPLOYMENT_KIND, names.DEPLOYMENT_PLURAL, "ttsd", root, columns, scale=True)
 
 

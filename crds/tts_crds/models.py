@@ -8,13 +8,16 @@ the router parse custom resources with them. Field descriptions become ``kubectl
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import JsonDict
+
+from .aliases import ALIAS_PATTERN, MAX_ALIASES, MAX_VOICE_ALIASES, VOICE_ALIAS_PATTERN
 
 MAX_NAME_LENGTH = 50
 NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
@@ -209,6 +212,11 @@ class Toleration(_Model):
     toleration_seconds: int | None = Field(default=None, description="For NoExecute: how long the pod stays.")
 
 
+_VOICE_ALIAS = re.compile(VOICE_ALIAS_PATTERN)
+ModelAlias = Annotated[str, StringConstraints(pattern=ALIAS_PATTERN, min_length=1, max_length=63)]
+VoiceAliasTarget = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.()+ -]+$", min_length=1, max_length=253)]
+
+
 class TtsDeploymentSpec(_Model):
     model_config = ConfigDict(
         json_schema_extra={
@@ -263,6 +271,40 @@ class TtsDeploymentSpec(_Model):
     env: list[EnvVar] = Field(
         default_factory=list, max_length=64, description="Extra environment variables for the inference container."
     )
+    model_aliases: list[ModelAlias] = Field(
+        default_factory=list,
+        max_length=MAX_ALIASES,
+        description="Other names this model answers to in a request's model field (e.g. tts-1-hd, or a name of "
+        "your own). No two models answer to one name: a claim on another model's name, or on an alias an older "
+        "TtsDeployment claims, is refused (condition Aliases=False, reason AliasConflict).",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    voice_aliases: dict[str, VoiceAliasTarget] = Field(
+        default_factory=dict,
+        description="Voice names (such as OpenAI's alloy or nova) and the voice of this model each means: a "
+        "built-in speaker or, for kokoro, a blend such as af_bella(0.7)+af_sky(0.3). They override the default "
+        "mapping of OpenAI's voice names; a real voice name is never shadowed.",
+        json_schema_extra={
+            "maxProperties": MAX_VOICE_ALIASES,
+            "x-kubernetes-validations": [
+                cel(
+                    f"self.all(k, size(k) <= 63 && k.matches('{VOICE_ALIAS_PATTERN}'))",
+                    "voiceAliases keys must be lower-case names of at most 63 characters (letters, digits, '_', "
+                    "'-'; starting with a letter), e.g. alloy",
+                    reason="FieldValueInvalid",
+                )
+            ],
+        },
+    )
+
+    @field_validator("voice_aliases")
+    @classmethod
+    def _voice_alias_names(cls, value: dict[str, str]) -> dict[str, str]:
+        """The keys' rule (the CRD's CEL rule says the same): a map's keys carry no schema of their own."""
+        bad = [k for k in value if len(k) > 63 or not _VOICE_ALIAS.match(k)]
+        if bad:
+            raise ValueError(f"voiceAliases key {bad[0]!r} is not a lower-case name (letters, digits, '_', '-')")
+        return value
 
 
 class TtsDeploymentStatus(_Model):

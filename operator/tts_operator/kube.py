@@ -69,6 +69,12 @@ class Kube:
 
     # --- custom resources -------------------------------------------------------------------
 
+    async def list_tts_deployments(self, namespace: str) -> list[JSON]:
+        found = await self.objects.list_namespaced_custom_object(
+            names.GROUP, names.VERSION, namespace, names.DEPLOYMENT_PLURAL
+        )
+        return list(found.get("items") or [])
+
     async def get_tts_deployment(self, namespace: str, name: str) -> JSON | None:
         try:
             obj: JSON = await self.objects.get_namespaced_custom_object(

@@ -17,7 +17,7 @@ from tts_crds.models import Capability, InvalidSpec, capability_of
 from . import kube
 from .children import deployment_spec
 from .runtime import Key, Runtime, runtime_of
-from .status import changed, condition_of, deployment_status, ready_pod_ip
+from .status import aliases_verdict, changed, condition_of, deployment_status, ready_pod_ip, rivals, with_aliases
 
 log = logging.getLogger("tts_operator")
 
@@ -53,6 +53,8 @@ async def refresh_status(rt: Runtime, namespace: str, name: str) -> None:
     observed = rt.reconciled.get((namespace, name), current.get("observedGeneration"))
     blocked = rt.blocked.get((namespace, name))
     new = deployment_status(owner, child, pods, gpu_resource, observed_generation=observed, blocked=blocked)
+    neighbours = await k.list_tts_deployments(namespace)
+    with_aliases(new, aliases_verdict(name, neighbours), new.observed_generation)
     speaks = capability_of(str((owner.get("spec") or {}).get("engine") or "")) == Capability.SPEECH
     if (
         speaks
@@ -69,10 +71,16 @@ async def refresh_status(rt: Runtime, namespace: str, name: str) -> None:
         return
     await k.patch_status(names.DEPLOYMENT_PLURAL, namespace, name, patch)
     await announce(rt, owner, current, patch)
+    for other in rivals(name, neighbours):  # their Aliases condition may have changed with this claim
+        rt.refresher.schedule((namespace, other))
 
 
 async def announce(rt: Runtime, owner: dict[str, Any], before: dict[str, Any], after: dict[str, Any]) -> None:
-    """Kubernetes Events when a TtsDeployment becomes degraded or recovers."""
+    """Kubernetes Events when a TtsDeployment becomes degraded or recovers, or loses an alias claim."""
+    lost = condition_of({"status": after}, "Aliases") or {}
+    had = condition_of({"status": before}, "Aliases") or {}
+    if lost.get("status") == "False" and (had.get("status") != "False" or had.get("message") != lost.get("message")):
+        await rt.kube.event(owner, lost["reason"], lost["message"], warning=True)
     old = condition_of({"status": before}, "Degraded") or {}
     new = condition_of({"status": after}, "Degraded") or {}
     if new.get("status") == "True" and (old.get("status") != "True" or old.get("reason") != new.get("reason")):

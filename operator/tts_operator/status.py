@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from tts_crds import names
+from tts_crds.aliases import Claimant, alias_table
 from tts_crds.models import Condition, TtsDeploymentStatus
 from tts_crds.times import now_iso
 
@@ -260,3 +261,41 @@ def deployment_status(
 def changed(current: JSON, patch: JSON) -> bool:
     """Would merging ``patch`` into ``current`` change anything?"""
     return any(current.get(k) != v for k, v in patch.items())
+
+
+def claimant_of(obj: JSON) -> Claimant:
+    """A TtsDeployment as the alias rules see it (``tts_crds.aliases``)."""
+    meta = obj.get("metadata") or {}
+    raw = (obj.get("spec") or {}).get("modelAliases") or []
+    return Claimant(str(meta.get("name")), str(meta.get("creationTimestamp") or ""), tuple(str(a) for a in raw))
+
+
+def aliases_verdict(name: str, namespace_objects: list[JSON]) -> Verdict | None:
+    """The ``Aliases`` condition of ``name`` among its namespace's TtsDeployments (ADR 0042): True
+    ``Claimed`` when it holds every alias it claims, False ``AliasConflict`` naming each lost claim
+    (another model's name, or an alias an older TtsDeployment holds); None when it claims none."""
+    claimants = [claimant_of(o) for o in namespace_objects if not (o.get("metadata") or {}).get("deletionTimestamp")]
+    mine = next((c for c in claimants if c.name == name), None)
+    if mine is None or not mine.aliases:
+        return None
+    lost = alias_table(claimants, None).conflicts.get(name, [])
+    if lost:
+        return (False, "AliasConflict", "; ".join(why for _, why in lost) + " (the router ignores these claims)")
+    return (True, "Claimed", f"answers to {', '.join(sorted(mine.aliases))}")
+
+
+def with_aliases(status: TtsDeploymentStatus, verdict: Verdict | None, generation: int | None, at: str = "") -> None:
+    """Set (or, once no alias is claimed, drop) the ``Aliases`` condition of a computed status."""
+    if verdict is None:
+        status.conditions = [c for c in status.conditions if c.type != "Aliases"]
+        return
+    ok, reason, message = verdict
+    status.conditions = set_condition(status.conditions, "Aliases", ok, reason, message, generation, at or now_iso())
+
+
+def rivals(name: str, namespace_objects: list[JSON]) -> list[str]:
+    """The other TtsDeployments that claim one of ``name``'s aliases or its name."""
+    claimants = [claimant_of(o) for o in namespace_objects]
+    mine = next((c for c in claimants if c.name == name), None)
+    wanted = set(mine.aliases if mine else ()) | {name}
+    return sorted(c.name for c in claimants if c.name != name and wanted & set(c.aliases))

@@ -128,6 +128,19 @@ def test_kokoro_rejects_cloning_and_sampling(kokoro):
     assert resp.status_code == 400 and resp.json()["error"]["code"] == "unsupported_parameter"
 
 
+def test_kokoro_torch_speaks_a_blend_and_openai_names(kokoro):
+    """ADR 0042 on the torch path: a blend and OpenAI's names speak, a part the model lacks is named
+    in the 400. (Kokoro's decoder adds noise, so its output is not repeatable sample for sample:
+    that the packs are mixed by weight is shown on the style arrays in tests/unit/test_aliases.py,
+    and by ear on the ONNX path in tests/integration/test_openai_clients.py.)"""
+    for voice in ("af_tiny(0.7)+bm_tiny(0.3)", "af_tiny+bm_tiny", "nova", "onyx"):
+        audio = decode_wav(speak(kokoro, voice=voice).content)
+        assert audio.sample_rate == 24000 and 0.5 < audio.duration < 30 and audio.rms > 100, voice
+    resp = speak(kokoro, voice="af_tiny(0.5)+af_nobody(0.5)")
+    assert resp.status_code == 400 and resp.json()["error"]["code"] == "voice_not_found"
+    assert "'af_nobody'" in resp.json()["error"]["message"]
+
+
 # --- pocket-tts (tiny random checkpoint, zero-shot cloning) -------------------------------------
 
 

@@ -210,6 +210,11 @@ def start_service(layout: Layout, name: str, argv: list[str], env: dict[str, str
 @pytest.fixture
 def spawn_router(router: Router, layout: Layout) -> Iterator[Callable[..., Router]]:
     """Start an extra router process with its own settings (``KUBETTS_*`` overrides); stopped afterwards."""
+    yield from router_spawner(router, layout)
+
+
+def router_spawner(router: Router, layout: Layout) -> Iterator[Callable[..., Router]]:
+    """What ``spawn_router`` yields, for fixtures of a wider scope; the routers stop when it resumes."""
     started: list[Service] = []
 
     def spawn(namespace: str | None = None, **env: str) -> Router:

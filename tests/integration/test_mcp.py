@@ -351,6 +351,21 @@ async def test_an_agent_transcribes_audio_and_gets_voices_transcribed(
         kube.run("delete", "ttsvoice", name, "-n", router.namespace, "--wait=false", "--ignore-not-found")
 
 
+async def test_openai_voice_names_speak_through_the_tool(router: Router, speaker: str):
+    """ADR 0042: an agent that asks for OpenAI's voice names gets the model's voice; a blend on an
+    engine that cannot mix is a tool error saying so."""
+    async with stdio(router) as client:
+        for voice in ("alloy", "onyx"):
+            result = await client.call_tool(
+                "synthesize_speech", {"text": SENTENCE, "model": speaker, "voice": voice, "format": "wav"}
+            )
+            assert not result.is_error, text(result)
+            audio = decode_wav(audio_of(result)[0])
+            assert audio.sample_rate == 22050 and audio.duration > 2.0 and audio.rms > 500
+        blend = await client.call_tool("synthesize_speech", {"text": "Hi.", "model": speaker, "voice": "a(1)+b(1)"})
+        assert blend.is_error and "voice_blend_unsupported" in text(blend)
+
+
 async def test_failures_are_tool_errors_an_agent_can_act_on(router: Router, speaker: str):
     async with stdio(router) as client:
         unknown = await client.call_tool("synthesize_speech", {"text": "Hi.", "model": speaker, "voice": "nobody"})

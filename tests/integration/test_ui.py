@@ -374,3 +374,46 @@ def test_words_are_highlighted_while_they_play_and_captions_download(ui):
         w for line in vtt["text"].splitlines() if line and "-->" not in line and line != "WEBVTT" for w in line.split()
     ]
     assert cue_words == out["words"]
+
+
+BLEND_TEXT = "Two voices blended into one read this sentence aloud."
+
+
+@pytest.fixture(scope="module")
+def kokoro_model(kube: Kube, router: Router) -> Iterator[str]:
+    """The kokoro-onnx sample (weights baked into the cpu image), under a name of this module's own."""
+    name = f"ui-kokoro-{uuid.uuid4().hex[:5]}"
+    spec = {
+        "engine": "kokoro",
+        "model": {"uri": "file:///usr/local/share/kube-tts/models/kokoro-82m-int8"},
+        "replicas": 1,
+        "resources": {"gpu": 0, "cpu": "1", "memory": "1Gi"},
+    }
+    kube.apply(
+        {"apiVersion": "tts.kubetts.io/v1alpha1", "kind": "TtsDeployment", "metadata": {"name": name}, "spec": spec},
+        router.namespace,
+    )
+    wait_router_sees(router, name, timeout=240)
+    yield name
+    kube.run("delete", "ttsdeployment", name, "-n", router.namespace, "--wait=false", check=False)
+
+
+def test_openai_voice_names_and_a_typed_blend(ui, kokoro_model: str):
+    from tests.listen import listener
+
+    out = ui("alias_blend", kokoro=kokoro_model, blend="jf_alpha(0.6)+jf_nezumi(0.4)", blend_text=BLEND_TEXT)
+    assert_clean(out)
+    # Piper's one voice stands behind every OpenAI name; a Piper model offers no blend field
+    assert "alloy → " in out["aliasOptions"][0] and len(out["aliasOptions"]) == 13, out["aliasOptions"]
+    assert out["blendHiddenForPiper"] is True
+    assert out["alias"]["ok"], out["alias"]
+    check_clip(out["alias"]["download"], "wav", 1.0, 6.0)
+    assert out["blendVisibleForKokoro"] is True and out["blendPlaceholder"] == "af_bella(0.7)+af_sky(0.3)"
+    assert out["blend"]["ok"], out["blend"]
+    clip = Path(out["blend"]["download"]["file"]).read_bytes()
+    audio = decode_audio(clip, "wav")
+    assert audio.sample_rate == 24000 and audio.duration > 1.5 and audio.rms > 300
+    assert wer(BLEND_TEXT, listener().transcribe(clip, "en")) <= 0.25
+    # a blend with a voice the model lacks: the router's words, naming the part
+    assert out["badBlend"]["ok"] is False and "jf_nobody" in out["badBlend"]["error"], out["badBlend"]
+    assert "jf_alpha(0.6)+jf_nezumi(0.4)" in out["history"][0], out["history"]

@@ -584,6 +584,34 @@ const scenarios = {
       };
     },
   },
+
+  /** OpenAI's voice names in the voice list, and a typed blend for a Kokoro model (ADR 0042). */
+  alias_blend: {
+    launch: {},
+    async run(page, out) {
+      await open(page);
+      await signIn(page, opts.key);
+      const panel = page.locator('#panel-speak');
+      await fillSpeak(page, { text: 'An alias speaks with the sample voice.' });
+      out.aliasOptions = await panel.locator('#voice optgroup[label="OpenAI voice names"] option').allInnerTexts();
+      out.blendHiddenForPiper = await page.locator('#blend-field').isHidden();
+      await fillSpeak(page, { voice: 'alloy', text: 'An alias speaks with the sample voice.' });
+      out.alias = await generate(page);
+      if (out.alias.ok) out.alias.download = await downloadAndDecode(page, 'alias.wav');
+
+      await fillSpeak(page, { model: opts.kokoro, text: opts.blend_text });
+      out.blendVisibleForKokoro = await page.locator('#blend-field').isVisible();
+      out.blendPlaceholder = await panel.getByLabel('Blend of voices (optional)').getAttribute('placeholder');
+      await panel.getByLabel('Blend of voices (optional)').fill(opts.blend);
+      out.blend = await generate(page);
+      if (out.blend.ok) out.blend.download = await downloadAndDecode(page, 'blend.wav');
+      out.axe.push(...(await axe(page, 'speak with a blend')));
+      out.screenshots.push(await shot(page, 'speak-blend'));
+      await panel.getByLabel('Blend of voices (optional)').fill('jf_alpha(0.5)+jf_nobody(0.5)');
+      out.badBlend = await generate(page);
+      out.history = await page.locator('#history > li').allInnerTexts();
+    },
+  },
 };
 
 const scenario = scenarios[scenarioName];

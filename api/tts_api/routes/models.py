@@ -7,11 +7,14 @@ import asyncio
 from typing import Any
 
 from fastapi import APIRouter
+from tts_crds.aliases import AliasTable
+from tts_crds.blends import can_blend
 from tts_crds.http_errors import ApiError
 from tts_crds.models import word_timestamps
 from tts_crds.times import parse_time
 
 from .. import activation
+from ..aliases import model_voices
 from ..deps import Admin, Authenticated, State
 from ..kube import answering
 from ..voices import capability_of, condition, deployment_spec, voice_model
@@ -25,7 +28,7 @@ def _created(obj: JSON) -> int:
     return int(parse_time(ts) or 0)
 
 
-async def model_entry(state: State, obj: JSON) -> JSON:
+async def model_entry(state: State, obj: JSON, table: AliasTable) -> JSON:
     name = obj["metadata"]["name"]
     spec = deployment_spec(obj)
     replicas = spec.replicas if spec else 0
@@ -49,11 +52,16 @@ async def model_entry(state: State, obj: JSON) -> JSON:
         "status": ready_cond.get("reason", "Unknown"),
         "voices": [v["id"] for v in (builtin or {}).get("data", [])] + custom,
         "default_voice": (builtin or {}).get("default"),
+        # ADR 0042: the other names this model answers to, and what OpenAI's voice names mean here
+        "aliases": table.aliases_of(name),
+        "alias_conflicts": [alias for alias, _why in table.conflicts.get(name, [])],
+        "voice_aliases": model_voices(name, obj, builtin).aliases,
+        "voice_blending": bool(spec and can_blend(spec.engine)),
     }
 
 
 def _existing(state: State, name: str) -> JSON:
-    obj = state.deployment(name)
+    obj = state.deployment(state.model_name(name))
     if obj is None:
         raise ApiError(404, f"model {name!r} does not exist (see GET /v1/models)", "model_not_found", "model")
     return obj
@@ -62,18 +70,20 @@ def _existing(state: State, name: str) -> JSON:
 @router.get("/v1/models")
 async def list_models(state: State) -> JSON:
     objs = [o for _, o in sorted(state.deployments.objects.items())]
-    return {"object": "list", "data": list(await asyncio.gather(*(model_entry(state, o) for o in objs)))}
+    table = state.aliases()
+    return {"object": "list", "data": list(await asyncio.gather(*(model_entry(state, o, table) for o in objs)))}
 
 
 @router.get("/v1/models/{name}")
 async def get_model(name: str, state: State) -> JSON:
-    return await model_entry(state, _existing(state, name))
+    """A model by its name or by one of its aliases."""
+    return await model_entry(state, _existing(state, name), state.aliases())
 
 
 @router.post("/v1/models/{name}/wake")
 async def wake_model(name: str, state: State, _: Admin) -> JSON:
     """Raise spec.replicas from 0 to 1 (no change if the model is awake already)."""
-    _existing(state, name)
+    name = _existing(state, name)["metadata"]["name"]
     result = activation.CONFLICT
     for _attempt in range(3):
         result = await state.kube.wake(name)
@@ -96,7 +106,8 @@ async def wake_model(name: str, state: State, _: Admin) -> JSON:
 @router.post("/v1/models/{name}/sleep")
 async def sleep_model(name: str, state: State, _: Admin) -> JSON:
     """Scale to zero now (the cluster form of "offload the GPU"); the next request wakes it again."""
-    spec = deployment_spec(_existing(state, name))
+    obj = _existing(state, name)
+    name, spec = obj["metadata"]["name"], deployment_spec(obj)
     floor = spec.min_replicas if spec else 0
     if floor > 0:
         raise ApiError(

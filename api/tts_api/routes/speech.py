@@ -23,6 +23,7 @@ from tts_crds.models import Capability
 from tts_crds.speech import MEDIA_TYPES, SpeechRequest, timestamps_problem
 
 from .. import sse
+from ..aliases import resolve_voice
 from ..deps import Authenticated, State
 from ..kube import answering
 from ..proxy import Trip, answer, code_for, count_request, enter
@@ -32,11 +33,20 @@ router = APIRouter(tags=["speech"], dependencies=[Authenticated])
 JSON = dict[str, Any]
 
 
-async def _payload(state: State, body: SpeechRequest) -> JSON:
-    """The request the pod receives: ``voice`` resolved, a cloned voice's clip and transcript filled in."""
-    resolved = resolve(body.voice, body.model, state.voices.objects.get(body.voice), body.ref_audio is not None)
+async def _voice(state: State, model: str, requested: str) -> str:
+    """A built-in ``voice`` (not a TtsVoice) as the pod needs it: aliases and blends resolved (ADR 0042)."""
+    known = await state.model_voices(model)
+    return requested if known is None else resolve_voice(known, requested)
+
+
+async def _payload(state: State, body: SpeechRequest, model: str) -> JSON:
+    """The request the pod receives: ``model`` and ``voice`` resolved, a cloned voice's clip and
+    transcript filled in."""
+    voice_obj = state.voices.objects.get(body.voice)
+    resolved = resolve(body.voice, model, voice_obj, body.ref_audio is not None)
     payload = body.model_dump(exclude_none=True)
-    payload["voice"] = resolved.voice
+    payload["model"] = model
+    payload["voice"] = resolved.voice if voice_obj is not None else await _voice(state, model, resolved.voice)
     if resolved.speed is not None and "speed" not in body.model_fields_set:
         payload["speed"] = resolved.speed
     if resolved.clip is not None:
@@ -78,10 +88,10 @@ def _check_timestamps(body: SpeechRequest, obj: JSON | None) -> None:
 )
 async def create_speech(body: SpeechRequest, request: Request, state: State) -> Response:
     arrived = time.monotonic()
-    model = body.model
+    model = state.model_name(body.model)
     if state.deployment(model) is None:
         count_request(state, "", 404)
-        raise ApiError(404, f"model {model!r} does not exist (see GET /v1/models)", "model_not_found", "model")
+        raise ApiError(404, f"model {body.model!r} does not exist (see GET /v1/models)", "model_not_found", "model")
     try:
         if len(body.input) > state.settings.max_input_chars:
             raise ApiError(
@@ -98,7 +108,7 @@ async def create_speech(body: SpeechRequest, request: Request, state: State) -> 
                 "model",
             )
         _check_timestamps(body, state.deployment(model))
-        payload = await _payload(state, body)
+        payload = await _payload(state, body, model)
         ticket = enter(state, model)
     except ApiError as exc:
         count_request(state, model, code_for(exc))

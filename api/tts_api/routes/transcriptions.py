@@ -104,7 +104,7 @@ async def create_transcription(
     ] = None,
 ) -> Response:
     arrived = time.monotonic()
-    target = pick_model(model, state.deployments.objects, state.settings.transcription_model)
+    target = pick_model(state.model_name(model), state.deployments.objects, state.settings.transcription_model)
     granularities = timestamp_granularities or []
     try:
         check_model(state, target)

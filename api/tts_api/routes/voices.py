@@ -10,12 +10,15 @@ from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from tts_crds.http_errors import ApiError
+from tts_crds.models import Capability
 
-from ..deps import Admin, Authenticated, State
+from ..deps import Admin, Authenticated, Listing, State
 from ..kube import answering
-from ..voices import check_voice_name, inspect_clip, storable, voice_entry, voice_model, voice_objects
+from ..voices import capability_of, check_voice_name, inspect_clip, storable, voice_entry, voice_model, voice_objects
 
 router = APIRouter(tags=["voices"], dependencies=[Authenticated])
+# the lists OpenAI clients read (open without a key where KUBETTS_OPEN_AUDIO_LISTS says so)
+listing = APIRouter(tags=["voices"], dependencies=[Listing])
 JSON = dict[str, Any]
 
 
@@ -39,17 +42,53 @@ async def _builtin(state: State, model: str) -> list[JSON]:
     ]
 
 
-@router.get("/v1/audio/voices")
+async def _openai_voices(state: State, model: str | None, builtin: list[JSON], custom: list[JSON]) -> list[JSON]:
+    """``voices`` as OpenAI clients read it (Open WebUI: ``{id, name}``): the voices a request with
+    this model (or, without one, with ``tts-1``: the default model) may name, aliases included."""
+    target = model if model is not None else state.aliases().owners.get("tts-1")
+    known = await state.model_voices(target) if target else None
+    if known is None:
+        return []
+    own = [{**v, "name": v["name"] or v["id"]} for v in builtin if v["model"] == target]
+    mine = [v for v in custom if v["model"] == target]
+    named = [{"id": v["id"], "name": v["id"], "model": target, "type": v["type"]} for v in mine]
+    alias = [
+        {"id": a, "name": f"{a} ({t})", "model": target, "type": "alias", "target": t}
+        for a, t in known.aliases.items()
+        if a not in state.voices.objects
+    ]
+    return own + alias + named
+
+
+@listing.get("/v1/audio/voices")
 async def list_voices(state: State, model: str | None = None) -> JSON:
-    """Built-in speakers (learnt from a ready pod; remembered while the model sleeps) and TtsVoices."""
-    if model is not None and state.deployment(model) is None:
-        raise ApiError(404, f"model {model!r} does not exist (see GET /v1/models)", "model_not_found", "model")
+    """Built-in speakers (learnt from a ready pod; remembered while the model sleeps) and TtsVoices
+    in ``data``; in ``voices`` the names one model answers to, its voice aliases included."""
+    if model is not None:
+        model = state.model_name(model)
+        if state.deployment(model) is None:
+            raise ApiError(404, f"model {model!r} does not exist (see GET /v1/models)", "model_not_found", "model")
     models = [model] if model is not None else sorted(state.deployments.objects)
-    builtin = await asyncio.gather(*(_builtin(state, m) for m in models))
+    builtin = [v for group in await asyncio.gather(*(_builtin(state, m) for m in models)) for v in group]
     custom = [
         voice_entry(o) for _, o in sorted(state.voices.objects.items()) if model is None or voice_model(o) == model
     ]
-    return {"object": "list", "data": [v for group in builtin for v in group] + custom}
+    voices = await _openai_voices(state, model, builtin, custom)
+    return {"object": "list", "data": builtin + custom, "voices": voices}
+
+
+@listing.get("/v1/audio/models")
+async def list_audio_models(state: State) -> JSON:
+    """The speech models and their aliases as ``{models: [{id}]}`` (what Open WebUI reads)."""
+    table = state.aliases()
+    speech = sorted(n for n, o in state.deployments.objects.items() if capability_of(o) == Capability.SPEECH)
+    models: list[JSON] = [{"id": n, "object": "model", "owned_by": "kube-tts"} for n in speech]
+    models += [
+        {"id": a, "object": "model", "owned_by": "kube-tts", "alias_of": owner}
+        for a, owner in sorted(table.owners.items())
+        if owner in speech
+    ]
+    return {"object": "list", "models": models}
 
 
 @router.post("/v1/audio/voices", status_code=201)

@@ -22,7 +22,7 @@ const captionUrls = [];
 const els = {};
 
 export function initSpeak() {
-  const ids = ['model', 'voice', 'text', 'speed', 'format', 'generate', 'stop', 'player', 'download', 'timestamps'];
+  const ids = ['model', 'voice', 'blend', 'text', 'speed', 'format', 'generate', 'stop', 'player', 'download', 'timestamps'];
   for (const id of [...ids, 'captions-vtt', 'captions-srt']) {
     els[id] = $(`#${id}`);
   }
@@ -141,7 +141,14 @@ function renderVoices() {
         h('optgroup', { label: t('speak.customVoices') }, custom.map((v) => h('option', { value: v.id }, voiceLabel(v)))),
       );
     }
+    const aliases = Object.entries(m.voice_aliases || {}).filter(([name]) => !mine.some((v) => v.id === name));
+    if (aliases.length) {
+      els.voice.append(
+        h('optgroup', { label: t('speak.aliasVoices') }, aliases.map(([name, target]) => h('option', { value: name }, `${name} → ${target}`))),
+      );
+    }
   }
+  $('#blend-field').hidden = !m?.voice_blending;
   if ([...els.voice.options].some((o) => o.value === keep)) els.voice.value = keep;
   renderVoiceHint();
 }
@@ -196,7 +203,7 @@ function requestBody() {
   const body = {
     model: m.id,
     input: els.text.value,
-    voice: els.voice.value || 'default',
+    voice: (m.voice_blending && els.blend.value.trim()) || els.voice.value || 'default',
     response_format: els.format.value,
     speed: Number(els.speed.value),
     stream_format: 'sse',

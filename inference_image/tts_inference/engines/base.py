@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tts_crds import aliases, blends
 
 from ..audio import Clip
 from ..transcript import Transcript
@@ -116,6 +117,8 @@ class Engine(BaseEngine):
     """A speech engine: voices in, int16 audio out."""
 
     capabilities = frozenset({SPEECH})
+    #: voices are style vectors that mix: ``voice`` may be a blend such as ``a(0.7)+b(0.3)`` (ADR 0042)
+    blends: bool = False
 
     @abc.abstractmethod
     def voices(self) -> list[Voice]: ...
@@ -124,12 +127,35 @@ class Engine(BaseEngine):
     def default_voice(self) -> str:
         return self.voices()[0].id
 
+    def voice_aliases(self) -> dict[str, str]:
+        """OpenAI's voice names over this model's voices: the router's default mapping (``tts_crds.aliases``),
+        applied here when the router sent an alias because it had not seen the model's voices yet."""
+        return aliases.default_voice_aliases([(v.id, v.language) for v in self.voices()], self.default_voice)
+
     def resolve_voice(self, voice: str) -> str:
+        """A voice id (or, for engines that blend, a normalised blend) for a request's ``voice``."""
         if voice in ("", "default"):
             return self.default_voice
-        if voice not in {v.id for v in self.voices()}:
+        ids = {v.id for v in self.voices()}
+        if voice in ids:
+            return voice
+        if blends.is_blend(voice):
+            return self._blend(voice, ids)
+        alias = self.voice_aliases().get(voice)
+        if alias is None:
             raise EngineError(f"unknown voice {voice!r}; this model has: {', '.join(v.id for v in self.voices())}")
-        return voice
+        return alias
+
+    def _blend(self, voice: str, ids: set[str]) -> str:
+        if not self.blends:
+            raise EngineError(f"engine {self.name} cannot blend voices ({voice!r}); name one voice")
+        mapped = self.voice_aliases()
+        try:
+            blend = blends.parse(voice).renamed(lambda v: v if v in ids else mapped.get(v, v))
+            blends.check_voices(blend, ids)
+        except blends.BlendError as exc:
+            raise EngineError(f"{exc}; this model has: {', '.join(sorted(ids))}") from exc
+        return blend.canonical()
 
     def warmup(self) -> None:
         """One synthesis so the first real request does not pay for lazy initialisation."""

@@ -44,6 +44,7 @@ class KokoroEngine(Engine):
     call to the engine for it."""
 
     name = "kokoro"
+    blends = True
 
     def __init__(self, model_uri: str, model_dir: str, device: str = "auto") -> None:
         super().__init__(model_uri, model_dir, device)

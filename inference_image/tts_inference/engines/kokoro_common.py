@@ -13,10 +13,12 @@ Two layouts of the same Kokoro-82M model:
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import PurePath
-from typing import Literal
+from typing import Any, Literal
+
+from tts_crds import blends
 
 from .base import ModelLoadError, Voice
 
@@ -52,6 +54,23 @@ _CJK = re.compile(r"[\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff01-
 def language_of(voice: str) -> VoiceLanguage | None:
     """The language of a voice id, or None for a prefix no phonemiser here speaks."""
     return LANGUAGES.get(voice[:1])
+
+
+def base_voice(voice: str) -> str:
+    """The voice whose language a (resolved) voice speaks: itself, or a blend's first part."""
+    return blends.parse(voice).first if blends.is_blend(voice) else voice
+
+
+def style_pack(packs: Mapping[str, Any], voice: str) -> Any:
+    """The style vectors of a resolved voice: its pack, or a blend's packs mixed by their weights
+    (numpy arrays or torch tensors alike: the packs share one shape, 510 x 1 x 256)."""
+    if not blends.is_blend(voice):
+        return packs[voice]
+    parts = blends.parse(voice).parts
+    mixed = packs[parts[0][0]] * parts[0][1]
+    for name, weight in parts[1:]:
+        mixed = mixed + packs[name] * weight
+    return mixed
 
 
 def list_voices(ids: Iterable[str]) -> list[Voice]:

@@ -22,7 +22,7 @@ from ..audio import to_int16
 from ..text import cut_at_spaces
 from ..words import Phone, Timed, from_phones, phones_of_tokens, text_words, trim
 from .base import Engine, EngineError, ModelLoadError, SynthesisOptions, Voice
-from .kokoro_common import JAPANESE, SAMPLE_RATE, Layout, g2p_for, list_voices
+from .kokoro_common import JAPANESE, SAMPLE_RATE, Layout, base_voice, g2p_for, list_voices, style_pack
 from .torch_support import require
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,7 @@ def providers_for(available: list[str], requested: str) -> list[str]:
 
 class KokoroOnnx(Engine):
     name = "kokoro"
+    blends = True
 
     def __init__(self, model_uri: str, model_dir: str, device: str, root: Path, layout: Layout) -> None:
         super().__init__(model_uri, model_dir, device)
@@ -200,8 +201,9 @@ class KokoroOnnx(Engine):
     ) -> Iterator[tuple[str, np.ndarray, np.ndarray | None]]:
         """Each piece of a sentence's phonemes (at most 510): the phonemes the model took, the audio,
         and each token's duration in frames (None where the export does not give them)."""
-        pack = self._packs[voice]
-        for piece in cut_at_spaces(self.phonemes(text, voice), MAX_PHONEMES):
+        pack = style_pack(self._packs, voice)
+        # a blend reads text in its first voice's language
+        for piece in cut_at_spaces(self.phonemes(text, base_voice(voice)), MAX_PHONEMES):
             tokens = self._tokenizer.tokenize(piece)
             if options.stop.is_set():
                 return
@@ -241,5 +243,5 @@ class KokoroOnnx(Engine):
                 continue
             samples = np.concatenate(parts)
             words = text_words(text)
-            alone = [list(self._tokenizer.known(self.phonemes(w.word, voice))) for w in words]
+            alone = [list(self._tokenizer.known(self.phonemes(w.word, base_voice(voice)))) for w in words]
             yield samples, trim(from_phones(words, alone, spoken), samples, SAMPLE_RATE)

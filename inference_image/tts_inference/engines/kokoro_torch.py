@@ -18,7 +18,7 @@ import numpy as np
 from ..audio import to_int16
 from ..text import cut_at_spaces
 from .base import ModelLoadError, SynthesisOptions, Voice
-from .kokoro_common import LANGUAGES, SAMPLE_RATE, Layout
+from .kokoro_common import LANGUAGES, SAMPLE_RATE, Layout, base_voice, style_pack
 from .torch_support import TorchEngine
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,7 @@ TORCH_PREFIXES = "abefhip"
 
 class KokoroTorch(TorchEngine):
     name = "kokoro"
+    blends = True
     packages = ("kokoro", "misaki")
 
     def __init__(self, model_uri: str, model_dir: str, device: str, root: Path, layout: Layout) -> None:
@@ -104,8 +105,8 @@ class KokoroTorch(TorchEngine):
     def synthesize(self, sentences: list[str], voice: str, options: SynthesisOptions) -> Iterator[np.ndarray]:
         assert self._model is not None, "load() first"
         voice = self.resolve_voice(voice)
-        g2p = self._g2p[voice[:1]]
-        pack = self._packs[voice]
+        g2p = self._g2p[base_voice(voice)[:1]]
+        pack = style_pack(self._packs, voice)
         limit = self._model.context_length - 2
         for text in sentences:
             phonemes, _ = g2p(text)
