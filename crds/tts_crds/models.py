@@ -96,6 +96,14 @@ ENGINE_CAPABILITY: dict[Engine, Capability] = {
 # None of the engines shipped today needs one; a voice for such an engine without a transcript and
 # without a transcription model in its namespace is not Ready (TranscriptNeeded).
 NEEDS_REFERENCE_TEXT: frozenset[Engine] = frozenset()
+# Engines that time each word of what they say (``"timestamps": "word"``, ADR 0045): espeak-ng from
+# its word events, piper and kokoro (its ONNX layout) from their models' phoneme durations.
+WORD_TIMESTAMPS: frozenset[Engine] = frozenset({Engine.PIPER, Engine.ESPEAK, Engine.KOKORO})
+
+
+def word_timestamps(engine: str) -> bool:
+    """Whether ``engine`` can time words (an unknown engine cannot)."""
+    return engine in {e.value for e in WORD_TIMESTAMPS}
 
 
 def capability_of(engine: str | Engine) -> Capability:
