@@ -99,7 +99,7 @@ images: deps venv ## Build the five images with podman and push them to the loca
 	@devcluster/images.sh
 
 .PHONY: images-servers
-images-servers: deps venv ## The five images and the two third-party speech servers the server-engine tests run (docs/servers.md; fastkokoro builds a wheel, about 13 min cold)
+images-servers: deps venv ## The five images and the two third-party speech servers the server-engine tests run (docs/servers.md; about 3 min cold)
 	@devcluster/build.sh --only registry crane
 	@devcluster/images.sh --servers
 
