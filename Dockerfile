@@ -3,6 +3,7 @@
 #   docker build --target operator -t kube-tts/operator .
 #   docker build --target router   -t kube-tts/router   .   # the API and the web UI
 #   docker build --target mcp      -t kube-tts/mcp      .   # the MCP server (streamable HTTP on :8090)
+#   docker build --target wyoming  -t kube-tts/wyoming  .   # the Wyoming TTS server (Home Assistant, TCP :10200)
 #
 # (`make images` builds the same targets with podman and pushes them to the local registry; see
 # docs/images.md.) The inference image has its own Dockerfile (inference_image/Dockerfile: cpu and
@@ -41,6 +42,7 @@ COPY operator operator
 COPY api api
 COPY inference_image inference_image
 COPY mcp_server mcp_server
+COPY wyoming_server wyoming_server
 COPY devcluster devcluster
 RUN pip install --no-deps --no-compile --no-build-isolation --prefix=/install . \
     && mkdir -p /install/share/kube-tts
@@ -107,6 +109,31 @@ ARG VERSION=0.1.0
 ARG REVISION=unknown
 LABEL org.opencontainers.image.title="kube-tts-mcp" \
       org.opencontainers.image.description="kube-tts MCP server (streamable HTTP or stdio), a client of the router" \
+      org.opencontainers.image.source="https://github.com/kube-tts/kube-tts" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.licenses="Apache-2.0"
+
+# The Wyoming server (Home Assistant's protocol: JSON lines and PCM over TCP) holds one router key,
+# given as KUBETTS_API_KEY from a Secret; Wyoming itself has no authentication.
+#   docker run --rm -p 10200:10200 -e KUBETTS_URL=… -e KUBETTS_API_KEY=… kube-tts/wyoming
+FROM base AS wyoming
+ARG PIP_CERT
+RUN python extra_requirements.py wyoming > requirements.txt \
+    && pip install --no-compile -r requirements.txt \
+    && rm -rf /src
+COPY --from=app /install /usr/local
+WORKDIR /
+RUN pip list --format=freeze > /usr/local/share/kube-tts/packages.txt
+USER 65532:65532
+EXPOSE 10200
+ENV KUBETTS_WYOMING_URI=tcp://0.0.0.0:10200 \
+    KUBETTS_WYOMING_LOG_LEVEL=info
+CMD ["kube-tts-wyoming"]
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="kube-tts-wyoming" \
+      org.opencontainers.image.description="kube-tts Wyoming TTS server (Home Assistant), a client of the router" \
       org.opencontainers.image.source="https://github.com/kube-tts/kube-tts" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \

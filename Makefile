@@ -53,7 +53,7 @@ test-ui: deps venv ui-deps build images ## The web UI in headless chromium again
 	$(PYTEST) tests/integration/test_ui.py tests/unit/test_router_ui.py
 
 .PHONY: bench
-bench: deps venv build ## Every benchmark (inference, formats sent whole, long text, router overhead shared and on its own core, scale from zero, operator at scale; about 35 min on 2 cores), then the plots; see docs/benchmarks.md
+bench: deps venv build ## Every benchmark (inference, formats sent whole, long text, router overhead shared and on its own core, scale from zero, operator at scale, Wyoming beside wyoming-piper; about 45 min on 2 cores), then the plots; see docs/benchmarks.md
 	$(PY) bench/inference.py
 	$(PY) bench/formats.py
 	$(PY) bench/long_text.py
@@ -63,6 +63,7 @@ bench: deps venv build ## Every benchmark (inference, formats sent whole, long t
 	$(PY) bench/router_overhead.py --engine espeak --router-cpus auto --output router_overhead_espeak_own_core
 	$(PY) bench/scale_from_zero.py
 	$(PY) bench/operator_scale.py
+	$(PY) bench/wyoming_peers.py
 	$(PY) bench/plots.py
 
 .PHONY: bench-plots
@@ -95,9 +96,14 @@ clean: down ## Stop everything and delete .devcluster/ (etcd data, certificates,
 ##@ Images (podman, no Docker daemon; see docs/images.md)
 
 .PHONY: images
-images: deps venv ## Build the four images with podman and push them to the local registry 127.0.0.1:5100 (starts it)
+images: deps venv ## Build the five images with podman and push them to the local registry 127.0.0.1:5100 (starts it)
 	@devcluster/build.sh --only registry crane
 	@devcluster/images.sh
+
+.PHONY: images-servers
+images-servers: deps venv ## The five images and the two third-party speech servers the server-engine tests run (docs/servers.md; about 3 min cold)
+	@devcluster/build.sh --only registry crane
+	@devcluster/images.sh --servers
 
 .PHONY: images-cuda
 images-cuda: deps venv ## Build and push the CUDA inference image (inference:<version>-cuda: + kokoro, pocket-tts on torch; several GB, not part of make test)
@@ -111,7 +117,7 @@ KIND_NAMESPACE ?= kube-tts
 IMAGE_REGISTRY ?= ghcr.io/kube-tts
 IMAGE_TAG ?= $(shell sed -n 's/^appVersion: *"\(.*\)"/\1/p' charts/kube-tts/Chart.yaml)
 # name:Dockerfile:target (the three control-plane images share the root Dockerfile's base stage)
-IMAGES := operator:Dockerfile:operator router:Dockerfile:router mcp:Dockerfile:mcp inference:inference_image/Dockerfile:cpu
+IMAGES := operator:Dockerfile:operator router:Dockerfile:router mcp:Dockerfile:mcp wyoming:Dockerfile:wyoming inference:inference_image/Dockerfile:cpu
 
 .PHONY: kind-up
 kind-up: ## Create the kind cluster (kind-config.yaml) and advertise 2 fake GPUs on its GPU worker
@@ -125,7 +131,7 @@ kind-up: ## Create the kind cluster (kind-config.yaml) and advertise 2 fake GPUs
 	    http://127.0.0.1:8011/api/v1/nodes/$$node/status >/dev/null; kill $$proxy
 
 .PHONY: kind-load
-kind-load: ## Build the four images with Docker and load them into the kind cluster
+kind-load: ## Build the five images with Docker and load them into the kind cluster
 	@for spec in $(IMAGES); do name=$${spec%%:*}; rest=$${spec#*:}; file=$${rest%%:*}; target=$${rest#*:}; \
 	  docker build -f $$file --target $$target -t $(IMAGE_REGISTRY)/$$name:$(IMAGE_TAG) . && \
 	  kind load docker-image --name $(KIND_CLUSTER) $(IMAGE_REGISTRY)/$$name:$(IMAGE_TAG) || exit 1; done

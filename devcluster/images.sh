@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Build kube-tts' four images with podman (no Docker daemon) and push them to the local registry.
+# Build kube-tts' five images with podman (no Docker daemon) and push them to the local registry;
+# the two third-party speech servers the server-engine tests run (docs/servers.md) when named.
 #
-#   devcluster/images.sh                 build and push operator, router, mcp and inference
+#   devcluster/images.sh                 build and push operator, router, mcp, wyoming and inference
+#   devcluster/images.sh --servers       the same and local-tts-studio, fastkokoro
 #   devcluster/images.sh router mcp      just these
-#   devcluster/images.sh --print         print the image references and exit
+#   devcluster/images.sh --print         print kube-tts' own image references and exit
 #
 # References: $REGISTRY/kube-tts/<name>:<appVersion of charts/kube-tts/Chart.yaml>, where REGISTRY
 # is the local registry, 127.0.0.1:(5100 + KUBETTS_INSTANCE) as in tts_devcluster.layout. When it
 # does not answer, this starts it (`kube-tts-dev registry-up`; `make down` stops it). Images are
-# the Dockerfiles' targets, unchanged: Dockerfile (operator, router, mcp) and
+# the Dockerfiles' targets, unchanged: Dockerfile (operator, router, mcp, wyoming) and
 # inference_image/Dockerfile (cpu). Unchanged sources rebuild from podman's layer cache and push
 # nothing; see docs/images.md for the figures.
 #
@@ -34,7 +36,10 @@ DEBIAN_MIRROR=${KUBETTS_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 DEBIAN_SECURITY=${KUBETTS_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 # name:Dockerfile:target, as the Makefile's IMAGES (kind-load) lists them
-ALL=(operator:Dockerfile:operator router:Dockerfile:router mcp:Dockerfile:mcp inference:inference_image/Dockerfile:cpu)
+ALL=(operator:Dockerfile:operator router:Dockerfile:router mcp:Dockerfile:mcp wyoming:Dockerfile:wyoming inference:inference_image/Dockerfile:cpu)
+# third-party speech servers that kube-tts runs as `engine: openai-compatible` (docs/servers.md):
+# built when named (the server-engine tests name them); not part of the chart or of `make up`
+SERVERS=(local-tts-studio:images/servers/Containerfile:local-tts-studio fastkokoro:images/servers/Containerfile:fastkokoro)
 # built only when named (`make images-cuda`): several GB of torch, not part of `make test`
 EXTRA=(inference-cuda:inference_image/Dockerfile:cuda)
 
@@ -52,13 +57,15 @@ if [[ ${1:-} == --print ]]; then
   for spec in "${ALL[@]}"; do ref_of "${spec%%:*}"; done
   exit 0
 fi
+defaults=("${ALL[@]}")
+if [[ ${1:-} == --servers ]]; then defaults+=("${SERVERS[@]}"); shift; fi
 for name in "$@"; do
   found=
-  for spec in "${ALL[@]}" "${EXTRA[@]}"; do [[ ${spec%%:*} == "$name" ]] && found=$spec; done
-  [[ -n $found ]] || { echo "unknown image $name; one of: operator router mcp inference inference-cuda" >&2; exit 2; }
+  for spec in "${ALL[@]}" "${SERVERS[@]}" "${EXTRA[@]}"; do [[ ${spec%%:*} == "$name" ]] && found=$spec; done
+  [[ -n $found ]] || { echo "unknown image $name; one of: operator router mcp wyoming inference local-tts-studio fastkokoro inference-cuda" >&2; exit 2; }
   wanted+=("$found")
 done
-((${#wanted[@]})) || wanted=("${ALL[@]}")
+((${#wanted[@]})) || wanted=("${defaults[@]}")
 
 for tool in podman runc mmdebstrap; do
   command -v "$tool" >/dev/null || { echo "$tool is not installed: run \`make deps\`" >&2; exit 1; }

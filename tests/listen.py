@@ -15,6 +15,7 @@ The scoring functions (``normalise_en``, ``wer``, ``cer``, ``chars_ja``) are pur
 
 from __future__ import annotations
 
+import difflib
 import functools
 import io
 import os
@@ -131,6 +132,32 @@ def wer(reference: str | Sequence[str], hypothesis: str | Sequence[str]) -> floa
     return _error_rate(reference, hypothesis, normalise_en, "words")
 
 
+def _timed_tokens(words: Sequence[tuple[str, float]]) -> tuple[list[str], list[float | None]]:
+    """Words as ``normalise_en`` tokens ("42" is "forty", "two"): the first token of each keeps the word's start."""
+    tokens: list[str] = []
+    starts: list[float | None] = []
+    for word, start in words:
+        for i, token in enumerate(normalise_en(word)):
+            tokens.append(token)
+            starts.append(start if i == 0 else None)
+    return tokens, starts
+
+
+def start_errors(ours: Sequence[tuple[str, float]], heard: Sequence[tuple[str, float]]) -> list[float]:
+    """Seconds between our start and the listener's for each word both heard alike: (word, start)
+    pairs aligned on their normalised words (difflib's longest matching blocks), so a word the
+    listener missed or misheard is left out rather than shifting every word after it."""
+    a, a_starts = _timed_tokens(ours)
+    b, b_starts = _timed_tokens(heard)
+    out: list[float] = []
+    for block in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_matching_blocks():
+        for k in range(block.size):
+            x, y = a_starts[block.a + k], b_starts[block.b + k]
+            if x is not None and y is not None:
+                out.append(abs(x - y))
+    return out
+
+
 def chars_zh(text: str) -> list[str]:
     """The characters of Chinese text for CER: NFKC, no punctuation, symbols or spaces."""
     text = unicodedata.normalize("NFKC", text)
@@ -204,9 +231,8 @@ class Listener:
     model: Any  # faster_whisper.WhisperModel
     _lock: threading.Lock
 
-    def transcribe(self, audio: bytes, language: str) -> str:
-        """The text Whisper hears in ``audio`` (wav, mp3, ogg… anything PyAV decodes), spoken in
-        ``language`` ("en", "zh", …). Greedy at temperature 0: the same clip gives the same text."""
+    def _segments(self, audio: bytes, language: str, **options: Any) -> list[Any]:
+        """Whisper's segments for ``audio``: greedy at temperature 0, so the same clip gives the same text."""
         with self._lock:  # one CTranslate2 model, one caller at a time: figures stay comparable
             segments, _ = self.model.transcribe(
                 io.BytesIO(audio),
@@ -215,13 +241,25 @@ class Listener:
                 temperature=0.0,
                 condition_on_previous_text=False,
                 vad_filter=False,
-                # Whisper base falls into loops on espeak's Mandarin ("准准准…"); this breaks them
-                repetition_penalty=1.2 if language == "zh" else 1.0,
+                **options,
             )
-            text = " ".join(s.text.strip() for s in segments).strip()
+            return list(segments)
+
+    def transcribe(self, audio: bytes, language: str) -> str:
+        """The text Whisper hears in ``audio`` (wav, mp3, ogg… anything PyAV decodes), spoken in
+        ``language`` ("en", "zh", …)."""
+        # Whisper base falls into loops on espeak's Mandarin ("准准准…"); the penalty breaks them
+        segments = self._segments(audio, language, repetition_penalty=1.2 if language == "zh" else 1.0)
+        text = " ".join(s.text.strip() for s in segments).strip()
         # Whisper writes Mandarin in either script; the references are simplified. (A prompt in
         # simplified characters steers it too, but Whisper base then echoes the prompt for unclear clips.)
         return _to_simplified(text) if language == "zh" else text
+
+    def words(self, audio: bytes, language: str = "en") -> list[tuple[str, float]]:
+        """Each word Whisper hears in ``audio`` with its start in seconds (faster-whisper's
+        ``word_timestamps``: cross-attention aligned by dynamic time warping)."""
+        segments = self._segments(audio, language, word_timestamps=True)
+        return [(w.word.strip(), float(w.start)) for s in segments for w in (s.words or [])]
 
 
 @functools.cache

@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tts_crds.http_errors import error_body, install
 
 from .proxy import StreamBroken
-from .routes import health, models, speech, status, transcriptions, ui, voices
+from .routes import captions, health, models, speech, status, transcriptions, ui, voices
 from .settings import MIB, RouterSettings
 from .state import router_state
 
@@ -109,7 +109,7 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
             expose_headers=["Retry-After", "X-Sample-Rate"],
             max_age=600,
         )
-    for module in (health, models, speech, transcriptions, voices, status):
+    for module in (health, models, speech, captions, transcriptions, voices, status):
         app.include_router(module.router)
     app.include_router(voices.listing)
     ui.install(app)  # the web UI at / (ADR 0020)

@@ -5,7 +5,10 @@ Events are ``data: <json>\\n\\n`` lines, as OpenAI sends them:
 
 - ``speech.status`` (router only) while a request waits for its model to wake or for a free slot;
 - ``speech.audio.delta``: a piece of the audio, base64;
-- ``speech.audio.done``: the end, with usage (input characters), audio length and sample rate;
+- ``speech.word`` (with ``"timestamps": "word"``): a word of the input and when it is spoken, in
+  seconds of the returned audio, sent once the audio holding it has been sent;
+- ``speech.audio.done``: the end, with usage (input characters), audio length and sample rate (and
+  with timestamps, every word as ``words``);
 - ``error``: the request failed after the stream began (the HTTP status was 200 by then).
 
 Pure pydantic: no web framework here.
@@ -25,6 +28,7 @@ HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 STATUS: Literal["speech.status"] = "speech.status"
 AUDIO_DELTA: Literal["speech.audio.delta"] = "speech.audio.delta"
 AUDIO_DONE: Literal["speech.audio.done"] = "speech.audio.done"
+WORD: Literal["speech.word"] = "speech.word"
 ERROR: Literal["error"] = "error"
 
 
@@ -72,11 +76,29 @@ class Usage(BaseModel):
         return cls(input_tokens=len(text), output_tokens=0, total_tokens=len(text))
 
 
+class WordTiming(BaseModel):
+    """A word of the input (a whitespace-separated token as written, punctuation included) and when
+    it is spoken: seconds from the start of the returned audio."""
+
+    word: str
+    start: float = Field(ge=0.0)
+    end: float = Field(ge=0.0)
+
+
+class SpeechWord(_Event, WordTiming):
+    type: Literal["speech.word"] = WORD
+
+    @classmethod
+    def of(cls, timing: WordTiming) -> SpeechWord:
+        return cls(word=timing.word, start=timing.start, end=timing.end)
+
+
 class AudioDone(_Event):
     type: Literal["speech.audio.done"] = AUDIO_DONE
     usage: Usage | None = None
     audio_seconds: float | None = None
     sample_rate: int | None = None
+    words: list[WordTiming] | None = Field(default=None, description='Every word, with "timestamps": "word".')
 
 
 class ErrorDetail(BaseModel):
@@ -98,14 +120,14 @@ class ErrorEvent(_Event):
         return cls(error=detail) if status is None else cls(status=status, error=detail)
 
 
-SpeechEvent = Annotated[SpeechStatus | AudioDelta | AudioDone | ErrorEvent, Field(discriminator="type")]
+SpeechEvent = Annotated[SpeechStatus | AudioDelta | SpeechWord | AudioDone | ErrorEvent, Field(discriminator="type")]
 _EVENT = TypeAdapter(SpeechEvent)
 
 
-def parse(data: dict[str, Any]) -> SpeechStatus | AudioDelta | AudioDone | ErrorEvent | None:
+def parse(data: dict[str, Any]) -> SpeechStatus | AudioDelta | SpeechWord | AudioDone | ErrorEvent | None:
     """A received event as its model; None for a type this contract does not know (skip it).
 
     Raises ``pydantic.ValidationError`` for a known type with fields of the wrong shape."""
-    if data.get("type") not in (STATUS, AUDIO_DELTA, AUDIO_DONE, ERROR):
+    if data.get("type") not in (STATUS, AUDIO_DELTA, WORD, AUDIO_DONE, ERROR):
         return None
     return _EVENT.validate_python(data)

@@ -71,6 +71,8 @@ class Engine(StrEnum):
     KOKORO = "kokoro"
     POCKET_TTS = "pocket-tts"
     WHISPER = "whisper"
+    # a user's own speech server image, fronted by the bridge sidecar (ADR 0047)
+    OPENAI_COMPATIBLE = "openai-compatible"
 
 
 class Capability(StrEnum):
@@ -88,11 +90,20 @@ ENGINE_CAPABILITY: dict[Engine, Capability] = {
     Engine.KOKORO: Capability.SPEECH,
     Engine.POCKET_TTS: Capability.SPEECH,
     Engine.WHISPER: Capability.TRANSCRIPTION,
+    Engine.OPENAI_COMPATIBLE: Capability.SPEECH,
 }
 # Cloning engines that cannot use a reference clip without its transcript (F5-TTS-like engines).
 # None of the engines shipped today needs one; a voice for such an engine without a transcript and
 # without a transcription model in its namespace is not Ready (TranscriptNeeded).
 NEEDS_REFERENCE_TEXT: frozenset[Engine] = frozenset()
+# Engines that time each word of what they say (``"timestamps": "word"``, ADR 0045): espeak-ng from
+# its word events, piper and kokoro (its ONNX layout) from their models' phoneme durations.
+WORD_TIMESTAMPS: frozenset[Engine] = frozenset({Engine.PIPER, Engine.ESPEAK, Engine.KOKORO})
+
+
+def word_timestamps(engine: str) -> bool:
+    """Whether ``engine`` can time words (an unknown engine cannot)."""
+    return engine in {e.value for e in WORD_TIMESTAMPS}
 
 
 def capability_of(engine: str | Engine) -> Capability:
@@ -204,6 +215,157 @@ class Toleration(_Model):
     toleration_seconds: int | None = Field(default=None, description="For NoExecute: how long the pod stays.")
 
 
+ResponseFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
+PATH_PATTERN = r"^/[-A-Za-z0-9._~/%]*$"
+# the bridge sidecar's port (names.INFERENCE_PORT); a server in the same pod cannot take it
+BRIDGE_PORT = 8000
+
+
+class ServerPaths(_Model):
+    speech: str = Field(
+        default="/v1/audio/speech", max_length=256, pattern=PATH_PATTERN, description="POST path that speaks."
+    )
+    health: str = Field(
+        default="/health",
+        max_length=256,
+        pattern=PATH_PATTERN,
+        description="GET path that answers 2xx while the process lives (startup and liveness probes).",
+    )
+    ready: str = Field(
+        default="",
+        max_length=256,
+        pattern=r"^(/[-A-Za-z0-9._~/%]*)?$",
+        description="GET path that answers 2xx once the server can speak (readiness); empty: the health path.",
+    )
+    voices: str = Field(
+        default="",
+        max_length=256,
+        pattern=r"^(/[-A-Za-z0-9._~/%]*)?$",
+        description="GET path that lists the server's voices (a list of strings or objects, or an object "
+        "with voices or data holding one); empty: the server has the voices named in voices.",
+    )
+
+
+class TtsApiRequest(_Model):
+    """How the bridge asks a server with its own API (``api: tts-api``) to speak."""
+
+    encoding: Literal["json", "form"] = Field(
+        default="json", description="json: a JSON body; form: multipart/form-data (needed to send a reference clip)."
+    )
+    text_field: str = Field(default="text", min_length=1, max_length=63, description="The field holding the text.")
+    voice_field: str = Field(default="voice", max_length=63, description="The field naming the voice; empty: none.")
+    speed_field: str = Field(default="", max_length=63, description="The field holding the speed; empty: none.")
+    reference_audio_field: str = Field(
+        default="",
+        max_length=63,
+        description="The form field for a cloned voice's reference clip (e.g. prompt_audio); empty: the server "
+        "cannot clone.",
+    )
+    reference_text_field: str = Field(
+        default="", max_length=63, description="The form field for the clip's transcript (e.g. prompt_text)."
+    )
+    extra: dict[str, str] = Field(
+        default_factory=dict, max_length=32, description="Fixed fields sent with every request (e.g. temperature)."
+    )
+
+
+class ServerSpec(_Model):
+    """A speech server image run as the engine (``engine: openai-compatible``, ADR 0047)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    f"self.port != {BRIDGE_PORT}",
+                    f"port {BRIDGE_PORT} is the bridge sidecar's; the server must listen on another",
+                    ".port",
+                ),
+                cel(
+                    "self.formats != ['pcm'] || self.sampleRate > 0",
+                    "a server that makes only pcm needs sampleRate (raw samples do not say their rate)",
+                    ".sampleRate",
+                ),
+                cel(
+                    "!has(self.ttsApi) || self.api == 'tts-api'",
+                    "ttsApi is only used with api tts-api",
+                    ".ttsApi",
+                ),
+                cel(
+                    "!has(self.ttsApi) || self.ttsApi.referenceAudioField == '' || self.ttsApi.encoding == 'form'",
+                    "a reference clip is sent as a file: referenceAudioField needs encoding form",
+                    ".ttsApi.referenceAudioField",
+                ),
+                cel(
+                    "self.api != 'tts-api' || !self.streams",
+                    "streams must be false with api tts-api (the adapter reads the whole answer)",
+                    ".streams",
+                ),
+            ]
+        }
+    )
+
+    image: str = Field(min_length=1, max_length=512, description="The server's image (it runs as a non-root user).")
+    port: int = Field(ge=1, le=65535, description="Port the server listens on inside the pod.")
+    api: Literal["openai", "tts-api"] = Field(
+        default="openai",
+        description="openai: the server takes OpenAI's speech request. tts-api: its own request, described by "
+        "ttsApi, answered with audio or JSON holding base64 audio (the POST /api/tts servers of GLM-TTS, Kyutai "
+        "TTS and MegaTTS3; docs/servers.md).",
+    )
+    model: str = Field(
+        default="tts-1",
+        min_length=1,
+        max_length=253,
+        description="The model name the bridge sends (api openai); servers check it (fastkokoro wants kokoro).",
+    )
+    tts_api: TtsApiRequest | None = Field(
+        default=None, description="The request of a tts-api server (default: a JSON body {text, voice})."
+    )
+    paths: ServerPaths = Field(
+        default_factory=ServerPaths, description="Where the server answers.", json_schema_extra={"default": {}}
+    )
+    formats: list[ResponseFormat] = Field(
+        default_factory=lambda: list[ResponseFormat](["wav"]),
+        min_length=1,
+        max_length=6,
+        description="response_formats the server produces itself; the bridge converts to the others.",
+        json_schema_extra={"x-kubernetes-list-type": "set", "default": ["wav"]},
+    )
+    sample_rate: int = Field(
+        default=0,
+        ge=0,
+        le=192000,
+        description="Sample rate of the server's pcm output (the X-Sample-Rate clients get when the server "
+        "does not say); needed when pcm is its only format.",
+    )
+    streams: bool = Field(default=False, description="Whether the server streams audio as it synthesises.")
+    voices: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(
+        default_factory=list,
+        max_length=1024,
+        description="The server's voices when it has no voices path (the first is the default).",
+    )
+    default_voice: str = Field(
+        default="", max_length=253, description="Voice sent for voice 'default'; empty: the first one listed."
+    )
+    startup_seconds: int = Field(
+        default=600,
+        ge=10,
+        le=3600,
+        description="How long the server may take to answer its health path after starting before it is "
+        "restarted (the startup probe); a server that never answers ends up CrashLooping, with its log.",
+    )
+    command: list[str] = Field(
+        default_factory=list, max_length=64, description="Entrypoint override; empty keeps the image's."
+    )
+    args: list[str] = Field(default_factory=list, max_length=256, description="Arguments to the server.")
+    model_mount_path: str = Field(
+        default="/models",
+        max_length=256,
+        pattern=r"^/[-A-Za-z0-9._/]*$",
+        description="Where the server sees the model volume (pvc:// and hf:// models).",
+    )
+
+
 _VOICE_ALIAS = re.compile(VOICE_ALIAS_PATTERN)
 ModelAlias = Annotated[str, StringConstraints(pattern=ALIAS_PATTERN, min_length=1, max_length=63)]
 VoiceAliasTarget = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.()+ -]+$", min_length=1, max_length=253)]
@@ -219,6 +381,17 @@ class TtsDeploymentSpec(_Model):
                     "!has(self.model.secretRef) || self.model.uri.startsWith('hf://')",
                     "model.secretRef is only used with hf:// model sources",
                     ".model.secretRef",
+                ),
+                cel(
+                    "has(self.server) == (self.engine == 'openai-compatible')",
+                    "server is set exactly when engine is openai-compatible",
+                    ".server",
+                ),
+                cel(
+                    "self.engine != 'openai-compatible' || !self.model.uri.startsWith('package://')",
+                    "package:// names a package of kube-tts's inference image; a server engine takes hf://, pvc:// "
+                    "or file://",
+                    ".model.uri",
                 ),
             ]
         }
@@ -261,7 +434,13 @@ class TtsDeploymentSpec(_Model):
     )
     priority_class_name: str = Field(default="", max_length=253, description="PriorityClass of the pods.")
     env: list[EnvVar] = Field(
-        default_factory=list, max_length=64, description="Extra environment variables for the inference container."
+        default_factory=list,
+        max_length=64,
+        description="Extra environment variables for the inference container (the server's, with engine "
+        "openai-compatible).",
+    )
+    server: ServerSpec | None = Field(
+        default=None, description="The speech server to run, with engine openai-compatible (docs/servers.md)."
     )
     model_aliases: list[ModelAlias] = Field(
         default_factory=list,

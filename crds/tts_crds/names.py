@@ -16,6 +16,7 @@ CATEGORY = "tts"
 INFERENCE_PORT = 8000
 ROUTER_PORT = 8080
 MCP_PORT = 8090
+WYOMING_PORT = 10200  # the Wyoming protocol's customary TTS port (Home Assistant, wyoming-piper)
 
 # labels on everything the operator makes
 LABEL_NAME = "app.kubernetes.io/name"

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from . import models
+
 ResponseFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
 
 MEDIA_TYPES: dict[str, str] = {
@@ -49,8 +51,33 @@ class SpeechRequest(BaseModel):
     seed: int | None = Field(
         default=None, ge=0, le=2**32 - 1, description="Random seed, for engines that sample (repeatable output)."
     )
+    timestamps: Literal["word"] | None = Field(
+        default=None,
+        description="'word': the SSE stream carries speech.word events and speech.audio.done their list "
+        "(needs stream_format 'sse' and an engine that times words; see GET /v1/models).",
+    )
 
     def engine_parameters(self) -> dict[str, float | int]:
         """The optional sampling parameters the request sets."""
         params = {"temperature": self.temperature, "top_p": self.top_p, "seed": self.seed}
         return {k: v for k, v in params.items() if v is not None}
+
+
+def timestamps_problem(body: SpeechRequest, engine: str) -> tuple[str, str] | None:
+    """Why ``body.timestamps`` cannot be served by ``engine`` (an error code and a message naming the
+    field), or None. The router and the inference server both ask, so both refuse alike, before any
+    model wakes (ADR 0045)."""
+    if body.timestamps is None:
+        return None
+    if body.stream_format != "sse":
+        return (
+            "timestamps_need_sse",
+            "timestamps: 'word' needs stream_format 'sse' (the timings arrive as speech.word events beside the audio)",
+        )
+    if not models.word_timestamps(engine):
+        can = ", ".join(sorted(models.WORD_TIMESTAMPS))
+        return (
+            "timestamps_not_supported",
+            f"timestamps: engine {engine} cannot time words (engines that can: {can}; see GET /v1/models)",
+        )
+    return None

@@ -36,6 +36,8 @@ AGENT_HEALTH_PORT = 10248 + 100 * INSTANCE
 CONTROLLER_MANAGER_PORT = 10257 + 100 * INSTANCE
 SCHEDULER_PORT = 10259 + 100 * INSTANCE
 ROUTER_PORT = 8080 + INSTANCE
+# the Wyoming server (Home Assistant), mapped to the host as the router is
+WYOMING_PORT = 10200 + INSTANCE
 OPERATOR_HEALTH_PORT = 9081 + INSTANCE
 # the local OCI registry (loopback only: the node agent, on the host, pulls from it, as kind users
 # push to a registry on localhost); image references name it as 127.0.0.1:<port>/kube-tts/<name>

@@ -1,9 +1,10 @@
 """kube-tts on the local cluster: CRDs, the Helm chart from the local registry's images, the sample
 model, and the env file.
 
-The operator, router and MCP server run as pods from their images (``make images`` builds and pushes
+The operator, router, MCP and Wyoming servers run as pods from their images (``make images`` builds and pushes
 them), installed by the same chart a platform team uses. A port map relays the router's Service to
-``127.0.0.1:8080`` (as kind's ``extraPortMappings`` would), so ``KUBETTS_URL`` stays fixed.
+``127.0.0.1:8080`` and the Wyoming server's to ``127.0.0.1:10200`` (as kind's ``extraPortMappings``
+would; both plus KUBETTS_INSTANCE), so ``KUBETTS_URL`` and ``KUBETTS_WYOMING_URI`` stay fixed.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ import yaml
 
 from . import procs
 from .controlplane import ClusterError, kubectl, say, wait_for
-from .layout import REGISTRY, ROUTER_PORT, Layout
+from .layout import REGISTRY, ROUTER_PORT, WYOMING_PORT, Layout
 
-COMPONENTS = ("router-port",)
+COMPONENTS = ("router-port", "wyoming-port")
 NAMESPACE = "kube-tts"
 RELEASE = "kube-tts"
 SAMPLE = "examples/ttsdeployment-piper.yaml"
@@ -34,6 +35,7 @@ CHART_IMAGES = (
     ("operator", "operator"),
     ("router", "router"),
     ("mcp", "mcp"),
+    ("wyoming", "wyoming"),
     ("operator.inferenceImage", "inference"),
 )
 MANIFEST_TYPES = (
@@ -52,6 +54,10 @@ def admin_key_path(layout: Layout) -> Path:
 
 def router_url() -> str:
     return f"http://127.0.0.1:{ROUTER_PORT}"
+
+
+def wyoming_uri() -> str:
+    return f"tcp://127.0.0.1:{WYOMING_PORT}"
 
 
 def ensure_api_key(layout: Layout, admin: bool = False) -> str:
@@ -167,21 +173,39 @@ def start_components(layout: Layout) -> None:
     t0 = time.monotonic()
     helm(layout, *args)
     say(f"  helm upgrade --install {RELEASE}: {time.monotonic() - t0:.1f}s")
-    svc = json.loads(kubectl(layout, "get", "service", f"{RELEASE}-router", "-n", NAMESPACE, "-o", "json"))
+    map_port(layout, "router", ROUTER_PORT)
+    wait_for("router /readyz", lambda: _http_ok(f"{router_url()}/readyz"), 60, "router-port", layout)
+    map_port(layout, "wyoming", WYOMING_PORT)
+    wait_for("the Wyoming port", lambda: _tcp_open(WYOMING_PORT), 60, "wyoming-port", layout)
+
+
+def map_port(layout: Layout, component: str, port: int) -> None:
+    """Relay ``127.0.0.1:port`` to the component's Service, as kind's extraPortMappings would."""
+    svc = json.loads(kubectl(layout, "get", "service", f"{RELEASE}-{component}", "-n", NAMESPACE, "-o", "json"))
     target = f"{svc['spec']['clusterIP']}:{svc['spec']['ports'][0]['port']}"
-    procs.stop(layout, "router-port")
+    procs.stop(layout, f"{component}-port")
     procs.start(
         layout,
-        "router-port",
-        [sys.executable, "-m", "tts_devcluster.portmap", f"--listen=127.0.0.1:{ROUTER_PORT}", f"--to={target}"],
+        f"{component}-port",
+        [sys.executable, "-m", "tts_devcluster.portmap", f"--listen=127.0.0.1:{port}", f"--to={target}"],
         env={"PYTHONUNBUFFERED": "1"},
     )
-    wait_for("router /readyz", lambda: _http_ok(f"{router_url()}/readyz"), 60, "router-port", layout)
+
+
+def _tcp_open(port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            return True
+    except OSError:
+        return False
 
 
 def uninstall(layout: Layout) -> None:
     """Remove the platform's release (CRDs and TtsDeployments stay), e.g. for another installation."""
-    procs.stop(layout, "router-port")
+    for component in COMPONENTS:
+        procs.stop(layout, component)
     kubectl(layout, "delete", "deployment", "-n", NAMESPACE, "-l", f"app.kubernetes.io/instance={RELEASE}", check=False)
     import contextlib
 
@@ -294,6 +318,7 @@ def write_env(layout: Layout, key: str) -> None:
     layout.env_file.write_text(
         f"export KUBECONFIG={layout.kubeconfig()}\n"
         f"export KUBETTS_URL={router_url()}\n"
+        f"export KUBETTS_WYOMING_URI={wyoming_uri()}\n"
         f"export KUBETTS_API_KEY={key}\n"
         f"export KUBETTS_ADMIN_API_KEY={ensure_api_key(layout, admin=True)}\n"
         f"export PATH={layout.bin}:$PATH\n"
@@ -307,7 +332,7 @@ def up(layout: Layout, sample: bool = True) -> None:
     say("installing CRDs and the kube-tts namespace")
     install_crds(layout)
     ensure_namespace(layout)
-    say(f"installing the chart ({RELEASE}: operator, router, MCP server) from {REGISTRY}")
+    say(f"installing the chart ({RELEASE}: operator, router, MCP and Wyoming servers) from {REGISTRY}")
     start_components(layout)
     write_env(layout, key)
     if sample:
@@ -323,6 +348,7 @@ def up(layout: Layout, sample: bool = True) -> None:
     print(f"""
 kube-tts is running.
   router:      {router_url()}   (API docs: {router_url()}/docs)
+  wyoming:     {wyoming_uri()}   (Home Assistant: Wyoming Protocol, host 127.0.0.1, port {WYOMING_PORT})
   web UI:      {router_url()}/   (paste $KUBETTS_API_KEY; $KUBETTS_ADMIN_API_KEY for voices, wake, sleep)
   kubeconfig:  {layout.kubeconfig()}
   environment: source {layout.env_file.relative_to(layout.repo)}

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from tts_crds.events import WordTiming
 from tts_crds.http_errors import ApiError
 
 from .engines import (
@@ -33,6 +34,7 @@ from .engines import (
     load_engine,
 )
 from .settings import Settings
+from .words import Timed
 
 log = logging.getLogger("tts_inference")
 
@@ -114,6 +116,8 @@ class Job:
         # (every core, for onnxruntime) does not delay the first audio (bench/long_text.py)
         self._first_out = threading.Event()
         self.samples = 0
+        #: with ``options.word_timestamps``: every word so far, in seconds of the returned audio
+        self.words: list[WordTiming] = []
 
     def _free_slot(self) -> None:
         if not self._released:
@@ -123,7 +127,8 @@ class Job:
     def _produce(self, loop: asyncio.AbstractEventLoop) -> None:
         engine, metrics, stop = self.engine, self.host.metrics, self.options.stop
         t0 = time.monotonic()
-        gen = iter(engine.synthesize(self.sentences, self.voice, self.options))
+        make = engine.synthesize_timed if self.options.word_timestamps else engine.synthesize
+        gen = iter(make(self.sentences, self.voice, self.options))
         try:
             for chunk in gen:
                 metrics.chunks.inc()
@@ -166,6 +171,9 @@ class Job:
             if isinstance(item, _Failed):
                 raise item.error
             self._room.release()
+            if isinstance(item, tuple):
+                item, timed = item
+                self._add_words(timed, rate)
             assert isinstance(item, np.ndarray)
             if first:
                 self.host.metrics.first_audio.observe(time.monotonic() - t0)
@@ -174,6 +182,12 @@ class Job:
             self.host.metrics.audio_seconds.inc(len(item) / rate)
             yield item
             self._first_out.set()  # the response asks for more: what it had has been sent
+
+    def _add_words(self, timed: list[Timed], rate: int) -> None:
+        """A chunk's words, placed after the audio before it (it starts at ``self.samples``)."""
+        for t in timed:
+            start, end = (self.samples + t.start) / rate, (self.samples + t.end) / rate
+            self.words.append(WordTiming(word=t.word, start=round(start, 3), end=round(end, 3)))
 
     def close(self) -> bool:
         """The response is over (finished, failed or abandoned): stop the producer, free the slot.

@@ -137,6 +137,7 @@ async def options_for(body: SpeechRequest, engine: Engine, settings: Settings) -
         seed=body.seed,
         reference=reference,
         reference_text=body.ref_text,
+        word_timestamps=body.timestamps == "word",
     )
 
 
@@ -195,18 +196,25 @@ async def sse_stream(
     job: Job, encoder: audio.StreamEncoder, body: SpeechRequest, metrics: Metrics
 ) -> AsyncIterator[bytes]:
     try:
+        sent = 0  # words sent as speech.word events
         async for chunk in job.chunks():
             data = await asyncio.to_thread(encoder.feed, chunk)
             if data:
                 yield events.AudioDelta.of(data).frame()
+            for word in job.words[sent:]:
+                yield events.SpeechWord.of(word).frame()
+            sent = len(job.words)
         tail = await asyncio.to_thread(encoder.finish)
         if tail:
             yield events.AudioDelta.of(tail).frame()
-        yield events.AudioDone(
+        done = events.AudioDone(
             usage=events.Usage.of_text(body.input),
             audio_seconds=round(job.samples / job.engine.sample_rate, 3),
             sample_rate=encoder.rate,
-        ).frame()
+        )
+        if body.timestamps:
+            done.words = job.words
+        yield done.frame()
         metrics.requests.labels("200").inc()
     except Exception as exc:
         log.exception("synthesis failed mid-stream")

@@ -11,6 +11,8 @@ import math
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from tts_crds import captions
+
 from .languages import language_name
 
 
@@ -52,39 +54,24 @@ class Transcript:
         return tuple(w for s in self.segments for w in s.words)
 
 
-def timestamp(seconds: float, separator: str) -> str:
-    """``HH:MM:SS<sep>mmm``, rounded to the millisecond: SRT separates milliseconds with ``,``, WebVTT with ``.``."""
-    millis = max(0, round(seconds * 1000))
-    hours, millis = divmod(millis, 3_600_000)
-    minutes, millis = divmod(millis, 60_000)
-    secs, millis = divmod(millis, 1000)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
-
-
-def _cues(transcript: Transcript) -> list[tuple[float, float, str]]:
+def _cues(transcript: Transcript) -> list[captions.Cue]:
     """One cue per segment that says something; a cue lasts at least a millisecond."""
     out = []
     for s in transcript.segments:
         text = s.text.strip()
         if text:
-            out.append((s.start, max(s.end, s.start + 0.001), text))
+            out.append(captions.Cue(s.start, max(s.end, s.start + 0.001), (text,)))
     return out
 
 
 def to_srt(transcript: Transcript) -> str:
     """SubRip: numbered cues from 1, ``00:00:01,250 --> 00:00:02,000``, a blank line after each."""
-    return "".join(
-        f"{i}\n{timestamp(start, ',')} --> {timestamp(end, ',')}\n{text}\n\n"
-        for i, (start, end, text) in enumerate(_cues(transcript), 1)
-    )
+    return captions.to_srt(_cues(transcript))
 
 
 def to_vtt(transcript: Transcript) -> str:
     """WebVTT: the ``WEBVTT`` header, then ``00:00:01.250 --> 00:00:02.000`` cues."""
-    cues = "".join(
-        f"{timestamp(start, '.')} --> {timestamp(end, '.')}\n{text}\n\n" for start, end, text in _cues(transcript)
-    )
-    return "WEBVTT\n\n" + cues
+    return captions.to_vtt(_cues(transcript))
 
 
 def _segment_json(s: Segment) -> dict:

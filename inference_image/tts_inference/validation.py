@@ -7,7 +7,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from tts_crds.http_errors import ApiError
-from tts_crds.speech import SpeechRequest
+from tts_crds.speech import SpeechRequest, timestamps_problem
 from tts_crds.transcription import check_granularities, check_response_format, check_temperature
 
 from .engines.base import Engine
@@ -43,6 +43,13 @@ def check_speech(body: SpeechRequest, engine: Engine, settings: Settings) -> Non
         )
     if body.ref_audio is None and body.ref_text:
         raise ApiError(400, "ref_text needs ref_audio", "invalid_value", "ref_text")
+    problem = timestamps_problem(body, engine.name)
+    if problem:
+        raise ApiError(400, problem[1], problem[0], "timestamps")
+    if body.timestamps and not engine.times_words:  # an engine that times words, with a model that cannot
+        raise ApiError(
+            400, f"timestamps: this {engine.name} model cannot time words", "timestamps_not_supported", "timestamps"
+        )
 
 
 def wanted_voice(body: SpeechRequest, settings: Settings) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 from tts_crds import events
+from tts_crds.router_client import read_error
 
 JSON = dict[str, Any]
 
@@ -92,15 +93,7 @@ def advice(status: int | None, code: str | None, hints: AuthHints, retry_after: 
 
 def error_from_response(status: int, body: bytes, hints: AuthHints, retry_after: str | None = None) -> RouterError:
     """An OpenAI-shaped error answer (or anything else a proxy may send) as a RouterError."""
-    message, code = "", None
-    try:
-        err = json.loads(body).get("error") or {}
-        message, code = str(err.get("message") or ""), err.get("code")
-    except (ValueError, AttributeError):
-        pass
-    if not message:
-        snippet = body[:200].decode("utf-8", "replace").strip()
-        message = f"the router answered HTTP {status}" + (f": {snippet}" if snippet else "")
+    message, code = read_error(status, body)
     return _error(message, status, code, hints, retry_after)
 
 

@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from tts_crds import names
+from tts_crds.router_client import router_url
 from tts_crds.speech import ResponseFormat
 
 OutputMode = Literal["inline", "both", "file"]
@@ -79,9 +80,7 @@ class McpSettings(BaseSettings):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"KUBETTS_URL must start with http:// or https:// (got {value!r})")
-        return value.rstrip("/")
+        return router_url(value)
 
     @model_validator(mode="after")
     def _output(self) -> McpSettings:

@@ -12,7 +12,7 @@ from typing import Any
 from tts_crds import names
 from tts_crds.models import TtsDeploymentSpec, parse_spec
 
-from . import model_source
+from . import model_source, server_pod
 from .settings import OperatorSettings
 
 JSON = dict[str, Any]
@@ -115,6 +115,17 @@ def inference_container(name: str, spec: TtsDeploymentSpec, image: str, plan: mo
     }
 
 
+def containers(name: str, spec: TtsDeploymentSpec, image: str, plan: model_source.ModelPlan) -> list[JSON]:
+    """The inference container; with a server engine, the bridge and the user's server (ADR 0047)."""
+    if spec.server is None:
+        return [inference_container(name, spec, image, plan)]
+    security = restricted_container_security()
+    return [
+        server_pod.bridge_container(name, spec, image, security),
+        server_pod.server_container(name, spec, plan, security),
+    ]
+
+
 def pod_spec(name: str, spec: TtsDeploymentSpec, settings: OperatorSettings) -> JSON:
     image = spec.image or settings.inference_image
     plan = model_source.plan(
@@ -139,7 +150,7 @@ def pod_spec(name: str, spec: TtsDeploymentSpec, settings: OperatorSettings) -> 
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "initContainers": plan.init_containers,
-        "containers": [inference_container(name, spec, image, plan)],
+        "containers": containers(name, spec, image, plan),
         "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}, *plan.volumes],
         "tolerations": tolerations,
         "nodeSelector": node_selector,

@@ -3,7 +3,8 @@
 Conditions (metav1.Condition shape):
 - ``Ready``: at least one replica serves now. Reasons when False name what to do about it:
   ``ScaledToZero``, ``InsufficientGPU``, ``Unschedulable``, ``ImagePullFailed``, ``CrashLooping``,
-  ``ModelFetchFailed``, ``ModelFetching``, ``ModelLoading``, ``Starting``, ``Creating``; and
+  ``ModelFetchFailed``, ``ServerFailing`` (a server engine's answers fail), ``ModelFetching``,
+  ``ServerStarting``, ``ModelLoading``, ``Starting``, ``Creating``; and
   ``InvalidSpec`` or ``ApplyFailed`` when the operator cannot apply the spec (the message names
   the field, or the API server's answer).
 - ``Available``: every desired replica is ready (True with ``ScaledToZero`` when none is desired).
@@ -26,10 +27,12 @@ from tts_crds.times import now_iso
 JSON = dict[str, Any]
 
 # most specific first: the Ready reason is the first that applies
-PROBLEMS = ("InsufficientGPU", "Unschedulable", "ImagePullFailed", "CrashLooping", "ModelFetchFailed")
+PROBLEMS = ("InsufficientGPU", "Unschedulable", "ImagePullFailed", "CrashLooping", "ModelFetchFailed", "ServerFailing")
 # what a kubelet says while it cannot get a container's image
 IMAGE_PULL_REASONS = ("ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName")
-WAITING = ("ModelFetching", "ModelLoading", "Starting")
+WAITING = ("ModelFetching", "ServerStarting", "ModelLoading", "Starting")
+# the containers of a server-engine pod (operator/tts_operator/server_pod.py, ADR 0047)
+SERVER_CONTAINER, BRIDGE_CONTAINER = "server", "inference"
 
 
 @dataclass
@@ -71,6 +74,20 @@ def _image_problem(statuses: list[JSON]) -> str | None:
     return None
 
 
+def _server_problem(pod: str, statuses: list[JSON]) -> tuple[str, str] | None:
+    """A running server-engine pod that is not ready: its server still starting, or failing answers
+    (its server is ready but the bridge is not: the bridge's breaker tripped)."""
+    by_name = {cs.get("name"): cs for cs in statuses if "running" in (cs.get("state") or {})}
+    server, bridge = by_name.get(SERVER_CONTAINER), by_name.get(BRIDGE_CONTAINER)
+    if server is None or bridge is None:
+        return None
+    if not server.get("ready"):
+        return "ServerStarting", f"pod {pod}: the server runs but does not answer its readiness path yet"
+    if not bridge.get("ready"):
+        return "ServerFailing", f"pod {pod}: the server answers errors or no audio (GET /v1/status on the pod says why)"
+    return None
+
+
 def analyse_pods(pods: list[JSON], gpu_resource: str) -> PodFindings:
     out = PodFindings()
     for pod in pods:
@@ -107,6 +124,10 @@ def analyse_pods(pods: list[JSON], gpu_resource: str) -> PodFindings:
         crash = _waiting_reason(status.get("containerStatuses") or [])
         if crash:
             out.add("CrashLooping", f"pod {name}: {crash[1]}")
+            continue
+        server = _server_problem(name, status.get("containerStatuses") or [])
+        if server:
+            out.add(*server)
             continue
         running = [cs for cs in status.get("containerStatuses") or [] if "running" in (cs.get("state") or {})]
         if running:

@@ -165,10 +165,10 @@ def test_a_tts_deployment_whose_image_was_deleted_says_so(kube: Kube, namespace:
 
 
 def test_platform_components_run_from_the_registry_images(kube: Kube, router, layout: Layout):
-    """`make up`'s promise: operator, router and MCP server pods carry digests from the local registry."""
+    """`make up`'s promise: operator, router, MCP and Wyoming server pods carry digests from the local registry."""
     from tts_devcluster import platform
 
-    for component in ("operator", "router", "mcp"):
+    for component in ("operator", "router", "mcp", "wyoming"):
         pods = platform.component_pods(layout, component)
         assert pods, component
         for p in pods:

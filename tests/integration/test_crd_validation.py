@@ -32,6 +32,15 @@ def voice(**spec):
 
 
 CLIP = {"audio": {"configMapKeyRef": {"name": "clips", "key": "a.wav"}}}
+SERVER = {"image": "registry.example/fastkokoro:1", "port": 8880}
+FILE = {"uri": "file:///opt/kokoro"}
+
+
+def server_spec(model: dict | None = None, drop: tuple[str, ...] = (), **server):
+    """An openai-compatible TtsDeployment whose server is SERVER with ``server`` over it, less ``drop``."""
+    fields = {k: v for k, v in {**SERVER, **server}.items() if k not in drop}
+    return with_spec(engine="openai-compatible", model=model or BASE["spec"]["model"], server=fields)
+
 
 # every case: an invalid object, and what the apiserver's answer must say (the field, and why)
 INVALID = {
@@ -72,6 +81,37 @@ INVALID = {
     "unknown-field": (with_spec(speed=2), 'unknown field "spec.speed"'),
     "name-length": ({**BASE, "metadata": {"name": "x" * 51}}, "at most 50 characters"),
     "name-shape": ({**BASE, "metadata": {"name": "my.model"}}, "must be a DNS-1035 label"),
+    # engine: openai-compatible (ADR 0047)
+    "server-without-engine": (with_spec(server=SERVER), "spec.server: Invalid value"),
+    "engine-without-server": (
+        with_spec(engine="openai-compatible", model=FILE),
+        "server is set exactly when engine is openai-compatible",
+    ),
+    "server-package-model": (
+        server_spec(),
+        "spec.model.uri: Invalid value: package:// names a package of kube-tts's inference image",
+    ),
+    "server-no-image": (server_spec(FILE, drop=("image",)), "spec.server.image: Required value"),
+    "server-no-port": (server_spec(FILE, drop=("port",)), "spec.server.port: Required value"),
+    "server-bridge-port": (server_spec(FILE, port=8000), "spec.server.port: Invalid value"),
+    "server-port-range": (server_spec(FILE, port=70000), "spec.server.port: Invalid value: 70000"),
+    "server-format": (server_spec(FILE, formats=["ogg"]), 'spec.server.formats[0]: Unsupported value: "ogg"'),
+    "server-formats-empty": (server_spec(FILE, formats=[]), "spec.server.formats: Invalid value"),
+    "server-formats-twice": (server_spec(FILE, formats=["wav", "wav"]), "spec.server.formats[1]: Duplicate value"),
+    "server-path": (server_spec(FILE, paths={"speech": "v1/audio/speech"}), "spec.server.paths.speech"),
+    "server-pcm-without-rate": (server_spec(FILE, formats=["pcm"]), "spec.server.sampleRate: Invalid value"),
+    "server-api": (server_spec(FILE, api="grpc"), 'spec.server.api: Unsupported value: "grpc"'),
+    "server-tts-api-streams": (server_spec(FILE, api="tts-api", streams=True), "spec.server.streams: Invalid value"),
+    "server-tts-api-without-api": (
+        server_spec(FILE, ttsApi={"encoding": "form"}),
+        "ttsApi is only used with api tts-api",
+    ),
+    "server-clip-needs-form": (
+        server_spec(FILE, api="tts-api", ttsApi={"referenceAudioField": "prompt_audio"}),
+        "spec.server.ttsApi.referenceAudioField: Invalid value",
+    ),
+    "server-startup": (server_spec(FILE, startupSeconds=5), "spec.server.startupSeconds: Invalid value: 5"),
+    "server-unknown-field": (server_spec(FILE, healthz="/x"), 'unknown field "spec.server.healthz"'),
     # ADR 0042: model and voice aliases
     "alias-shape": (with_spec(modelAliases=["TTS 1"]), "spec.modelAliases[0]: Invalid value"),
     "alias-too-long": (with_spec(modelAliases=["a" * 64]), "spec.modelAliases[0]: Too long"),

@@ -1,4 +1,4 @@
-"""The four images as the local registry holds them (`make images`): built from the Dockerfiles
+"""The five images as the local registry holds them (`make images`): built from the Dockerfiles
 with podman, pushed to 127.0.0.1:5100+N. The module builds and pushes them first
 (devcluster/images.sh: seconds when nothing changed, a few minutes cold), then reads each image
 back from the registry: its config runs as 65532 with the OCI labels, its files hold no compiler,
@@ -32,12 +32,18 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 ROOT = Path(__file__).resolve().parents[2]
 PODMAN = ROOT / "devcluster" / "podman.sh"
 APP_VERSION = yaml.safe_load((ROOT / "charts/kube-tts/Chart.yaml").read_text())["appVersion"]
-IMAGES = {"operator": "tts_operator", "router": "tts_api", "mcp": "tts_mcp", "inference": "tts_inference"}
+IMAGES = {
+    "operator": "tts_operator",
+    "router": "tts_api",
+    "mcp": "tts_mcp",
+    "wyoming": "tts_wyoming",
+    "inference": "tts_inference",
+}
 LABELS = ("title", "source", "version", "revision", "licenses")
 # generous ceilings (uncompressed, MB) that catch a torch or a compiler creeping in. The inference
 # image bakes Whisper base and Kokoro-82M int8 (about 240 MB of weights) and carries OpenJTalk's and
 # Sudachi's Japanese dictionaries (about 330 MB) for kokoro's Japanese voices: 1.35 GB measured.
-MAX_MB = {"operator": 400, "router": 400, "mcp": 300, "inference": 1600}
+MAX_MB = {"operator": 400, "router": 400, "mcp": 300, "wyoming": 250, "inference": 1600}
 MANIFEST_TYPES = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"
 
 
@@ -62,7 +68,11 @@ def built() -> dict[str, float]:
         pytest.skip("devcluster/podman.sh runs podman as root (rootless podman needs subuids, not set up here)")
     env = {**os.environ, "PATH": f"{Layout.default().bin}:{os.environ['PATH']}"}
     t0 = time.monotonic()
-    proc = subprocess.run([str(ROOT / "devcluster/images.sh")], capture_output=True, text=True, env=env, timeout=1500)
+    # kube-tts's own four (test_servers.py builds the example speech servers' images it runs)
+    names = list(IMAGES)
+    proc = subprocess.run(
+        [str(ROOT / "devcluster/images.sh"), *names], capture_output=True, text=True, env=env, timeout=1500
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr[-4000:]
     return {"images.sh": time.monotonic() - t0}
 
@@ -148,7 +158,7 @@ def test_no_compiler_tests_caches_or_build_configuration_in_the_image(name):
 
 
 def test_package_lists_name_kube_tts_and_the_components_dependencies():
-    expected = {"operator": "kopf", "router": "fastapi", "mcp": "mcp", "inference": "piper-tts"}
+    expected = {"operator": "kopf", "router": "fastapi", "mcp": "mcp", "wyoming": "wyoming", "inference": "piper-tts"}
     for name, package in expected.items():
         out = podman("run", "--rm", "--network=none", ref(name), "cat", "/usr/local/share/kube-tts/packages.txt")
         listed = {line.split("==")[0].lower() for line in out.stdout.split()}

@@ -349,6 +349,33 @@ def test_errors_are_shown_in_words(ui, max_input_chars: int):
     assert out["stopped"] == {"status": "Stopped.", "generateEnabled": True, "stopHidden": True, "errorHidden": True}
 
 
+def test_words_are_highlighted_while_they_play_and_captions_download(ui):
+    out = ui("words")
+    assert_clean(out)
+    assert out["checkboxEnabled"], "piper times words: the checkbox is there to tick"
+    assert out["result"]["ok"], out["result"]
+    spoken = "The web interface streams this sentence as it is made. A second sentence follows the first one."
+    assert out["words"][:17] == spoken.split(), out["words"]
+    assert len(out["words"]) == 30, out["words"]
+    starts = out["starts"]
+    assert starts == sorted(starts) and starts[-1] < seconds(out["result"]["length"]), starts
+    # marks move forward through the words as the clip plays, while it streams and on replay
+    streaming = out["markedWhileStreaming"]
+    assert len(set(streaming)) >= 25 and streaming == sorted(streaming) and streaming[-1] == 29, streaming
+    replay = out["markedOnReplay"]
+    assert replay and replay[0] == 0 and replay == sorted(replay), replay
+    # 1.5 s of replay reaches about the words that start by then
+    assert max(replay) == pytest.approx(sum(s <= 1.5 for s in starts) - 1, abs=2), (replay, starts)
+    vtt, srt = out["captions"]["vtt"], out["captions"]["srt"]
+    assert vtt["name"] == "kube-tts-joe-1.vtt" and srt["name"] == "kube-tts-joe-1.srt"
+    assert vtt["text"].startswith("WEBVTT\n\n00:00:0") and " --> " in vtt["text"]
+    assert srt["text"].startswith("1\n00:00:0") and "," in srt["text"].splitlines()[1]
+    cue_words = [
+        w for line in vtt["text"].splitlines() if line and "-->" not in line and line != "WEBVTT" for w in line.split()
+    ]
+    assert cue_words == out["words"]
+
+
 BLEND_TEXT = "Two voices blended into one read this sentence aloud."
 
 

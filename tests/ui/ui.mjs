@@ -247,6 +247,57 @@ const scenarios = {
     },
   },
 
+  /** Word timestamps: the words appear and are marked in order while the clip streams and again when it
+   * replays; the captions download as .vtt and .srt. */
+  words: {
+    launch: {},
+    async run(page, out) {
+      await open(page);
+      await signIn(page, opts.key);
+      await fillSpeak(page, { text: THREE_SENTENCES });
+      const box = page.getByLabel('Highlight words and make captions');
+      out.checkboxEnabled = await box.isEnabled();
+      await box.check();
+      // every word marked as spoken, in the order the marks came
+      await page.evaluate(() => {
+        window.__marked = [];
+        new MutationObserver((records) => {
+          for (const r of records) {
+            const el = r.target;
+            if (el.classList?.contains('spoken')) window.__marked.push([...el.parentNode.children].indexOf(el));
+          }
+        }).observe(document.querySelector('#words'), { subtree: true, attributes: true, attributeFilter: ['class'] });
+      });
+      out.result = await generate(page);
+      // the clip arrives faster than it plays: the marks reach the last word once playback does
+      await page.waitForFunction(() => document.querySelector('#words .word:last-child')?.classList.contains('spoken'), null, {
+        timeout: WAIT,
+      });
+      out.words = await page.locator('#words .word').allInnerTexts();
+      out.starts = await page.locator('#words .word').evaluateAll((els) => els.map((e) => Number(e.dataset.start)));
+      out.markedWhileStreaming = await page.evaluate(() => window.__marked.splice(0));
+      out.screenshots.push(await shot(page, 'speak-words'));
+      out.axe.push(...(await axe(page, 'speak with words')));
+      // replay in the <audio> element: the marks follow it from the start again
+      await page.evaluate(async () => {
+        const el = document.querySelector('#player');
+        el.currentTime = 0;
+        await el.play();
+        await new Promise((resolve) => setTimeout(resolve, 1500));
+        el.pause();
+      });
+      out.markedOnReplay = await page.evaluate(() => window.__marked.splice(0));
+      out.captions = {};
+      for (const format of ['vtt', 'srt']) {
+        const link = page.locator(`#captions-${format}`);
+        const [download] = await Promise.all([page.waitForEvent('download'), link.click()]);
+        const file = path.join(opts.artifacts, `captions.${format}`);
+        await download.saveAs(file);
+        out.captions[format] = { name: download.suggestedFilename(), text: readFileSync(file, 'utf8'), label: await link.innerText() };
+      }
+    },
+  },
+
   /** Status lists the sample model and GPU nodes; Sleep it, then Speak shows it waking and still speaks. */
   status_wake: {
     launch: { colorScheme: 'dark' },

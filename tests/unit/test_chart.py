@@ -57,8 +57,8 @@ def test_schema_refuses_unknown_keys_and_wrong_types():
 
 
 def test_every_pod_passes_the_restricted_pod_security_level():
-    docs = render("samples.enabled=true", "mcp.enabled=false")
-    assert pod_specs(docs)
+    docs = render("samples.enabled=true", "mcp.enabled=false", "wyoming.enabled=true")
+    assert "kt-kube-tts-wyoming" in [name for name, _ in pod_specs(docs)]
     for name, spec in pod_specs(docs):
         psc = spec["securityContext"]
         assert psc["runAsNonRoot"] is True and psc["seccompProfile"]["type"] == "RuntimeDefault", name
@@ -118,6 +118,50 @@ def test_api_keys_come_from_a_secret_never_from_values():
     router = next(d for d in by_kind(existing, "Deployment") if d["metadata"]["name"].endswith("router"))
     volumes = router["spec"]["template"]["spec"]["volumes"]
     assert {"name": "keys", "secret": {"secretName": "my-keys", "defaultMode": 0o440}} in volumes
+
+
+def test_wyoming_server_is_opt_in_and_speaks_with_a_key_from_a_secret():
+    assert not [d for d in render() if d["metadata"]["name"] == "kt-kube-tts-wyoming"]
+    docs = render("wyoming.enabled=true", "apiKeys.existingSecret=my-keys")
+    (deployment,) = [d for d in by_kind(docs, "Deployment") if d["metadata"]["name"] == "kt-kube-tts-wyoming"]
+    spec = deployment["spec"]["template"]["spec"]
+    assert spec["automountServiceAccountToken"] is False
+    env = {e["name"]: e for e in spec["containers"][0]["env"]}
+    assert env["KUBETTS_URL"]["value"] == "http://kt-kube-tts-router.tts.svc:8080"
+    assert env["KUBETTS_API_KEY"] == {
+        "name": "KUBETTS_API_KEY",
+        "valueFrom": {"secretKeyRef": {"name": "my-keys", "key": "api-keys"}},
+    }
+    assert env["KUBETTS_WYOMING_ZEROCONF"]["value"] == "false"
+    own = render("wyoming.enabled=true", "wyoming.apiKey.secretName=ha-key", "wyoming.apiKey.secretKey=key")
+    (deployment,) = [d for d in by_kind(own, "Deployment") if d["metadata"]["name"] == "kt-kube-tts-wyoming"]
+    env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["KUBETTS_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "ha-key", "key": "key"}
+    (service,) = [d for d in by_kind(docs, "Service") if d["metadata"]["name"] == "kt-kube-tts-wyoming"]
+    assert service["spec"]["type"] == "ClusterIP"
+    assert service["spec"]["ports"] == [{"name": "wyoming", "port": 10200, "targetPort": "wyoming", "protocol": "TCP"}]
+
+
+def test_wyoming_network_policy_admits_its_port_and_lets_out_only_the_router_and_dns():
+    docs = render("wyoming.enabled=true", "wyoming.clientPeers[0].ipBlock.cidr=192.168.1.0/24")
+    policies = {p["metadata"]["name"]: p["spec"] for p in by_kind(docs, "NetworkPolicy")}
+    wyoming = policies["kt-kube-tts-wyoming"]
+    assert wyoming["policyTypes"] == ["Ingress", "Egress"]
+    assert wyoming["ingress"] == [
+        {"ports": [{"port": "wyoming", "protocol": "TCP"}], "from": [{"ipBlock": {"cidr": "192.168.1.0/24"}}]}
+    ]
+    to_router, to_dns = wyoming["egress"]
+    assert to_router["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "router"
+    assert to_router["ports"] == [{"port": 8080, "protocol": "TCP"}]
+    assert {p["port"] for p in to_dns["ports"]} == {53}
+    # the router admits the Wyoming server even when it admits only listed client peers
+    peers = render("wyoming.enabled=true", "networkPolicy.clientPeers[0].ipBlock.cidr=10.0.0.0/8")
+    router = next(p for p in by_kind(peers, "NetworkPolicy") if p["metadata"]["name"] == "kt-kube-tts-router")
+    components = [
+        f.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component")
+        for f in router["spec"]["ingress"][0]["from"]
+    ]
+    assert "wyoming" in components
 
 
 def test_ingress_with_tls_routes_api_and_mcp():

@@ -111,7 +111,8 @@ def test_speech_events_frame_only_what_was_given_and_parse_back():
     error = events.ErrorEvent.of({"error": {"message": "m", "type": "server_error", "code": "c", "param": None}})
     assert b'"param":null' in error.frame() and b'"status"' not in error.frame()
     assert events.parse({"type": "speech.audio.delta", "audio": "AAE="}).data() == b"\x00\x01"
-    assert events.parse({"type": "speech.word", "word": "hi"}) is None  # not (yet) in the contract: skipped
+    assert events.parse({"type": "speech.phoneme", "phoneme": "h"}) is None  # not in the contract: skipped
+    assert events.parse({"type": "speech.word", "word": "hi", "start": 0, "end": 0.2}).word == "hi"  # type: ignore[union-attr]
     with pytest.raises(ValidationError):
         events.parse({"type": "speech.audio.done", "sample_rate": "fast"})
 

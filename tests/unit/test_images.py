@@ -70,8 +70,8 @@ def chain(dockerfile: Path, target: str) -> list[str]:
     return steps
 
 
-def test_kind_load_builds_the_four_images():
-    assert sorted(name for name, _, _ in IMAGES) == ["inference", "mcp", "operator", "router"]
+def test_kind_load_builds_the_five_images():
+    assert sorted(name for name, _, _ in IMAGES) == ["inference", "mcp", "operator", "router", "wyoming"]
 
 
 @pytest.mark.parametrize(("name", "file", "target"), IMAGES, ids=IDS)

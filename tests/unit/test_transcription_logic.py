@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from faster_whisper.tokenizer import _LANGUAGE_CODES
+from tts_crds.captions import timestamp
 from tts_crds.http_errors import ApiError
 from tts_inference import audio
 from tts_inference.engines import ENGINES, SPEECH, TRANSCRIPTION, Engine, Transcriber, load_engine
@@ -20,7 +21,7 @@ from tts_inference.engines.whisper import (
     to_segment,
 )
 from tts_inference.languages import WHISPER_LANGUAGES, language_name
-from tts_inference.transcript import Segment, Transcript, Word, render, timestamp, to_srt, to_vtt, verbose_json
+from tts_inference.transcript import Segment, Transcript, Word, render, to_srt, to_vtt, verbose_json
 from tts_inference.validation import (
     check_granularities,
     check_language,

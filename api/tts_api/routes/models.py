@@ -10,6 +10,7 @@ from fastapi import APIRouter
 from tts_crds.aliases import AliasTable
 from tts_crds.blends import can_blend
 from tts_crds.http_errors import ApiError
+from tts_crds.models import word_timestamps
 from tts_crds.times import parse_time
 
 from .. import activation
@@ -42,6 +43,8 @@ async def model_entry(state: State, obj: JSON, table: AliasTable) -> JSON:
         "owned_by": "kube-tts",
         "engine": spec.engine.value if spec else None,
         "capability": capability_of(obj),
+        # the speech request's "timestamps": "word" (ADR 0045)
+        "word_timestamps": bool(spec and word_timestamps(spec.engine.value)),
         "ready": bool(endpoints),
         "replicas": replicas,
         "ready_replicas": len(endpoints),

@@ -20,14 +20,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 from tts_crds.http_errors import ApiError
 from tts_crds.models import Capability
-from tts_crds.speech import MEDIA_TYPES, SpeechRequest
+from tts_crds.speech import MEDIA_TYPES, SpeechRequest, timestamps_problem
 
 from .. import sse
 from ..aliases import resolve_voice
 from ..deps import Authenticated, State
 from ..kube import answering
 from ..proxy import Trip, answer, code_for, count_request, enter
-from ..voices import capability_of, resolve
+from ..voices import capability_of, deployment_spec, resolve
 
 router = APIRouter(tags=["speech"], dependencies=[Authenticated])
 JSON = dict[str, Any]
@@ -66,6 +66,14 @@ async def _payload(state: State, body: SpeechRequest, model: str) -> JSON:
     return payload
 
 
+def _check_timestamps(body: SpeechRequest, obj: JSON | None) -> None:
+    """``timestamps`` the model's engine cannot serve: refused here, before the model wakes."""
+    spec = deployment_spec(obj)
+    problem = timestamps_problem(body, spec.engine.value if spec else "")
+    if problem:
+        raise ApiError(400, problem[1], problem[0], "timestamps")
+
+
 @router.post(
     "/v1/audio/speech",
     response_class=Response,
@@ -99,6 +107,7 @@ async def create_speech(body: SpeechRequest, request: Request, state: State) -> 
                 "not_a_speech_model",
                 "model",
             )
+        _check_timestamps(body, state.deployment(model))
         payload = await _payload(state, body, model)
         ticket = enter(state, model)
     except ApiError as exc:

@@ -110,7 +110,19 @@ export async function* events(path, body, signal) {
   }
 }
 
+/** Captions (WebVTT or SubRip text) for words with their times. */
+async function captions(body) {
+  const resp = await send('v1/audio/captions', {
+    method: 'POST',
+    headers: headers(null, { 'Content-Type': 'application/json' }),
+    body: JSON.stringify(body),
+  });
+  if (!resp.ok) throw await errorFrom(resp);
+  return resp.text();
+}
+
 export const api = {
+  captions,
   models: (key) => request('v1/models', { key }),
   voices: () => request('v1/audio/voices'),
   status: () => request('v1/status'),

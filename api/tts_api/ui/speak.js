@@ -2,10 +2,11 @@
 // server-sent events. WAV plays while it streams (Web Audio); the finished clip goes to the <audio>
 // element, the download link and the session history.
 
-import { ApiError, events } from './api.js';
+import { ApiError, api, events } from './api.js';
 import * as audio from './audio.js';
 import { $, clear, formatSeconds, h, showError } from './dom.js';
 import { onLanguageChange, t } from './i18n.js';
+import { Highlighter } from './words.js';
 import { ALL_PARAMETERS, engineClones, engineParameters, modelById, refreshModels, speechModels, store, subscribe } from './store.js';
 
 const HISTORY_LIMIT = 20;
@@ -15,11 +16,14 @@ let audioContext = null;
 let running = null; // {controller, player} of the request in progress
 let lastStatus = null; // {key, vars} of the status line, redrawn on a language change
 let sample = null; // the sample text while the user has not changed it
+let highlighter = null;
+const captionUrls = [];
 
 const els = {};
 
 export function initSpeak() {
-  for (const id of ['model', 'voice', 'blend', 'text', 'speed', 'format', 'generate', 'stop', 'player', 'download']) {
+  const ids = ['model', 'voice', 'blend', 'text', 'speed', 'format', 'generate', 'stop', 'player', 'download', 'timestamps'];
+  for (const id of [...ids, 'captions-vtt', 'captions-srt']) {
     els[id] = $(`#${id}`);
   }
   els.form = $('#speak-form');
@@ -39,6 +43,9 @@ export function initSpeak() {
     renderParameters();
   });
   els.voice.addEventListener('change', renderVoiceHint);
+  highlighter = new Highlighter($('#words'));
+  // replaying the finished clip highlights its words too
+  els.player.addEventListener('play', () => highlighter.follow(() => (els.player.paused ? null : els.player.currentTime)));
   subscribe('models', renderModels);
   subscribe('voices', renderVoices);
   onLanguageChange(() => {
@@ -86,7 +93,16 @@ function renderModels() {
   renderParameters();
 }
 
+function renderTimestamps() {
+  const m = currentModel();
+  const can = Boolean(m?.word_timestamps);
+  els.timestamps.disabled = !can;
+  if (!can) els.timestamps.checked = false;
+  $('#timestamps-hint').textContent = m && !can ? t('speak.timestampsNo', { engine: m.engine }) : '';
+}
+
 function renderModelState() {
+  renderTimestamps();
   const m = currentModel();
   const el = $('#model-state');
   if (!m) {
@@ -192,6 +208,7 @@ function requestBody() {
     speed: Number(els.speed.value),
     stream_format: 'sse',
   };
+  if (els.timestamps.checked && m.word_timestamps) body.timestamps = 'word';
   for (const p of engineParameters(m.engine)) {
     const value = $(`#${p}`).value.trim();
     if (value !== '') body[p] = Number(value);
@@ -243,6 +260,10 @@ async function generate() {
   setStatus('speak.sending', {}, 'busy');
   const wasAsleep = !currentModel()?.ready;
   const started = performance.now();
+  resetCaptions();
+  // while the clip streams, the words follow the Web Audio clock, up to the end of what has arrived
+  const streamClock = () =>
+    player?.playing && audioContext.currentTime < player.pcm.cursor + 0.1 ? audioContext.currentTime - player.pcm.firstStart : null;
   const parts = [];
   let firstAudio = null;
   let done = null;
@@ -254,12 +275,15 @@ async function generate() {
         const bytes = audio.base64ToBytes(e.audio);
         parts.push(bytes);
         player?.push(bytes);
+        if (player) highlighter.follow(streamClock);
         if (firstAudio === null) {
           firstAudio = (performance.now() - started) / 1000;
           $('#m-ttfa').textContent = formatSeconds(firstAudio);
         }
         if (player) setStatus('speak.playing', { s: player.seconds.toFixed(1) }, 'busy');
         else setStatus('speak.receiving', { kb: Math.round(parts.reduce((n, p) => n + p.length, 0) / 1024) }, 'busy');
+      } else if (e.type === 'speech.word') {
+        highlighter.add(e);
       } else if (e.type === 'speech.audio.done') {
         done = e;
       } else if (e.type === 'error') {
@@ -278,10 +302,15 @@ async function generate() {
     $('#m-total').textContent = formatSeconds(total);
     $('#m-length').textContent = formatSeconds(clip.seconds);
     setStatus('speak.done', {}, 'ok');
+    if (done.words) {
+      highlighter.set(done.words);
+      offerCaptions(done.words, entry.filename.replace(/\.[^.]+$/, '')).catch((err) => showError(els.error, err));
+    }
     // streamed formats were heard already; the others play now that they are complete
     if (!player) els.player.play().catch(() => {});
   } catch (err) {
     player?.stop();
+    highlighter.stop();
     if (err.name === 'AbortError') {
       setStatus('speak.stopped');
     } else {
@@ -292,6 +321,25 @@ async function generate() {
     running = null;
     setBusy(false);
     if (wasAsleep) refreshModels().catch(() => {});
+  }
+}
+
+function resetCaptions() {
+  highlighter.reset();
+  for (const url of captionUrls.splice(0)) URL.revokeObjectURL(url);
+  els['captions-vtt'].hidden = els['captions-srt'].hidden = true;
+}
+
+/** The captions of the clip just made, from its own words (POST /v1/audio/captions), as downloads. */
+async function offerCaptions(words, stem) {
+  for (const format of ['vtt', 'srt']) {
+    const text = await api.captions({ words, format });
+    const url = URL.createObjectURL(new Blob([text], { type: format === 'vtt' ? 'text/vtt' : 'application/x-subrip' }));
+    captionUrls.push(url);
+    const link = els[`captions-${format}`];
+    link.href = url;
+    link.download = `${stem}.${format}`;
+    link.hidden = false;
   }
 }
 

@@ -19,6 +19,7 @@ from tts_crds import aliases, blends
 
 from ..audio import Clip
 from ..transcript import Transcript
+from ..words import Timed
 
 SPEECH = "speech"
 TRANSCRIPTION = "transcription"
@@ -53,6 +54,7 @@ class SynthesisOptions:
     seed: int | None = None
     reference: Clip | None = None  # a decoded ref_audio clip, for engines that clone
     reference_text: str | None = None
+    word_timestamps: bool = False  # "timestamps": "word": the server calls synthesize_timed
     # set when the client has gone: engines that synthesise in several steps check it between steps
     stop: threading.Event = field(default_factory=threading.Event, compare=False)
 
@@ -169,6 +171,18 @@ class Engine(BaseEngine):
         """Yield mono int16 audio at ``sample_rate``: at least one chunk per sentence, in order, each as
         soon as it is ready. Per-request set-up (a cloned voice) happens once, before the first one.
         Stop early once ``options.stop`` is set."""
+
+    @property
+    def times_words(self) -> bool:
+        """Whether this engine, with this model, can time words (:meth:`synthesize_timed`)."""
+        return type(self).synthesize_timed is not Engine.synthesize_timed
+
+    def synthesize_timed(
+        self, sentences: list[str], voice: str, options: SynthesisOptions
+    ) -> Iterator[tuple[np.ndarray, list[Timed]]]:
+        """As :meth:`synthesize`, one chunk per sentence, each with its words timed in samples from the
+        chunk's start. The engines ``tts_crds.models.WORD_TIMESTAMPS`` names override it (ADR 0045)."""
+        raise EngineError(f"engine {self.name} cannot time words")
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import change_tempo
+from ..words import Timed, from_char_events, trim
 from .base import Engine, EngineUnavailable, ModelLoadError, SynthesisOptions, Voice, model_location
 
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
@@ -23,7 +24,26 @@ _CHARS_UTF8 = 1
 _RATE = 1
 _DEFAULT_WPM = 175
 _MIN_WPM, _MAX_WPM = 80, 450
-_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+_EVENT_WORD = 1
+_EVENT_END = 5  # the end of a clause or sentence
+
+
+class _EspeakEvent(ctypes.Structure):
+    """espeak_EVENT (speak_lib.h): what the synth callback is told beside each piece of audio."""
+
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),  # 1-based, in characters of the text
+        ("length", ctypes.c_int),
+        ("audio_position", ctypes.c_int),  # milliseconds
+        ("sample", ctypes.c_int),  # samples from the start of the text
+        ("user_data", ctypes.c_void_p),
+        ("id", ctypes.c_char * 8),
+    ]
+
+
+_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_EspeakEvent))
 
 
 class _EspeakVoice(ctypes.Structure):
@@ -72,6 +92,8 @@ class EspeakEngine(Engine):
         self._names: dict[str, str] = {}
         self._aliases: dict[str, str] = {}  # other language codes a voice answers to (zh -> cmn)
         self._chunks: list[np.ndarray] = []
+        self._words: list[tuple[int, int]] = []  # (0-based character position, sample) of each word event
+        self._breaks: list[int] = []  # samples where a clause ends
         self._stop: threading.Event | None = None
         self._callback = _CALLBACK(self._on_audio)
 
@@ -162,32 +184,59 @@ class EspeakEngine(Engine):
     def details(self) -> dict[str, str]:
         return {"languages": str(len(self._voices))}
 
-    def _on_audio(self, wav: ctypes._Pointer, count: int, _events: int) -> int:
+    def _on_audio(self, wav: ctypes._Pointer, count: int, events: ctypes._Pointer) -> int:
         if count > 0 and wav:
             self._chunks.append(np.ctypeslib.as_array(wav, shape=(count,)).copy())
+        i = 0
+        while events and events[i].type != 0:  # espeakEVENT_LIST_TERMINATED
+            event = events[i]
+            if event.type == _EVENT_WORD:
+                self._words.append((event.text_position - 1, event.sample))
+            elif event.type == _EVENT_END:
+                self._breaks.append(event.sample)
+            i += 1
         return 1 if self._stop is not None and self._stop.is_set() else 0
 
     def synthesize(self, sentences: list[str], voice: str, options: SynthesisOptions) -> Iterator[np.ndarray]:
+        for chunk, _words in self.synthesize_timed(sentences, voice, options):
+            yield chunk
+
+    def synthesize_timed(
+        self, sentences: list[str], voice: str, options: SynthesisOptions
+    ) -> Iterator[tuple[np.ndarray, list[Timed]]]:
         voice = self.resolve_voice(voice)
         for text in sentences:
             if options.stop.is_set():
                 return
-            chunk = self._speak(text, voice, options)
-            if len(chunk):
-                yield chunk
+            chunk, spoken, breaks, made = self._speak(text, voice, options)
+            if not len(chunk):
+                continue
+            timed: list[Timed] = []
+            if options.word_timestamps:
+                scale = len(chunk) / made  # the tempo change stretches every position alike
+                events = [(pos, round(sample * scale)) for pos, sample in spoken]
+                timed = from_char_events(text, events, [round(b * scale) for b in breaks], len(chunk))
+                timed = trim(timed, chunk, self._rate)
+            yield chunk, timed
 
-    def _speak(self, text: str, voice: str, options: SynthesisOptions) -> np.ndarray:
+    def _speak(
+        self, text: str, voice: str, options: SynthesisOptions
+    ) -> tuple[np.ndarray, list[tuple[int, int]], list[int], int]:
+        """The sentence's audio, its word events and clause breaks, and how many samples espeak made
+        (before the tempo change)."""
         assert self._lib is not None, "load() first"
         wpm, tempo = wpm_and_tempo(options.speed)
         data = text.encode("utf-8")
         with self._lock:
-            self._chunks = []
+            self._chunks, self._words, self._breaks = [], [], []
             self._stop = options.stop
             if self._lib.espeak_SetVoiceByName(self._names[voice].encode()) != 0:
                 raise ModelLoadError(f"espeak-ng could not select voice {voice!r}")
             self._lib.espeak_SetParameter(_RATE, wpm, 0)
             self._lib.espeak_Synth(data, len(data) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
             chunks, self._chunks, self._stop = self._chunks, [], None
+            words, breaks = self._words, self._breaks
         if not chunks:
-            return np.zeros(0, dtype=np.int16)
-        return change_tempo(np.concatenate(chunks), self._rate, tempo)
+            return np.zeros(0, dtype=np.int16), [], [], 1
+        made = np.concatenate(chunks)
+        return change_tempo(made, self._rate, tempo), words, breaks, len(made)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..words import Timed
 from .base import Engine, SynthesisOptions, Voice, model_location
 from .kokoro_common import SAMPLE_RATE, Layout, choose_layout
 
@@ -91,3 +92,13 @@ class KokoroEngine(Engine):
 
     def synthesize(self, sentences: list[str], voice: str, options: SynthesisOptions) -> Iterator[np.ndarray]:
         return self._engine.synthesize(sentences, voice, options)
+
+    @property
+    def times_words(self) -> bool:
+        # the ONNX export's durations (kokoro_onnx); the torch layout does not time words yet
+        return self._impl is not None and self._impl.times_words
+
+    def synthesize_timed(
+        self, sentences: list[str], voice: str, options: SynthesisOptions
+    ) -> Iterator[tuple[np.ndarray, list[Timed]]]:
+        return self._engine.synthesize_timed(sentences, voice, options)

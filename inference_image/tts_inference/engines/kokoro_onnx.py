@@ -20,7 +20,8 @@ import numpy as np
 
 from ..audio import to_int16
 from ..text import cut_at_spaces
-from .base import Engine, ModelLoadError, SynthesisOptions, Voice
+from ..words import Phone, Timed, from_phones, phones_of_tokens, text_words, trim
+from .base import Engine, EngineError, ModelLoadError, SynthesisOptions, Voice
 from .kokoro_common import JAPANESE, SAMPLE_RATE, Layout, base_voice, g2p_for, list_voices, style_pack
 from .torch_support import require
 
@@ -28,6 +29,43 @@ log = logging.getLogger(__name__)
 
 MAX_PHONEMES = 510  # the model's context, less the two pad tokens
 STYLE_SHAPE = (510, 1, 256)  # one style vector per phoneme count
+HOP = 600  # samples per duration frame: the audio is sum(durations) x 600 samples long
+
+
+def duration_tensor(graph: Any) -> str | None:
+    """The tensor of Kokoro's per-token durations in an export's graph: the encoder's rounded
+    predictions, clipped to at least one frame and cast to integers (Round -> Clip -> Cast)."""
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    for node in graph.node:
+        if node.op_type != "Round":
+            continue
+        chain, tensor = ["Clip", "Cast"], node.output[0]
+        while chain and len(consumers.get(tensor, [])) == 1 and consumers[tensor][0].op_type == chain[0]:
+            tensor = consumers[tensor][0].output[0]
+            chain.pop(0)
+        if not chain:
+            return str(tensor)
+    return None
+
+
+def with_durations(model: Path) -> tuple[str | bytes, bool]:
+    """The export, with its duration tensor made an output where the graph has one (the ``onnx``
+    package patches it in memory, as piper does for its alignments; ADR 0045)."""
+    try:
+        import onnx
+    except ImportError:
+        return str(model), False
+    proto = onnx.load(str(model))
+    name = duration_tensor(proto.graph)
+    if name is None or any(o.name == name for o in proto.graph.output):
+        return str(model), name is not None
+    output = onnx.ValueInfoProto()
+    output.name = name
+    proto.graph.output.append(output)
+    return proto.SerializeToString(), True
 
 
 def read_packs(paths: list[Path]) -> dict[str, np.ndarray]:
@@ -72,6 +110,7 @@ class KokoroOnnx(Engine):
         self._packs: dict[str, np.ndarray] = {}
         self._ja: Callable[[str], str] | None = None
         self._ja_kind = ""
+        self._durations = False  # the session outputs each token's duration (word timestamps)
 
     def _open(self, ort: Any) -> None:
         from kokoro_onnx.config import DEFAULT_VOCAB
@@ -81,7 +120,8 @@ class KokoroOnnx(Engine):
         model = self._root / self._layout.model
         providers = providers_for(ort.get_available_providers(), self.requested_device)
         try:
-            self._session = ort.InferenceSession(str(model), providers=providers)
+            source, self._durations = with_durations(model)
+            self._session = ort.InferenceSession(source, providers=providers)
         except Exception as exc:  # onnxruntime's errors derive from Exception only: the load fails, with why
             raise ModelLoadError(f"cannot load Kokoro export {model.name}: {exc}") from exc
         self._providers = list(self._session.get_providers())
@@ -152,18 +192,56 @@ class KokoroOnnx(Engine):
             "speed": np.array([speed], dtype=speed_type),
         }
 
+    @property
+    def times_words(self) -> bool:
+        return self._durations
+
+    def _pieces(
+        self, text: str, voice: str, options: SynthesisOptions
+    ) -> Iterator[tuple[str, np.ndarray, np.ndarray | None]]:
+        """Each piece of a sentence's phonemes (at most 510): the phonemes the model took, the audio,
+        and each token's duration in frames (None where the export does not give them)."""
+        pack = style_pack(self._packs, voice)
+        # a blend reads text in its first voice's language
+        for piece in cut_at_spaces(self.phonemes(text, base_voice(voice)), MAX_PHONEMES):
+            tokens = self._tokenizer.tokenize(piece)
+            if options.stop.is_set():
+                return
+            if not tokens:
+                continue
+            style = pack[min(len(tokens), len(pack)) - 1]
+            audio, *rest = self._session.run(None, self._feed(tokens, style, options.speed))
+            frames = np.asarray(rest[0]).reshape(-1) if rest and self._durations else None
+            yield self._tokenizer.known(piece), to_int16(np.asarray(audio, dtype=np.float32).reshape(-1)), frames
+
     def synthesize(self, sentences: list[str], voice: str, options: SynthesisOptions) -> Iterator[np.ndarray]:
         assert self._session is not None, "load() first"
         voice = self.resolve_voice(voice)
-        pack = style_pack(self._packs, voice)
-        speaks = base_voice(voice)  # a blend reads text in its first voice's language
         for text in sentences:
-            for piece in cut_at_spaces(self.phonemes(text, speaks), MAX_PHONEMES):
-                tokens = self._tokenizer.tokenize(piece)
-                if options.stop.is_set():
-                    return
-                if not tokens:
-                    continue
-                style = pack[min(len(tokens), len(pack)) - 1]
-                (audio, *_) = self._session.run(None, self._feed(tokens, style, options.speed))
-                yield to_int16(np.asarray(audio, dtype=np.float32).reshape(-1))
+            for _piece, audio, _frames in self._pieces(text, voice, options):
+                yield audio
+
+    def synthesize_timed(
+        self, sentences: list[str], voice: str, options: SynthesisOptions
+    ) -> Iterator[tuple[np.ndarray, list[Timed]]]:
+        """One chunk per sentence, its words from the model's durations (one token per phoneme)."""
+        assert self._session is not None, "load() first"
+        if not self._durations:
+            raise EngineError("this Kokoro export gives no durations, so words cannot be timed")
+        voice = self.resolve_voice(voice)
+        for text in sentences:
+            parts: list[np.ndarray] = []
+            spoken: list[Phone] = []
+            at = 0
+            for piece, audio, frames in self._pieces(text, voice, options):
+                spoken += phones_of_tokens(piece, [] if frames is None else frames.tolist(), HOP, at)
+                parts.append(audio)
+                at += len(audio)
+            if options.stop.is_set():
+                return
+            if not parts:
+                continue
+            samples = np.concatenate(parts)
+            words = text_words(text)
+            alone = [list(self._tokenizer.known(self.phonemes(w.word, base_voice(voice)))) for w in words]
+            yield samples, trim(from_phones(words, alone, spoken), samples, SAMPLE_RATE)
