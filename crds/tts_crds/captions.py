@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .events import WordTiming
 
@@ -19,6 +19,8 @@ CaptionFormat = Literal["vtt", "srt"]
 MEDIA_TYPES: dict[str, str] = {"vtt": "text/vtt; charset=utf-8", "srt": "application/x-subrip; charset=utf-8"}
 _SENTENCE_END = (".", "!", "?", "…", "。", "！", "？")
 _MIN_CUE_SECONDS = 0.001
+# longest audio a caption may time: a day (a longer time is no synthesis' and overflows the clock)
+MAX_SECONDS = 86_400.0
 
 
 class CaptionsRequest(BaseModel):
@@ -34,6 +36,19 @@ class CaptionsRequest(BaseModel):
     max_lines: int = Field(default=2, ge=1, le=4, description="Lines per cue.")
     max_cue_seconds: float = Field(default=6.0, ge=0.5, le=60.0, description="Longest cue, in seconds.")
     pause_seconds: float = Field(default=0.6, ge=0.0, le=10.0, description="A pause this long starts a new cue.")
+
+    @field_validator("words")
+    @classmethod
+    def _renderable(cls, words: list[WordTiming]) -> list[WordTiming]:
+        """Times on a caption clock and words that UTF-8 can write (JSON can carry a lone surrogate)."""
+        for i, w in enumerate(words):
+            if not (w.start <= MAX_SECONDS and w.end <= MAX_SECONDS):
+                raise ValueError(f"words[{i}]: start and end must be at most {MAX_SECONDS:g} seconds")
+            try:
+                w.word.encode()
+            except UnicodeEncodeError:
+                raise ValueError(f"words[{i}].word is not valid Unicode (it holds a lone surrogate)") from None
+        return words
 
 
 @dataclass(frozen=True)

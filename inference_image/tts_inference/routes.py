@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 from tts_crds import events
 from tts_crds.http_errors import ApiError, error_body
 from tts_crds.speech import MEDIA_TYPES, SpeechRequest
@@ -28,18 +28,45 @@ router = APIRouter()
 
 
 class SpeechResponse(StreamingResponse):
-    """A streamed synthesis that always ends its job: finished, failed, or abandoned by the client."""
+    """A streamed synthesis that always ends its job: finished, failed, or abandoned by the client.
 
-    def __init__(self, job: Job, content: AsyncIterator[bytes], media_type: str, headers: dict[str, str]) -> None:
+    With ``hold_start`` (a file sent whole, ADR 0046) the status line waits for the first bytes, so
+    until the file is complete nothing has gone out: a failure is an HTTP error, and a pod that goes
+    away meanwhile closes the connection unanswered, which the router retries on another pod."""
+
+    def __init__(
+        self,
+        job: Job,
+        content: AsyncIterator[bytes],
+        media_type: str,
+        headers: dict[str, str],
+        hold_start: bool = False,
+    ) -> None:
         super().__init__(content, media_type=media_type, headers=headers)
         self.job = job
+        self.hold_start = hold_start
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await super().__call__(scope, receive, send)
+            await super().__call__(scope, receive, _start_with_body(send) if self.hold_start else send)
         finally:
             if self.job.close():
                 self.job.host.metrics.requests.labels("499").inc()  # nginx's "client closed request"
+
+
+def _start_with_body(send: Send) -> Send:
+    """``send``, with the response's start held back until its first body message."""
+    held: list[Message] = []
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            held.append(message)
+            return
+        while held:
+            await send(held.pop())
+        await send(message)
+
+    return sending
 
 
 def host_of(request: Request) -> EngineHost:
@@ -173,7 +200,8 @@ async def speech(body: SpeechRequest, request: Request) -> Response:
     if body.stream_format == "sse":
         content = sse_stream(job, encoder, body, metrics)
         return SpeechResponse(job, content, events.MEDIA_TYPE, {**headers, "X-Accel-Buffering": "no"})
-    return SpeechResponse(job, audio_stream(job, encoder, metrics), MEDIA_TYPES[body.response_format], headers)
+    media_type = MEDIA_TYPES[body.response_format]
+    return SpeechResponse(job, audio_stream(job, encoder, metrics), media_type, headers, hold_start=whole)
 
 
 async def audio_stream(job: Job, encoder: audio.StreamEncoder, metrics: Metrics) -> AsyncIterator[bytes]:
@@ -185,7 +213,8 @@ async def audio_stream(job: Job, encoder: audio.StreamEncoder, metrics: Metrics)
         yield await asyncio.to_thread(encoder.finish)
         metrics.requests.labels("200").inc()
     except Exception:
-        # the status line has gone: all that is left is to cut the stream short
+        # the status line has gone (or, for a file sent whole, goes out as uvicorn's 500): all that
+        # is left is to cut the stream short
         metrics.requests.labels("500").inc()
         raise
     finally:

@@ -1,5 +1,6 @@
 """Pure logic of the inference server: sentence splitting, encoders, tempo, reference clips, engine helpers."""
 
+import asyncio
 import base64
 import io
 import sys
@@ -330,3 +331,25 @@ def test_speech_checks_refuse_what_the_engine_cannot_take():
     check_speech(SpeechRequest(model="m", input="hi", seed=1), engine, settings)
     assert wanted_voice(SpeechRequest(model="m", input="hi"), settings) == "joe"
     assert wanted_voice(SpeechRequest(model="m", input="hi", voice="amy"), settings) == "amy"
+
+
+def test_a_file_sent_whole_holds_its_status_line_until_its_first_bytes():
+    # ADR 0046: until a whole file is ready nothing goes out, so a pod killed meanwhile closes the
+    # connection unanswered (the router retries elsewhere) and a failure can still be an HTTP error
+    from tts_inference.routes import _start_with_body
+
+    sent: list[str] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message["type"])
+
+    async def run() -> list[str]:
+        held = _start_with_body(send)
+        await held({"type": "http.response.start", "status": 200, "headers": []})
+        before = list(sent)
+        await held({"type": "http.response.body", "body": b"RIFF", "more_body": True})
+        await held({"type": "http.response.body", "body": b"", "more_body": False})
+        return before
+
+    assert asyncio.run(run()) == []
+    assert sent == ["http.response.start", "http.response.body", "http.response.body"]

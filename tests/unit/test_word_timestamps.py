@@ -222,3 +222,16 @@ def test_start_errors_align_on_words_and_skip_what_was_misheard():
     ours = [("The", 0.0), ("42", 0.5), ("dogs", 1.0), ("barked", 1.5)]
     heard = [("the", 0.02), ("forty", 0.45), ("two", 0.7), ("frogs", 1.1), ("barked", 1.62)]
     assert start_errors(ours, heard) == pytest.approx([0.02, 0.05, 0.12])
+
+
+@pytest.mark.parametrize(
+    ("word", "message"),
+    [
+        ({"word": "late", "start": 1.6e308, "end": 1.7e308}, "at most 86400 seconds"),
+        ({"word": "odd\ud83d", "start": 0.1, "end": 0.2}, "lone surrogate"),
+    ],
+)
+def test_captions_refuse_what_they_cannot_render(word: dict, message: str):
+    # found by schemathesis: both were a 500 (clock overflow, UTF-8 encoding) before this check
+    with pytest.raises(ValidationError, match=message):
+        captions.CaptionsRequest(words=[{"word": "fine", "start": 0.0, "end": 0.1}, word])
