@@ -191,6 +191,7 @@ for spec in "${wanted[@]}"; do
   log "$name: podman build -f $file --target $target"
   "$podman" build --quiet --network=host --pull=never --layers \
     --build-arg PYTHON_IMAGE="$BASE" --build-arg VERSION="$VERSION" --build-arg REVISION="$revision" \
+    --label org.opencontainers.image.revision="$revision" \
     "${tls[@]}" -f "$repo/$file" --target "$target" -t "$ref" "$repo" >/dev/null
   t1=$(stamp)
   id=$("$podman" image inspect -f '{{.Id}}' "$ref")
