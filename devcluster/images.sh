@@ -191,8 +191,13 @@ for spec in "${wanted[@]}"; do
   log "$name: podman build -f $file --target $target"
   "$podman" build --quiet --network=host --pull=never --layers \
     --build-arg PYTHON_IMAGE="$BASE" --build-arg VERSION="$VERSION" --build-arg REVISION="$revision" \
-    --label org.opencontainers.image.revision="$revision" \
     "${tls[@]}" -f "$repo/$file" --target "$target" -t "$ref" "$repo" >/dev/null
+  # podman's layer cache ignores a changed ARG in a LABEL: an image whose inputs did not change
+  # keeps the revision it was first built at, so the label is set again on top (config only)
+  if [[ $("$podman" image inspect -f '{{index .Labels "org.opencontainers.image.revision"}}' "$ref") != "$revision" ]]; then
+    printf 'FROM %s\nLABEL org.opencontainers.image.revision="%s"\n' "$ref" "$revision" \
+      | "$podman" build --quiet --pull=never --no-cache -t "$ref" -f - "$(mktemp -d)" >/dev/null
+  fi
   t1=$(stamp)
   id=$("$podman" image inspect -f '{{.Id}}' "$ref")
   manifest_path=${ref#"$REGISTRY"/}; manifest_path=${manifest_path%:*}/manifests/${ref##*:}
