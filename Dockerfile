@@ -19,6 +19,12 @@
 # PIP_CERT (a build argument, unset by default): the CA bundle pip trusts, for builds behind a
 # TLS-inspecting proxy; mount that bundle for the build (`make images` passes its own path and
 # mounts the host's bundle read-only), so that it never lands in a layer.
+#
+# Bytecode: pip installs with --no-compile and each install step compiles what it installed with
+# `compileall --invalidation-mode unchecked-hash`. The pods' root filesystems are read-only and
+# PYTHONDONTWRITEBYTECODE is set, so an image without .pyc files compiles every module it imports
+# on every start (the inference server's imports: 4.7 s without, 1.6 s with, on a loaded 2-core
+# machine); hash-based .pyc files hold no timestamps, so a rebuild gives the same layer.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS base
@@ -42,9 +48,11 @@ COPY operator operator
 COPY api api
 COPY inference_image inference_image
 COPY mcp_server mcp_server
+COPY renderer renderer
 COPY wyoming_server wyoming_server
 COPY devcluster devcluster
 RUN pip install --no-deps --no-compile --no-build-isolation --prefix=/install . \
+    && python -m compileall -q -j0 --invalidation-mode unchecked-hash -s /install -p /usr/local /install \
     && mkdir -p /install/share/kube-tts
 
 FROM base AS operator
@@ -52,6 +60,7 @@ ARG PIP_CERT
 # the operator decodes voice clips with libsndfile (the soundfile wheel bundles it)
 RUN python extra_requirements.py operator > requirements.txt \
     && pip install --no-compile -r requirements.txt \
+    && python -m compileall -q -j0 --invalidation-mode unchecked-hash "$(python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" \
     && rm -rf /src
 COPY --from=app /install /usr/local
 WORKDIR /
@@ -71,6 +80,7 @@ FROM base AS router
 ARG PIP_CERT
 RUN python extra_requirements.py api > requirements.txt \
     && pip install --no-compile -r requirements.txt \
+    && python -m compileall -q -j0 --invalidation-mode unchecked-hash "$(python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" \
     && rm -rf /src
 COPY --from=app /install /usr/local
 WORKDIR /
@@ -94,6 +104,7 @@ FROM base AS mcp
 ARG PIP_CERT
 RUN python extra_requirements.py mcp > requirements.txt \
     && pip install --no-compile -r requirements.txt \
+    && python -m compileall -q -j0 --invalidation-mode unchecked-hash "$(python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" \
     && rm -rf /src
 COPY --from=app /install /usr/local
 WORKDIR /
@@ -121,6 +132,7 @@ FROM base AS wyoming
 ARG PIP_CERT
 RUN python extra_requirements.py wyoming > requirements.txt \
     && pip install --no-compile -r requirements.txt \
+    && python -m compileall -q -j0 --invalidation-mode unchecked-hash "$(python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" \
     && rm -rf /src
 COPY --from=app /install /usr/local
 WORKDIR /

@@ -25,10 +25,8 @@ help: ## Show this help
 	  /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
 
 .PHONY: up
-up: deps venv build ## Start the local cluster, build and push the images, install kube-tts from them, deploy the sample model and speak once
-	@$(DEV) cluster-up
-	@devcluster/images.sh
-	@$(DEV) platform-up
+up: ## Start the local cluster, build and push the images, install kube-tts from them, deploy the sample model and speak once
+	@VENV=$(VENV) devcluster/up.sh
 
 .PHONY: down
 down: ## Stop the local cluster and everything on it (keeps .devcluster/ state)
@@ -53,7 +51,7 @@ test-ui: deps venv ui-deps build images ## The web UI in headless chromium again
 	$(PYTEST) tests/integration/test_ui.py tests/unit/test_router_ui.py
 
 .PHONY: bench
-bench: deps venv build ## Every benchmark (inference, formats sent whole, long text, router overhead shared and on its own core, scale from zero, operator at scale, Wyoming beside wyoming-piper; about 45 min on 2 cores), then the plots; see docs/benchmarks.md
+bench: deps venv build ## Every benchmark (inference, formats sent whole, long text, router overhead shared and on its own core, scale from zero, operator at scale, Wyoming beside wyoming-piper, the TtsJob join, the inference server beside piper's own HTTP server; about 54 min on 2 cores), then the plots; see docs/benchmarks.md
 	$(PY) bench/inference.py
 	$(PY) bench/formats.py
 	$(PY) bench/long_text.py
@@ -64,6 +62,8 @@ bench: deps venv build ## Every benchmark (inference, formats sent whole, long t
 	$(PY) bench/scale_from_zero.py
 	$(PY) bench/operator_scale.py
 	$(PY) bench/wyoming_peers.py
+	$(PY) bench/renderer_join.py
+	$(PY) bench/piper_peer.py
 	$(PY) bench/plots.py
 
 .PHONY: bench-plots

@@ -223,7 +223,9 @@ def _wait_ready(url: str, proc: subprocess.Popen) -> None:
 class RouterProcess:
     """A router of the benchmark's own (rate limit off, warnings only), serving the platform namespace."""
 
-    def __init__(self, cluster: Cluster, **settings: str) -> None:
+    def __init__(self, cluster: Cluster, source: Path | None = None, **settings: str) -> None:
+        """``source``: a checkout of kube-tts whose ``api`` and ``crds`` the router runs instead of the
+        installed ones (an older revision to compare with)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.key = cluster.api_key()
@@ -239,6 +241,7 @@ class RouterProcess:
             "KUBETTS_RATE_LIMIT_PER_SECOND": "0",
             "KUBETTS_LOG_LEVEL": "warning",
             **{f"KUBETTS_{k.upper()}": v for k, v in settings.items()},
+            **({"PYTHONPATH": f"{source / 'api'}{os.pathsep}{source / 'crds'}"} if source is not None else {}),
         }
         self.log = cluster.layout.logs / f"bench-router-{self.port}.log"
         with open(self.log, "wb") as log:

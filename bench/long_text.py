@@ -3,7 +3,7 @@ between chunks (issue 18, item 4).
 
 For each engine two inference servers run side by side (``python -m tts_inference`` on loopback
 ports): ``clause`` is this checkout (a first sentence over 80 characters is cut at a clause mark,
-``tts_inference/text.py``), ``sentence`` the same code without that cut. Each round asks both, in
+``tts_crds/text.py``), ``sentence`` the same code without that cut. Each round asks both, in
 alternating order, for the long text (3,000 characters, a 170-character first sentence) and for
 its first sentence alone, as streamed pcm, and closes each request at its first byte (the server
 stops synthesising). Then the long text is read to the end once per server and its chunks' arrival
@@ -42,7 +42,7 @@ REST = " ".join(
 LONG = f"{FIRST} {REST}"
 # the "before" server: sentences as they are, the first one not cut at a clause
 UNCUT = (
-    "import functools, tts_inference.routes as r, tts_inference.text as t; "
+    "import functools, tts_inference.routes as r, tts_crds.text as t; "
     "r.split_sentences = functools.partial(t.split_sentences, first_chars=10**6)"
 )
 

@@ -109,7 +109,8 @@ def scale_from_zero() -> None:
     engines = data["engines"]
     fig, ax = plt.subplots(figsize=(10, 0.9 + 0.8 * len(engines)))
     colours = plt.get_cmap("tab10").colors
-    labels = [f"{e['engine']} ({len(e['runs'])} runs)" for e in engines]
+    names = [e["engine"] + (f", {e['variant']}" if e.get("variant") else "") for e in engines]
+    labels = [f"{name} ({len(e['runs'])} runs)" for name, e in zip(names, engines, strict=True)]
     left = [0.0] * len(engines)
     for i, (key, name) in enumerate(PHASES):
         # a phase measured on two clocks can come out a few ms below zero: drawn as nothing

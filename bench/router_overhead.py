@@ -10,6 +10,8 @@ it to the end.
 
     .venv/bin/python bench/router_overhead.py                       # espeak, "Hi." (the router's own cost)
     .venv/bin/python bench/router_overhead.py --engine piper --text "A sentence of real speech."
+    git worktree add /tmp/kube-tts-main main     # then, in the same rounds, the router of that revision too:
+    .venv/bin/python bench/router_overhead.py --baseline /tmp/kube-tts-main --output router_overhead_espeak_ab
 
 Reports, per level: requests per second on each path and their ratio, time to first byte and to the
 last byte (p50/p99) on each path and what the router adds, and the router's CPU time per request.
@@ -25,6 +27,7 @@ import asyncio
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 from common import (
@@ -109,35 +112,52 @@ def measure(args: argparse.Namespace, cluster: Cluster) -> JSON:
         env=[{"name": "KUBETTS_MAX_QUEUE", "value": "512"}],
     )
     router = RouterProcess(cluster)
+    baseline = RouterProcess(cluster, source=args.baseline) if args.baseline else None
     try:
         eventually(lambda: cluster.ready_pods(name), 300, f"a ready pod of {name}")
         (pod,) = cluster.ready_pods(name)
-        eventually(lambda: (router.model(name) or {}).get("ready"), 60, "the router to see the pod")
+        for r in (router, baseline) if baseline else (router,):
+            eventually(lambda r=r: (r.model(name) or {}).get("ready"), 60, "the router to see the pod")
         direct_url = f"http://{pod['status']['podIP']}:8000"
         placement = "shared: the router, the pod and the clients on every CPU"
         if args.router_cpus:
             placement = separate_cores(args.router_cpus, router.pid, pids_with_env("KUBETTS_DEPLOYMENT", name))
+            if baseline:
+                pin(baseline.pid, args.router_cpus)
         body = {"model": name, "input": args.text, "response_format": "pcm"}
         say(f"pod {pod['metadata']['name']} at {direct_url}; router at {router.url}; text {args.text!r}")
-        levels = []
+        levels, base_levels = [], []
         for c in args.concurrency:
             rounds: list[tuple[Window, Window]] = []
+            base_rounds: list[tuple[Window, Window]] = []
             for r in range(args.rounds):
-                direct, routed = Window(), Window()
-                order = [("direct", direct), ("router", routed)]
-                for path, win in order if r % 2 == 0 else reversed(order):
-                    url, headers = (direct_url, {}) if path == "direct" else (router.url, router.headers())
-                    cpu0 = cpu_seconds(router.pid)
+                direct, routed, based = Window(), Window(), Window()
+                order: list[tuple[Window, RouterProcess | None]] = [(direct, None), (routed, router)]
+                if baseline:
+                    order.append((based, baseline))
+                shift = r % len(order)  # each path first in turn, so all of them see the same machine
+                for win, proc in order[shift:] + order[:shift]:
+                    url, headers = (direct_url, {}) if proc is None else (proc.url, proc.headers())
+                    cpu0 = cpu_seconds(proc.pid) if proc else 0.0
                     asyncio.run(run_window(url, headers, body, c, args.seconds, win))
-                    if path == "router":
-                        win.router_cpu += cpu_seconds(router.pid) - cpu0
+                    if proc is not None:
+                        win.router_cpu += cpu_seconds(proc.pid) - cpu0
                 rounds.append((direct, routed))
+                base_rounds.append((direct, based))
             level = summarise(c, rounds)
             levels.append(level)
             say(
                 f"c={c}: direct {level['direct']['rps']:.1f} req/s, router {level['router']['rps']:.1f} req/s "
-                f"(x{level['throughput_ratio']:.2f}); p50 +{level['added_ms']['total_p50']:.1f} ms"
+                f"(x{level['throughput_ratio']:.2f}); p50 +{level['added_ms']['total_p50']:.1f} ms; "
+                f"{level['router_cpu_ms_per_request']:.2f} ms CPU/req"
             )
+            if baseline:
+                base = summarise(c, base_rounds)
+                base_levels.append(base)
+                say(
+                    f"c={c}: baseline {base['router']['rps']:.1f} req/s (x{base['throughput_ratio']:.2f}); "
+                    f"p50 +{base['added_ms']['total_p50']:.1f} ms; {base['router_cpu_ms_per_request']:.2f} ms CPU/req"
+                )
         return {
             "engine": args.engine,
             "text": args.text,
@@ -148,9 +168,12 @@ def measure(args: argparse.Namespace, cluster: Cluster) -> JSON:
             "pod_settings": "max_concurrency 2 (default), max_queue 512",
             "placement": placement,
             "levels": levels,
+            **({"baseline": {"source": str(args.baseline), "levels": base_levels}} if baseline else {}),
         }
     finally:
         router.stop()
+        if baseline:
+            baseline.stop()
         if not args.keep:
             cluster.delete_model(name)
 
@@ -230,9 +253,9 @@ def summarise(c: int, rounds: list[tuple[Window, Window]]) -> JSON:
     }
 
 
-def print_table(result: JSON) -> None:
+def print_table(result: JSON, levels: list[JSON] | None = None, which: str = "") -> None:
     rows = []
-    for lv in result["levels"]:
+    for lv in result["levels"] if levels is None else levels:
         d, r, a = lv["direct"], lv["router"], lv["added_ms"]
         rows.append(
             [
@@ -249,7 +272,7 @@ def print_table(result: JSON) -> None:
             ]
         )
     print(
-        f"\nRouter overhead — {result['engine']}, input {result['text']!r}, streamed {result['format']}, "
+        f"\nRouter overhead{which} — {result['engine']}, input {result['text']!r}, streamed {result['format']}, "
         f"{result['rounds']} × {result['seconds_per_window']:g} s per path and level; {result['placement']}\n"
     )
     print(
@@ -286,12 +309,21 @@ def main() -> None:
         help="pin the router to these CPUs (e.g. 1, or 'auto' for the last one) and the pod and the clients "
         "to the others: the router on cores of its own, as on its own nodes (default: all share every CPU)",
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="a checkout of another revision (e.g. a git worktree of main): its router is measured too, in the "
+        "same rounds, against the same direct windows",
+    )
     parser.add_argument("--output", default="", help="results name (default router_overhead_<engine>)")
     args = parser.parse_args()
     say(f"{os.cpu_count()} CPUs, load average {machine()['load_average']}")
     cluster = Cluster.up()
     result = measure(args, cluster)
     print_table(result)
+    if "baseline" in result:
+        print_table(result, result["baseline"]["levels"], f" (baseline: {result['baseline']['source']})")
     write_results(args.output or f"router_overhead_{args.engine}", result)
 
 

@@ -4,15 +4,13 @@
 #   devcluster/build.sh                     build whatever the cluster needs and is missing
 #   devcluster/build.sh --with-test-tools   the same, plus what only the tests use (helm-unittest)
 #   devcluster/build.sh --only registry …   just the named tools (etcd kwok helm kubernetes
-#                                           registry crane helm-unittest)
+#                                           registry crane: the cluster tools; helm-unittest)
 #   devcluster/build.sh --print             print the bin directory and exit
 #
-# kube-apiserver, kube-controller-manager, kube-scheduler and kubectl come from
-# k8s.io/kubernetes through a generated wrapper module (k8s.io/kubernetes replaces its
-# ~30 staging modules with local paths, so `go install` cannot build it directly);
-# etcd from go.etcd.io/etcd/server/v3 through a two-line main; the local image registry from
-# github.com/distribution/distribution/v3 through a main with only the filesystem storage driver;
-# kwok, helm and crane by `go install`.
+# Everything `make up` needs (kube-apiserver, kube-controller-manager, kube-scheduler, kubectl,
+# etcd, kwok, helm, the local image registry and crane) is one generated wrapper module and one
+# `go build` into $CACHE/bin/cluster-tools-<key>/, the key a hash of their versions; asking for
+# any of them builds them all. helm-unittest, which only the tests use, is built on its own.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
@@ -32,6 +30,14 @@ esac
 
 log() { printf '\033[1m[build]\033[0m %s\n' "$*" >&2; }
 
+# one build at a time per cache: two checkouts building at once (worktrees, a second `make up`)
+# would share each tool's .tmp directory; the second waits, then finds the tools built and skips
+exec {lock}>"$BIN/.build.lock"
+if ! flock -n "$lock"; then
+  log "another build is using $BIN; waiting for it"
+  flock "$lock"
+fi
+
 # `go build -v` names each package as it compiles: show a count every 100 packages so a long cold
 # build visibly progresses; anything else (compiler errors) passes through unchanged.
 progress() {
@@ -42,61 +48,40 @@ progress() {
 }
 stamp() { date +%s; }
 
-k8s_bin=$BIN/k8s-$KUBERNETES_VERSION
-etcd_bin=$BIN/etcd-$ETCD_VERSION
-kwok_bin=$BIN/kwok-$KWOK_VERSION
-helm_bin=$BIN/helm-$HELM_VERSION
-registry_bin=$BIN/registry-$DISTRIBUTION_VERSION
-crane_bin=$BIN/crane-$GO_CONTAINERREGISTRY_VERSION
+# Everything the cluster runs is one wrapper module and one `go build`: the apiserver, the controller
+# manager, the scheduler, kubectl, kwok and helm all link k8s.io/api, apimachinery and client-go, and
+# etcd, the registry and crane share grpc, protobuf, otel and cobra with them; one module graph
+# (Go's minimal version selection picks one version of each) compiles every shared package once,
+# and one build keeps both cores busy to the end instead of idling through each tool's link
+bundle=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok helm registry crane)
+bundle_key=$(printf '%s\n' "k8s=$KUBERNETES_VERSION" "etcd=$ETCD_VERSION" "kwok=$KWOK_VERSION" "helm=$HELM_VERSION" \
+  "distribution=$DISTRIBUTION_VERSION" "crane=$GO_CONTAINERREGISTRY_VERSION" "layout=1" | sha256sum | cut -c1-12)
+bundle_bin=$BIN/cluster-tools-$bundle_key
 
-build_kubernetes() {
-  local want=(kube-apiserver kube-controller-manager kube-scheduler kubectl) missing=0 b
-  for b in "${want[@]}"; do [[ -x $k8s_bin/$b ]] || missing=1; done
-  (( missing )) || return 0
-  local t0; t0=$(stamp)
-  local mod=$CACHE/src/k8s-wrapper-$KUBERNETES_VERSION
-  mkdir -p "$mod" "$k8s_bin.tmp"
-  log "kubernetes $KUBERNETES_VERSION: generating wrapper module in $mod"
-  local gomod
-  gomod=$(cd "$mod" && go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
-  local staging_ver="v0.${KUBERNETES_VERSION#v1.}"
+bundle_module() { # dir: write the wrapper module (go.mod, and mains for etcd and the registry)
+  local mod=$1 gomod staging_ver="v0.${KUBERNETES_VERSION#v1.}"
+  mkdir -p "$mod/etcd" "$mod/registry"
+  gomod=$(cd "$mod" && go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
   {
-    echo "module kubetts.local/k8s-wrapper"
+    echo "module kubetts.local/cluster-tools"
     echo
     grep -E '^go [0-9]' "$gomod"
     echo
-    echo "require k8s.io/kubernetes $KUBERNETES_VERSION"
+    echo "require ("
+    echo "	k8s.io/kubernetes $KUBERNETES_VERSION"
+    echo "	go.etcd.io/etcd/server/v3 $ETCD_VERSION"
+    echo "	sigs.k8s.io/kwok $KWOK_VERSION"
+    echo "	helm.sh/helm/v3 $HELM_VERSION"
+    echo "	github.com/distribution/distribution/v3 $DISTRIBUTION_VERSION"
+    echo "	github.com/google/go-containerregistry $GO_CONTAINERREGISTRY_VERSION"
+    echo ")"
     echo
-    # every staging module the release requires as v0.0.0 is replaced by its published tag
+    # k8s.io/kubernetes requires its ~30 staging modules as v0.0.0 and replaces them with local
+    # paths, so `go install` cannot build it; each is replaced here by its published tag
     grep -E '^\s+k8s\.io/[a-z0-9-]+ v0\.0\.0$' "$gomod" | awk -v v="$staging_ver" '{print "replace " $1 " => " $1 " " v}'
   } > "$mod/go.mod"
-  log "kubernetes: $(grep -c '^replace' "$mod/go.mod") staging replaces; compiling (cold: tens of minutes on 2 cores)"
-  local ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION"
-  local major minor
-  major=${KUBERNETES_VERSION#v}; major=${major%%.*}
-  minor=${KUBERNETES_VERSION#v*.}; minor=${minor%%.*}
-  ldflags+=" -X k8s.io/component-base/version.gitMajor=$major -X k8s.io/component-base/version.gitMinor=$minor"
-  ldflags+=" -X k8s.io/component-base/version.gitTreeState=clean"
-  ldflags+=" -X k8s.io/client-go/pkg/version.gitVersion=$KUBERNETES_VERSION"
-  (cd "$mod" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -v -trimpath -ldflags "$ldflags" -o "$k8s_bin.tmp/" \
-      $(printf 'k8s.io/kubernetes/cmd/%s ' "${want[@]}") 2>&1) | progress kubernetes
-  rm -rf "$k8s_bin"; mv "$k8s_bin.tmp" "$k8s_bin"
-  log "kubernetes: built in $(( $(stamp) - t0 )) s"
-}
-
-build_etcd() {
-  [[ -x $etcd_bin/etcd ]] && return 0
-  local t0; t0=$(stamp)
-  local mod=$CACHE/src/etcd-wrapper-$ETCD_VERSION
-  mkdir -p "$mod" "$etcd_bin.tmp"
-  cat > "$mod/go.mod" <<MOD
-module kubetts.local/etcd-wrapper
-
-go 1.24
-
-require go.etcd.io/etcd/server/v3 $ETCD_VERSION
-MOD
-  cat > "$mod/main.go" <<'GO'
+  cat > "$mod/etcd/main.go" <<'GO'
 // Command etcd is etcd's own main, built from go.etcd.io/etcd/server/v3.
 package main
 
@@ -108,29 +93,10 @@ import (
 
 func main() { etcdmain.Main(os.Args) }
 GO
-  log "etcd $ETCD_VERSION: compiling"
-  (cd "$mod" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -v -trimpath -ldflags "-s -w" -o "$etcd_bin.tmp/etcd" . 2>&1) \
-    | progress etcd
-  rm -rf "$etcd_bin"; mv "$etcd_bin.tmp" "$etcd_bin"
-  log "etcd: built in $(( $(stamp) - t0 )) s"
-}
-
-build_registry() {
   # distribution's registry (the reference OCI registry; images on disk, DELETE allowed by its
   # config) with only the filesystem storage driver: its own main also links the Azure, GCS and S3
-  # SDKs, which the local cluster never uses and which would triple the compile
-  [[ -x $registry_bin/registry ]] && return 0
-  local t0; t0=$(stamp)
-  local mod=$CACHE/src/registry-wrapper-$DISTRIBUTION_VERSION
-  mkdir -p "$mod" "$registry_bin.tmp"
-  cat > "$mod/go.mod" <<MOD
-module kubetts.local/registry-wrapper
-
-go 1.26
-
-require github.com/distribution/distribution/v3 $DISTRIBUTION_VERSION
-MOD
-  cat > "$mod/main.go" <<'GO'
+  # SDKs, which the local cluster never uses and which would triple its compile
+  cat > "$mod/registry/main.go" <<'GO'
 // Command registry is distribution's registry with the filesystem storage driver only.
 package main
 
@@ -141,22 +107,34 @@ import (
 
 func main() { _ = registry.RootCmd.Execute() }
 GO
-  log "registry (distribution $DISTRIBUTION_VERSION): compiling"
-  (cd "$mod" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -v -trimpath -ldflags "-s -w" -o "$registry_bin.tmp/registry" . 2>&1) \
-    | progress registry
-  rm -rf "$registry_bin"; mv "$registry_bin.tmp" "$registry_bin"
-  log "registry: built in $(( $(stamp) - t0 )) s"
 }
 
-go_install() { # name module version dest
-  local name=$1 module=$2 version=$3 dest=$4
-  [[ -x $dest/$name ]] && return 0
+build_bundle() {
+  local missing=0 b
+  for b in "${bundle[@]}"; do [[ -x $bundle_bin/$b ]] || missing=1; done
+  (( missing )) || return 0
   local t0; t0=$(stamp)
-  log "$name $version: go install"
-  mkdir -p "$dest.tmp"
-  GOBIN="$dest.tmp" CGO_ENABLED=0 go install -v -trimpath -ldflags "-s -w" "$module@$version" 2>&1 | progress "$name"
-  rm -rf "$dest"; mv "$dest.tmp" "$dest"
-  log "$name: built in $(( $(stamp) - t0 )) s"
+  local mod=$CACHE/src/cluster-tools-$bundle_key
+  log "cluster tools (Kubernetes $KUBERNETES_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION, helm $HELM_VERSION," \
+    "registry $DISTRIBUTION_VERSION, crane $GO_CONTAINERREGISTRY_VERSION): one wrapper module in $mod"
+  bundle_module "$mod"
+  log "cluster tools: compiling in one go build (cold: about 12 minutes on 2 cores; progress every 100 packages)"
+  local ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION"
+  local major minor
+  major=${KUBERNETES_VERSION#v}; major=${major%%.*}
+  minor=${KUBERNETES_VERSION#v*.}; minor=${minor%%.*}
+  ldflags+=" -X k8s.io/component-base/version.gitMajor=$major -X k8s.io/component-base/version.gitMinor=$minor"
+  ldflags+=" -X k8s.io/component-base/version.gitTreeState=clean"
+  ldflags+=" -X k8s.io/client-go/pkg/version.gitVersion=$KUBERNETES_VERSION"
+  ldflags+=" -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  rm -rf "$bundle_bin.tmp"; mkdir -p "$bundle_bin.tmp"
+  (cd "$mod" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -v -trimpath -ldflags "$ldflags" -o "$bundle_bin.tmp/" \
+      $(printf 'k8s.io/kubernetes/cmd/%s ' kube-apiserver kube-controller-manager kube-scheduler kubectl) \
+      sigs.k8s.io/kwok/cmd/kwok helm.sh/helm/v3/cmd/helm github.com/google/go-containerregistry/cmd/crane \
+      ./etcd ./registry 2>&1) | progress "cluster tools"
+  for b in "${bundle[@]}"; do [[ -x $bundle_bin.tmp/$b ]] || { log "cluster tools: $b was not built"; exit 1; }; done
+  rm -rf "$bundle_bin"; mv "$bundle_bin.tmp" "$bundle_bin"
+  log "cluster tools: built in $(( $(stamp) - t0 )) s"
 }
 
 build_helm_unittest() {
@@ -199,14 +177,8 @@ mkdir -p "$BIN/current"
 link() { local f; for f in "$@"; do ln -sfn "$f" "$BIN/current/$(basename "$f")"; done; }
 for tool in "${tools[@]}"; do
   case $tool in
-    etcd) build_etcd; link "$etcd_bin/etcd" ;;
-    kwok) go_install kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION" "$kwok_bin"; link "$kwok_bin/kwok" ;;
-    helm) go_install helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION" "$helm_bin"; link "$helm_bin/helm" ;;
-    kubernetes) build_kubernetes; link "$k8s_bin"/* ;;
-    registry) build_registry; link "$registry_bin/registry" ;;
-    crane)
-      go_install crane github.com/google/go-containerregistry/cmd/crane "$GO_CONTAINERREGISTRY_VERSION" "$crane_bin"
-      link "$crane_bin/crane" ;;
+    etcd | kwok | helm | registry | crane) build_bundle; link "$bundle_bin/$tool" ;;
+    kubernetes) build_bundle; link "$bundle_bin"/kube-* "$bundle_bin/kubectl" ;;
     helm-unittest) build_helm_unittest ;;
     *) echo "unknown tool: $tool" >&2; exit 2 ;;
   esac

@@ -5,6 +5,8 @@
 #   devcluster/images.sh                 build and push operator, router, mcp, wyoming and inference
 #   devcluster/images.sh --servers       the same and local-tts-studio, fastkokoro
 #   devcluster/images.sh router mcp      just these
+#   devcluster/images.sh --build-only …  build, push nothing and need no registry (`make up` builds
+#                                        the images while the cluster's Go tools compile)
 #   devcluster/images.sh --print         print kube-tts' own image references and exit
 #
 # References: $REGISTRY/kube-tts/<name>:<appVersion of charts/kube-tts/Chart.yaml>, where REGISTRY
@@ -57,6 +59,8 @@ if [[ ${1:-} == --print ]]; then
   for spec in "${ALL[@]}"; do ref_of "${spec%%:*}"; done
   exit 0
 fi
+build_only=0
+if [[ ${1:-} == --build-only ]]; then build_only=1; shift; fi
 defaults=("${ALL[@]}")
 if [[ ${1:-} == --servers ]]; then defaults+=("${SERVERS[@]}"); shift; fi
 for name in "$@"; do
@@ -74,7 +78,7 @@ done
 
 # --- the local registry ----------------------------------------------------------------------
 registry_answers() { curl -fsS -o /dev/null --max-time 2 "http://$REGISTRY/v2/"; }
-if ! registry_answers 2>/dev/null; then
+if (( ! build_only )) && ! registry_answers 2>/dev/null; then
   dev=$repo/.venv/bin/kube-tts-dev
   if [[ -x $dev ]]; then
     log "the local registry on $REGISTRY is not running: starting it (make down stops it)"
@@ -178,7 +182,7 @@ remote_config_digest() { # the config digest of the image the registry holds und
 # the base itself, for pods that run plain Python (the local cluster's own tests)
 base_ref=$REGISTRY/library/${BASE##*/}
 base_id=$("$podman" image inspect -f '{{.Id}}' "$BASE")
-if [[ $(remote_config_digest "$REGISTRY/library/python/manifests/${BASE##*:}") != "sha256:$base_id" ]]; then
+if (( ! build_only )) && [[ $(remote_config_digest "$REGISTRY/library/python/manifests/${BASE##*:}") != "sha256:$base_id" ]]; then
   "$podman" tag "$BASE" "$base_ref"
   "$podman" push --quiet --tls-verify=false "$base_ref"
   log "base: pushed $base_ref"
@@ -199,6 +203,7 @@ for spec in "${wanted[@]}"; do
       | "$podman" build --quiet --pull=never --no-cache -t "$ref" -f - "$(mktemp -d)" >/dev/null
   fi
   t1=$(stamp)
+  if (( build_only )); then log "$name: built in $((t1 - t0)) s"; continue; fi
   id=$("$podman" image inspect -f '{{.Id}}' "$ref")
   manifest_path=${ref#"$REGISTRY"/}; manifest_path=${manifest_path%:*}/manifests/${ref##*:}
   if [[ $(remote_config_digest "$REGISTRY/$manifest_path") == "sha256:$id" ]]; then

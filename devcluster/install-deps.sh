@@ -14,7 +14,8 @@ packages=(iproute2 iptables util-linux ca-certificates sox libsox-fmt-mp3 python
 command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
 missing=()
 for pkg in "${packages[@]}"; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  # installed, not just known to dpkg (a removed package keeps its configuration files and a status)
+  [[ $(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null) == "install ok installed" ]] || missing+=("$pkg")
 done
 ((${#missing[@]})) || exit 0
 if [[ $(id -u) != 0 ]]; then

@@ -25,6 +25,9 @@ MCP_TOOLS = frozenset(
         "get_gpu_status",
         "sleep_model",
         "wake_model",
+        "start_production",
+        "get_production",
+        "list_productions",
     }
 )
 

@@ -178,21 +178,31 @@ def chars_ja(text: str) -> list[str]:
 _CHARS = {"zh": chars_zh, "ja": chars_ja}
 
 
-def cer(reference: str | Sequence[str], hypothesis: str | Sequence[str], language: str = "zh") -> float:
+def cer(
+    reference: str | Sequence[str], hypothesis: str | Sequence[str], language: str = "zh", *, capped: bool = False
+) -> float:
     """Character error rate of Chinese (``zh``) or Japanese (``ja``) text, punctuation stripped;
-    corpus CER given sequences."""
-    return _error_rate(reference, hypothesis, _CHARS[language], "characters")
+    corpus CER given sequences. ``capped``: a clip counts at most as wholly misheard (its edits at
+    most its reference's length), so one clip Whisper hears as a loop ("骗骗骗…", 120 characters
+    for a 14-character sentence) weighs as one wrong clip, not as nine."""
+    return _error_rate(reference, hypothesis, _CHARS[language], "characters", capped=capped)
 
 
 def _error_rate(
-    reference: str | Sequence[str], hypothesis: str | Sequence[str], tokens: Callable[[str], list[str]], unit: str
+    reference: str | Sequence[str],
+    hypothesis: str | Sequence[str],
+    tokens: Callable[[str], list[str]],
+    unit: str,
+    capped: bool = False,
 ) -> float:
-    """Edits over reference tokens, summed over the pairs of texts (a corpus rate)."""
+    """Edits over reference tokens, summed over the pairs of texts (a corpus rate); ``capped``
+    holds each pair's edits to its reference's length."""
     refs, hyps = _pairs(reference, hypothesis)
     edits = count = 0
     for ref, hyp in zip(refs, hyps, strict=True):
         r, h = tokens(ref), tokens(hyp)
-        edits += edit_distance(r, h)
+        distance = edit_distance(r, h)
+        edits += min(distance, len(r)) if capped else distance
         count += len(r)
     if not count:
         raise ValueError(f"the reference has no {unit}")

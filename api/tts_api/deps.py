@@ -19,32 +19,44 @@ async def get_state(request: Request) -> RouterState:
 State = Annotated[RouterState, Depends(get_state)]
 
 
+def identify(state: RouterState, authorization: str, host: str) -> Principal | ApiError:
+    """Who sends a request (its ``Authorization`` header; ``host`` is the client's address), or the 401
+    it gets. Counts nothing: the speech relay (``relay.py``) and :func:`authenticate` share it."""
+    if state.settings.auth_disabled:
+        return Principal(f"anonymous:{host}", admin=True)
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return ApiError(
+            401,
+            "missing API key: send 'Authorization: Bearer <key>'",
+            "missing_api_key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    found = state.keys.authenticate(token.strip())
+    if found is None:
+        return ApiError(401, "invalid API key", "invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+    return found
+
+
+def refuse_unknown(state: RouterState, refusal: ApiError) -> ApiError:
+    """A 401 from :func:`identify`, counted."""
+    state.metrics.rejected.labels("auth").inc()
+    return refusal
+
+
 async def authenticate(request: Request, state: State) -> Principal:
     """Bearer API key (OpenAI style) unless auth is disabled explicitly; then the per-key rate limit.
 
     ``async`` like every dependency here, although none awaits: FastAPI runs a plain ``def``
     dependency in its thread pool, a thread hand-off on every request's path."""
-    if state.settings.auth_disabled:
-        principal = Principal(f"anonymous:{request.client.host if request.client else '-'}", admin=True)
-    else:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            state.metrics.rejected.labels("auth").inc()
-            raise ApiError(
-                401,
-                "missing API key: send 'Authorization: Bearer <key>'",
-                "missing_api_key",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        found = state.keys.authenticate(token.strip())
-        if found is None:
-            state.metrics.rejected.labels("auth").inc()
-            raise ApiError(401, "invalid API key", "invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
-        principal = found
-    return _rate_limited(state, principal)
+    who = identify(state, request.headers.get("authorization", ""), request.client.host if request.client else "-")
+    if isinstance(who, ApiError):
+        raise refuse_unknown(state, who)
+    return rate_limited(state, who)
 
 
-def _rate_limited(state: RouterState, principal: Principal) -> Principal:
+def rate_limited(state: RouterState, principal: Principal) -> Principal:
+    """``principal`` if its key is within the rate limit (a token taken), else the 429."""
     wait = state.limiter.check(principal.id)
     if wait:
         state.metrics.rejected.labels("rate_limit").inc()
@@ -66,7 +78,7 @@ async def authenticate_listing(request: Request, state: State) -> Principal:
     that is sent is always checked."""
     if state.settings.open_audio_lists and not request.headers.get("authorization"):
         host = request.client.host if request.client else "-"
-        return _rate_limited(state, Principal(f"anonymous:{host}", admin=False))
+        return rate_limited(state, Principal(f"anonymous:{host}", admin=False))
     return await authenticate(request, state)
 
 

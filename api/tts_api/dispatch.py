@@ -30,14 +30,20 @@ class Ticket:
     model: str
     arrived: float
     future: asyncio.Future[Endpoint]
-    # pods this request must not go to again (they refused the connection)
-    exclude: set[str] = field(default_factory=set)
+    # pods this request must not go to again (they refused the connection or closed it unanswered),
+    # with their container restarts then: once a pod's container has restarted, it is a new server
+    # and no longer excluded (else a request whose only pod restarted in place would wait for good)
+    exclude: dict[str, int] = field(default_factory=dict)
     endpoint: Endpoint | None = None
     finished: bool = False
 
     @property
     def granted(self) -> bool:
         return self.endpoint is not None
+
+    def excluded(self, endpoints: list[Endpoint]) -> set[str]:
+        """The pods among ``endpoints`` this request must not go to: those it failed on, unless restarted since."""
+        return {e.pod for e in endpoints if e.pod in self.exclude and e.restarts <= self.exclude[e.pod]}
 
 
 class Dispatcher:
@@ -113,10 +119,11 @@ class Dispatcher:
     def retry_elsewhere(self, ticket: Ticket) -> None:
         """The granted pod refused the connection: give the slot back and wait for another pod, first in line."""
         assert ticket.endpoint is not None
-        ticket.exclude.add(ticket.endpoint.pod)
+        ticket.exclude[ticket.endpoint.pod] = ticket.endpoint.restarts
         self._give_back(ticket)
         ticket.future = asyncio.get_running_loop().create_future()
-        endpoint = self.balancer.pick(self.endpoints(ticket.model), exclude=ticket.exclude)
+        endpoints = self.endpoints(ticket.model)
+        endpoint = self.balancer.pick(endpoints, exclude=ticket.excluded(endpoints))
         if endpoint is not None:
             self._grant(ticket, endpoint)
         else:
@@ -144,7 +151,7 @@ class Dispatcher:
             return
         endpoints = self.endpoints(model)
         for ticket in list(queue):
-            endpoint = self.balancer.pick(endpoints, exclude=ticket.exclude)
+            endpoint = self.balancer.pick(endpoints, exclude=ticket.excluded(endpoints))
             if endpoint is None:
                 if not ticket.exclude:
                     break  # nobody behind it can be served either: strict FIFO

@@ -24,6 +24,7 @@ from tts_crds import names, objects
 from tts_crds.http_errors import ApiError
 
 from . import activation
+from .jobs import owner_reference
 
 log = logging.getLogger("tts_api.kube")
 JSON = dict[str, Any]
@@ -276,6 +277,77 @@ class Kube:
             return objects.key_value(obj, key, secret=False)
         obj = await _json(self.core.read_namespaced_secret(name, self.namespace, _preload_content=False))
         return objects.key_value(obj, key, secret=True)
+
+    # --- productions (TtsJobs) ---------------------------------------------------------------------
+
+    async def create_job(self, job: JSON, text: JSON | None = None) -> JSON:
+        """The TtsJob; with an uploaded ``text``, its ConfigMap first (so the operator never sees a job
+        whose text is missing), then the ConfigMap's owner reference to the job (so deleting the job
+        deletes the text). A failure part-way removes what was made."""
+        if text is not None:
+            await self.core.create_namespaced_config_map(self.namespace, text)  # type: ignore[arg-type]
+        try:
+            created: JSON = await self.objects.create_namespaced_custom_object(
+                names.GROUP, names.VERSION, self.namespace, names.JOB_PLURAL, job
+            )
+        except BaseException:
+            if text is not None:
+                await asyncio.shield(self._delete_configmap_quietly(text["metadata"]["name"]))
+            raise
+        if text is not None:
+            owner = {"metadata": {"ownerReferences": [owner_reference(created)]}}
+            try:
+                await self.core.patch_namespaced_config_map(
+                    text["metadata"]["name"],
+                    self.namespace,
+                    owner,
+                    _content_type="application/merge-patch+json",
+                )  # type: ignore[call-arg]
+            except BaseException:
+                # no job whose text would outlive it
+                await asyncio.shield(self._delete_job_and_text_quietly(created["metadata"]["name"], text))
+                raise
+        return created
+
+    async def _delete_configmap_quietly(self, name: str) -> None:
+        try:
+            await self.core.delete_namespaced_config_map(name, self.namespace)
+        except (ApiException, *TRANSPORT_ERRORS) as exc:
+            log.warning("could not remove ConfigMap %s after a failed create: %s", name, exc)
+
+    async def _delete_job_and_text_quietly(self, name: str, text: JSON) -> None:
+        try:
+            await self.delete_job(name)
+        except (ApiException, *TRANSPORT_ERRORS) as exc:
+            log.warning("could not remove TtsJob %s after a failed create: %s", name, exc)
+        await self._delete_configmap_quietly(text["metadata"]["name"])
+
+    async def get_job(self, name: str) -> JSON:
+        return await _json(
+            self.objects.get_namespaced_custom_object(
+                names.GROUP, names.VERSION, self.namespace, names.JOB_PLURAL, name, _preload_content=False
+            )
+        )
+
+    async def list_jobs(self) -> list[JSON]:
+        listing = await _json(
+            self.objects.list_namespaced_custom_object(
+                names.GROUP, names.VERSION, self.namespace, names.JOB_PLURAL, _preload_content=False
+            )
+        )
+        items: list[JSON] = listing.get("items", [])
+        return items
+
+    async def delete_job(self, name: str) -> None:
+        """Delete the TtsJob; its Job, plan and text go with it (owner references)."""
+        await self.objects.delete_namespaced_custom_object(
+            names.GROUP,
+            names.VERSION,
+            self.namespace,
+            names.JOB_PLURAL,
+            name,
+            propagation_policy="Background",
+        )
 
     # --- cluster capacity -----------------------------------------------------------------------
 

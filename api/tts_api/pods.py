@@ -43,6 +43,11 @@ class Speakers:
         self._known: dict[str, tuple[int, JSON]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
+    def known(self, model: str, generation: int) -> JSON | None:
+        """The speakers learnt for this generation of the model, asking nobody; None if not learnt."""
+        known = self._known.get(model)
+        return known[1] if known and known[0] == generation else None
+
     async def get(self, model: str, generation: int, endpoints: list[Endpoint]) -> JSON | None:
         """``{"default": id, "data": [{id, name, language}]}``, or None if never learnt."""
         known = self._known.get(model)

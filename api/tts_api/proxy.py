@@ -18,7 +18,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -41,7 +41,7 @@ _NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 # the pod closed the connection (or it failed) before answering: the request may go to another one too
 _CLOSED_UNANSWERED = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
 # the pod's connection failed or timed out while it answered
-_BROKEN = (aiohttp.ClientError, TimeoutError)
+BROKEN = (aiohttp.ClientError, TimeoutError)
 # how much of a pod's error answer the router reads
 _ERROR_BODY_LIMIT = 64 * 1024
 # how often a waiting plain (non-SSE) request checks that its client is still there
@@ -120,10 +120,15 @@ class Trip:
         finally:
             self.finish()
 
-    def _first_byte(self) -> None:
+    def note_first_byte(self) -> None:
         if not self.first_byte:
             self.first_byte = True
             self.state.metrics.first_byte.labels(self.model).observe(time.monotonic() - self.arrived)
+
+    @property
+    def pod(self) -> str:
+        """The pod the trip holds a slot on ("?" when none)."""
+        return self.ticket.endpoint.pod if self.ticket.endpoint else "?"
 
     # --- waiting --------------------------------------------------------------------------------
 
@@ -144,19 +149,31 @@ class Trip:
         remaining = self.deadline - time.monotonic()
         return asyncio.ensure_future(self.state.dispatcher.wait(self.ticket, remaining))
 
-    def _waited(self, task: asyncio.Future[Any]) -> None:
-        """Turn the outcome of a finished wait into the endpoint being held, or the client's error."""
+    @contextlib.contextmanager
+    def _outcome(self) -> Iterator[None]:
+        """Around what ends a wait: the endpoint held (the wait measured), or the client's error."""
         try:
-            task.result()
+            yield
         except TimeoutError as exc:
             raise self._timeout_error() from exc
         except ModelGone as exc:
             raise ApiError(404, f"model {self.model!r} was deleted", "model_not_found", "model") from exc
         self.state.metrics.queue_wait.labels(self.model).observe(time.monotonic() - self.arrived)
 
-    async def wait(self, request: Request) -> None:
-        """Until the ticket is granted; notices a client that goes away meanwhile."""
+    def _waited(self, task: asyncio.Future[Any]) -> None:
+        """Turn the outcome of a finished wait into the endpoint being held, or the client's error."""
+        with self._outcome():
+            task.result()
+
+    async def wait(self, request: Request | None) -> None:
+        """Until the ticket is granted. ``request``: a client that goes away meanwhile is noticed by
+        asking it every half second; without one, whoever runs the trip watches the client (and
+        cancels the wait when it leaves)."""
         if self.ticket.granted:
+            return
+        if request is None:
+            with self._outcome():
+                await self.state.dispatcher.wait(self.ticket, self.deadline - time.monotonic())
             return
         task = self.start_wait()
         try:
@@ -205,15 +222,7 @@ class Trip:
     async def _to_another_pod(self, request: Request | None) -> None:
         self.state.metrics.retries.labels(self.model).inc()
         self.state.dispatcher.retry_elsewhere(self.ticket)
-        if request is not None:
-            await self.wait(request)
-        else:
-            task = self.start_wait()
-            try:
-                await asyncio.wait({task})
-            finally:
-                await _cancel(task)
-            self._waited(task)
+        await self.wait(request)
 
     async def error_answer(self, upstream: aiohttp.ClientResponse) -> tuple[int, bytes, dict[str, str]]:
         """A pod's error, as the client gets it: its 4xx as is, its 5xx as 502/503."""
@@ -223,14 +232,14 @@ class Trip:
                 body += chunk
                 if len(body) > _ERROR_BODY_LIMIT:
                     break
-        except _BROKEN:
+        except BROKEN:
             pass
         finally:
             upstream.close()
         status = upstream.status
         headers = {k: v for k, v in upstream.headers.items() if k.lower() in ("retry-after",)}
         if status >= 500 and status not in (503, 504):
-            pod = self.ticket.endpoint.pod if self.ticket.endpoint else "?"
+            pod = self.pod
             message = _error_message(body) or f"status {status}"
             return 502, _json(error_body(f"replica {pod} failed: {message}", "upstream_error", None, 502)), headers
         if not _error_message(body):
@@ -262,15 +271,15 @@ class Trip:
         async with self.accounted():
             try:
                 async for chunk in upstream.content.iter_any():
-                    self._first_byte()
+                    self.note_first_byte()
                     yield chunk
-            except _BROKEN as exc:
-                pod = self.ticket.endpoint.pod if self.ticket.endpoint else "?"
+            except BROKEN as exc:
+                pod = self.pod
                 log.warning("stream from %s broke (%s); aborting the client's response", pod, exc.__class__.__name__)
                 self.code = "502"
                 raise StreamBroken(f"upstream {pod} broke mid-stream") from exc
             finally:
-                _done_with(upstream)
+                done_with(upstream)
 
     async def relay_sse(self, upstream: aiohttp.ClientResponse) -> AsyncGenerator[bytes]:
         """Events from a pod that speaks SSE, or audio chunks framed as events by the router."""
@@ -284,15 +293,15 @@ class Trip:
             )
         try:
             async for chunk in upstream.content.iter_any():
-                self._first_byte()
+                self.note_first_byte()
                 yield framer.delta(chunk) if framer else chunk
             if framer:
                 yield framer.done()
-        except _BROKEN as exc:
+        except BROKEN as exc:
             self.code = "502"
             yield sse.error(502, f"the inference pod's stream broke ({exc.__class__.__name__})", "upstream_unavailable")
         finally:
-            _done_with(upstream)
+            done_with(upstream)
 
     async def sse_now(self, upstream: aiohttp.ClientResponse) -> AsyncGenerator[bytes]:
         """The SSE answer for a request that got a slot at once."""
@@ -377,7 +386,7 @@ async def answer(trip: Trip, request: Request, events: bool = False) -> Response
     return StreamingResponse(trip.relay(upstream), upstream.status, headers, media_type)
 
 
-def _done_with(upstream: aiohttp.ClientResponse) -> None:
+def done_with(upstream: aiohttp.ClientResponse) -> None:
     """Give the pod's connection back when its answer was read to the end; otherwise close it,
     which is how the pod learns that nobody listens any more (it stops synthesising)."""
     if upstream.content.is_eof():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tts_crds import names
@@ -18,6 +18,9 @@ class Endpoint:
     pod: str
     ip: str
     port: int
+    # the pod's container restarts so far: a restarted container is a new server on the same pod
+    # (a request that failed on the old one may try the new one); not part of the endpoint's identity
+    restarts: int = field(default=0, compare=False)
 
     @property
     def url(self) -> str:
@@ -108,7 +111,9 @@ def _unix(timestamp: str) -> float:
 
 def endpoint_of(pod: JSON) -> Endpoint:
     """Where a pod with an IP serves the inference API."""
-    return Endpoint(pod["metadata"]["name"], pod["status"]["podIP"], names.INFERENCE_PORT)
+    status = pod["status"]
+    restarts = sum(int(c.get("restartCount") or 0) for c in status.get("containerStatuses") or [])
+    return Endpoint(pod["metadata"]["name"], status["podIP"], names.INFERENCE_PORT, restarts)
 
 
 def endpoints_for(deployment: str, pods: dict[str, JSON], early: EarlyReady | None = None) -> list[Endpoint]:

@@ -28,6 +28,11 @@ def key_id(token: str) -> str:
     return "key:" + hashlib.sha256(token.encode()).hexdigest()[:12]
 
 
+def _known(key: str, admin: bool) -> tuple[bytes, Principal]:
+    """A configured key as the ring holds it: its digest, and who presents it."""
+    return hashlib.sha256(key.encode()).digest(), Principal(key_id(key), admin)
+
+
 class KeyRing:
     """User and admin keys from the settings; key files are re-read when they change (Secret rotation)."""
 
@@ -36,7 +41,7 @@ class KeyRing:
         self.recheck_seconds = recheck_seconds
         self._checked = 0.0
         self._stamp: tuple[float, ...] = ()
-        self._digests: list[tuple[bytes, bool]] = []
+        self._digests: list[tuple[bytes, Principal]] = []
         self._load()
 
     def _files(self) -> list[Path]:
@@ -48,9 +53,7 @@ class KeyRing:
     def _load(self) -> None:
         admin = self.settings.admin_keys()
         user = self.settings.keys() - admin
-        self._digests = [(hashlib.sha256(k.encode()).digest(), False) for k in sorted(user)] + [
-            (hashlib.sha256(k.encode()).digest(), True) for k in sorted(admin)
-        ]
+        self._digests = [_known(k, False) for k in sorted(user)] + [_known(k, True) for k in sorted(admin)]
         self._stamp = self._mtimes()
 
     def __len__(self) -> int:
@@ -67,11 +70,11 @@ class KeyRing:
     def authenticate(self, token: str) -> Principal | None:
         self._maybe_reload()
         digest = hashlib.sha256(token.encode()).digest()
-        found: bool | None = None
-        for known, admin in self._digests:  # no early exit: the time does not depend on which key matched
-            if hmac.compare_digest(digest, known):
-                found = admin or bool(found)
-        return None if found is None else Principal(key_id(token), found)
+        found: Principal | None = None
+        for known, principal in self._digests:  # no early exit: the time does not depend on which key matched
+            if hmac.compare_digest(digest, known) and (found is None or principal.admin):
+                found = principal
+        return found
 
 
 class TokenBucket:

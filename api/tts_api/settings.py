@@ -75,6 +75,14 @@ class RouterSettings(BaseSettings):
     voice_min_seconds: float = 1.0
     voice_max_seconds: float = 30.0
 
+    # --- productions (TtsJobs, ADR 0050) -----------------------------------------------------------
+    # where the default jobs volume is mounted (read-only): chapters are served from
+    # <jobs_root>/<storage.path or namespace/name>/chapters/
+    jobs_root: Path = Path("/var/lib/kube-tts/jobs")
+    # the default jobs claim's name, so a TtsJob naming it in storage.claimName counts as on it;
+    # empty: only jobs with an empty storage.claimName are on the default volume
+    jobs_claim: str = ""
+
     # --- browser access ---------------------------------------------------------------------------
     # CORS is off unless origins are listed (comma-separated, e.g. https://ui.example.com)
     cors_origins: str = ""

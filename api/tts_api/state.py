@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import operator
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +51,12 @@ class RouterState:
     # starting pods seen answering /readyz before the kubelet marked them Ready (ADR 0038)
     early: EarlyReady = field(default_factory=EarlyReady)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # what every speech request would otherwise parse anew from the watch caches: each deployment's
+    # spec, the alias table and each model's voices, kept with the objects they were made from and
+    # made again once the watch replaced one (it never changes an object in place)
+    _specs: dict[str, tuple[JSON, TtsDeploymentSpec | None]] = field(default_factory=dict)
+    _aliases: tuple[tuple[JSON, ...], AliasTable] | None = None
+    _voices: dict[str, tuple[JSON, JSON | None, ModelVoices]] = field(default_factory=dict)
 
     @property
     def synced(self) -> bool:
@@ -84,7 +91,13 @@ class RouterState:
 
     def aliases(self) -> AliasTable:
         """Who answers to each model alias now (ADR 0042)."""
-        return model_table(self.deployments.objects, self.settings.default_model)
+        objects = tuple(self.deployments.objects.values())
+        known = self._aliases
+        if known is not None and len(known[0]) == len(objects) and all(map(operator.is_, known[0], objects)):
+            return known[1]
+        table = model_table(self.deployments.objects, self.settings.default_model)
+        self._aliases = (objects, table)
+        return table
 
     def model_name(self, requested: str) -> str:
         """The TtsDeployment a request's ``model`` means: a real name, else an alias's owner."""
@@ -92,11 +105,29 @@ class RouterState:
 
     async def model_voices(self, name: str) -> ModelVoices | None:
         obj = self.deployment(name)
-        return None if obj is None else model_voices(name, obj, await self.builtin_voices(name))
+        if obj is None:
+            return None
+        builtin = await self.builtin_voices(name)
+        known = self._voices.get(name)
+        if known is not None and known[0] is obj and known[1] is builtin:
+            return known[2]
+        voices = model_voices(name, obj, builtin)
+        self._voices[name] = (obj, builtin, voices)
+        _forget_gone(self._voices, self.deployments.objects)
+        return voices
 
     def spec(self, name: str) -> TtsDeploymentSpec | None:
         """The deployment's spec through the shared model; None when it does not exist (or does not parse)."""
-        return deployment_spec(self.deployment(name))
+        obj = self.deployment(name)
+        if obj is None:
+            return None
+        known = self._specs.get(name)
+        if known is not None and known[0] is obj:
+            return known[1]
+        spec = deployment_spec(obj)
+        self._specs[name] = (obj, spec)
+        _forget_gone(self._specs, self.deployments.objects)
+        return spec
 
     def spec_replicas(self, name: str) -> int | None:
         spec = self.spec(name)
@@ -111,13 +142,23 @@ class RouterState:
         obj = self.deployment(name)
         if obj is None or capability_of(obj) != Capability.SPEECH:
             return None  # a transcription model has no speakers (ADR 0041)
-        found = await self.speakers.get(name, int(obj["metadata"].get("generation", 0)), self.endpoints(name))
+        generation = int(obj["metadata"].get("generation", 0))
+        found = self.speakers.known(name, generation)
+        if found is None:
+            found = await self.speakers.get(name, generation, self.endpoints(name))
         if found is None:
             # asleep and never seen awake by this router: the speakers the operator recorded, if any
             recorded = (obj.get("status") or {}).get("speakers")
             if isinstance(recorded, list) and recorded:
                 return {"default": None, "data": [{"id": s, "name": s} for s in recorded if isinstance(s, str)]}
         return found
+
+
+def _forget_gone(memo: dict[str, Any], objects: dict[str, JSON]) -> None:
+    """Drop what a memo holds for deployments that are gone (once it holds more than there are)."""
+    if len(memo) > len(objects):
+        for name in [n for n in memo if n not in objects]:
+            del memo[name]
 
 
 def pod_session(settings: RouterSettings) -> aiohttp.ClientSession:

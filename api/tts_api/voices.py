@@ -39,19 +39,26 @@ ROUTER_MANAGER = "kube-tts-router"
 _NAME = re.compile(NAME_PATTERN)
 
 
-def check_voice_name(name: str) -> str:
-    """A voice name is a DNS-1035 label of at most 50 characters: no paths, dots or upper case."""
+def check_resource_name(name: str, what: str) -> str:
+    """A name the router gives a resource (a ``what``: voice, job) is a DNS-1035 label of at most 50
+    characters (its children add prefixes and suffixes): no paths, dots or upper case. A 400 with code
+    ``invalid_<what>_name`` naming the field otherwise."""
+    code = f"invalid_{what}_name"
     if not name:
-        raise ApiError(400, "name is required", "invalid_voice_name", "name")
+        raise ApiError(400, "name is required", code, "name")
     if len(name) > MAX_NAME_LENGTH or not _NAME.match(name):
         raise ApiError(
             400,
-            f"name {name[:80]!r} is not a valid voice name: use at most {MAX_NAME_LENGTH} lower-case letters, "
+            f"name {name[:80]!r} is not a valid {what} name: use at most {MAX_NAME_LENGTH} lower-case letters, "
             "digits and '-', starting with a letter (no '/', '.', or spaces)",
-            "invalid_voice_name",
+            code,
             "name",
         )
     return name
+
+
+def check_voice_name(name: str) -> str:
+    return check_resource_name(name, "voice")
 
 
 def configmap_name(voice: str) -> str:

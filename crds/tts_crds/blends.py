@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .models import Engine
+from .engines import Engine
 
 MAX_PARTS = 4
 MAX_WEIGHT = 100.0

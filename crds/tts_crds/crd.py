@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from . import models, names
+from . import jobs, models, names
 
 JSON = dict[str, Any]
 
@@ -199,9 +199,29 @@ def voice_crd() -> JSON:
     return _crd(names.VOICE_KIND, names.VOICE_PLURAL, "ttsv", root, columns, scale=False)
 
 
+def job_crd() -> JSON:
+    columns: list[JSON] = [
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        {"name": "Progress", "type": "string", "jsonPath": ".status.progress.summary"},
+        {"name": "Audio", "type": "number", "jsonPath": ".status.progress.audioSeconds", "description": "seconds"},
+        {"name": "Duration", "type": "string", "jsonPath": ".status.duration"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        {"name": "Deployment", "type": "string", "priority": 1, "jsonPath": ".spec.deployment"},
+        {
+            "name": "Reason",
+            "type": "string",
+            "priority": 1,
+            "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
+        },
+    ]
+    root = _root_schema(jobs.TtsJobSpec, jobs.TtsJobStatus, names.JOB_KIND)
+    return _crd(names.JOB_KIND, names.JOB_PLURAL, "ttsj", root, columns, scale=False)
+
+
 def all_crds() -> dict[str, JSON]:
     """File name -> CRD, in the order they are written to crds/."""
     return {
         f"{names.DEPLOYMENT_PLURAL}.{names.GROUP}.yaml": deployment_crd(),
         f"{names.VOICE_PLURAL}.{names.GROUP}.yaml": voice_crd(),
+        f"{names.JOB_PLURAL}.{names.GROUP}.yaml": job_crd(),
     }

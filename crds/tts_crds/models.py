@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
@@ -18,6 +17,13 @@ from pydantic.alias_generators import to_camel
 from pydantic.json_schema import JsonDict
 
 from .aliases import ALIAS_PATTERN, MAX_ALIASES, MAX_VOICE_ALIASES, VOICE_ALIAS_PATTERN
+from .engines import ENGINE_CAPABILITY as ENGINE_CAPABILITY
+from .engines import NEEDS_REFERENCE_TEXT as NEEDS_REFERENCE_TEXT
+from .engines import WORD_TIMESTAMPS as WORD_TIMESTAMPS
+from .engines import Capability as Capability
+from .engines import Engine as Engine
+from .engines import capability_of as capability_of
+from .engines import word_timestamps as word_timestamps
 
 MAX_NAME_LENGTH = 50
 NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
@@ -61,57 +67,6 @@ def cel(rule: str, message: str, field_path: str | None = None, reason: str | No
     if reason:
         out["reason"] = reason
     return out
-
-
-class Engine(StrEnum):
-    """Engines the inference image knows (one module each in tts_inference.engines)."""
-
-    PIPER = "piper"
-    ESPEAK = "espeak"
-    KOKORO = "kokoro"
-    POCKET_TTS = "pocket-tts"
-    WHISPER = "whisper"
-    # a user's own speech server image, fronted by the bridge sidecar (ADR 0047)
-    OPENAI_COMPATIBLE = "openai-compatible"
-
-
-class Capability(StrEnum):
-    """What a model serves: speech (``/v1/audio/speech``) or transcription (``/v1/audio/transcriptions``)."""
-
-    SPEECH = "speech"
-    TRANSCRIPTION = "transcription"
-
-
-# What each engine serves (ADR 0041): an engine implies its capability, so a TtsDeployment needs no
-# extra field and the router, the operator and the UI all read the same table.
-ENGINE_CAPABILITY: dict[Engine, Capability] = {
-    Engine.PIPER: Capability.SPEECH,
-    Engine.ESPEAK: Capability.SPEECH,
-    Engine.KOKORO: Capability.SPEECH,
-    Engine.POCKET_TTS: Capability.SPEECH,
-    Engine.WHISPER: Capability.TRANSCRIPTION,
-    Engine.OPENAI_COMPATIBLE: Capability.SPEECH,
-}
-# Cloning engines that cannot use a reference clip without its transcript (F5-TTS-like engines).
-# None of the engines shipped today needs one; a voice for such an engine without a transcript and
-# without a transcription model in its namespace is not Ready (TranscriptNeeded).
-NEEDS_REFERENCE_TEXT: frozenset[Engine] = frozenset()
-# Engines that time each word of what they say (``"timestamps": "word"``, ADR 0045): espeak-ng from
-# its word events, piper and kokoro (its ONNX layout) from their models' phoneme durations.
-WORD_TIMESTAMPS: frozenset[Engine] = frozenset({Engine.PIPER, Engine.ESPEAK, Engine.KOKORO})
-
-
-def word_timestamps(engine: str) -> bool:
-    """Whether ``engine`` can time words (an unknown engine cannot)."""
-    return engine in {e.value for e in WORD_TIMESTAMPS}
-
-
-def capability_of(engine: str | Engine) -> Capability:
-    """The capability of an engine by name; unknown names (a newer CRD) count as speech."""
-    try:
-        return ENGINE_CAPABILITY[Engine(engine)]
-    except ValueError:
-        return Capability.SPEECH
 
 
 # --- shared pieces ---------------------------------------------------------------------------

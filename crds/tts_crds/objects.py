@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+from . import names
 from .times import now_iso
 
 JSON = dict[str, Any]
@@ -53,3 +54,18 @@ def event(
         source["host"] = host
         body["reportingInstance"] = host
     return body
+
+
+def controller_reference(owner: JSON, kind: str, *, block_owner_deletion: bool = True) -> JSON:
+    """``owner`` (a kube-tts resource of ``kind``) as the controller in a child's ownerReferences:
+    deleting the owner deletes the child. ``block_owner_deletion`` needs delete rights on the owner
+    (the operator has them; the router, which adds an uploaded text's ConfigMap, does not ask)."""
+    meta = owner["metadata"]
+    return {
+        "apiVersion": names.API_VERSION,
+        "kind": kind,
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": block_owner_deletion,
+    }

@@ -10,6 +10,16 @@ import struct
 _UNKNOWN = 0xFFFFFFFF
 
 
+def header(rate: int, data_bytes: int | None = None) -> bytes:
+    """The 44-byte header of a 16-bit mono PCM WAV at ``rate``: with the true sizes for ``data_bytes`` of
+    samples, or (None) the streaming sizes 0xFFFFFFFF of a WAV whose length is unknown when it leaves."""
+    riff = _UNKNOWN if data_bytes is None else 36 + data_bytes
+    data = _UNKNOWN if data_bytes is None else data_bytes
+    return struct.pack(
+        "<4sI4s4sIHHIIHH4sI", b"RIFF", riff, b"WAVE", b"fmt ", 16, 1, 1, rate, rate * 2, 2, 16, b"data", data
+    )
+
+
 def data_offset(data: bytes) -> int | None:
     """Where the samples of a RIFF/WAVE file start (just after the ``data`` chunk's size), or None."""
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":

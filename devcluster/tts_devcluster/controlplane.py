@@ -1,6 +1,6 @@
 """Start and stop the local cluster: the image registry, etcd, kube-apiserver,
-kube-controller-manager, kube-scheduler, kwok (node lifecycle) and the node agent (pods as
-processes).
+kube-controller-manager, kube-scheduler, kwok (node lifecycle), the node agent (pods as
+processes) and the hostPath volume provisioner (PVCs; ADR 0051).
 
 Every step is idempotent: a component that already runs and answers is left alone, so
 ``make up`` after ``make up`` is quick.
@@ -39,6 +39,7 @@ from .layout import (
     node_pod_cidr,
 )
 from .pki import Pki
+from .provisioner import plan as provisioner_plan
 
 # Images whose containers run as processes from the checkout instead of from the image (ADR 0040).
 # The default names the CUDA inference image only: it is several GB of torch, `make test` does not
@@ -46,7 +47,16 @@ from .pki import Pki
 # KUBETTS_AGENT_PROCESS_IMAGES='' runs everything from images; '*' runs everything as processes.
 PROCESS_IMAGES = os.environ.get("KUBETTS_AGENT_PROCESS_IMAGES", "*/kube-tts/inference:*-cuda")
 
-COMPONENTS = ("registry", "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "node-agent")
+COMPONENTS = (
+    "registry",
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kwok",
+    "node-agent",
+    "volume-provisioner",
+)
 
 
 def say(msg: str) -> None:
@@ -170,6 +180,7 @@ class ControlPlane:
             ("scheduler", "scheduler", "system:kube-scheduler"),
             ("kwok", "kwok", "kube-tts:kwok"),
             ("node-agent", "node-agent", "kube-tts:node-agent"),
+            ("volume-provisioner", "volume-provisioner", provisioner_plan.USER),
         ):
             write_kubeconfig(
                 self.layout.kubeconfig(who),
@@ -387,6 +398,28 @@ class ControlPlane:
         )
         wait_for("node agent", lambda: _agent_healthy(), 60, "node-agent", self.layout)
 
+    def start_provisioner(self) -> None:
+        """The default StorageClass, the provisioner's RBAC, then the provisioner itself."""
+        kubectl(
+            self.layout,
+            "apply",
+            "-f",
+            "-",
+            input_=json.dumps({"apiVersion": "v1", "kind": "List", "items": provisioner_plan.cluster_objects()}),
+        )
+        procs.start(
+            self.layout,
+            "volume-provisioner",
+            [
+                sys.executable,
+                "-m",
+                "tts_devcluster.provisioner",
+                f"--kubeconfig={self.layout.kubeconfig('volume-provisioner')}",
+                f"--root={self.layout.volumes}",
+            ],
+            env={"PYTHONUNBUFFERED": "1"},
+        )
+
     def wait_nodes_ready(self, timeout: float = 90) -> None:
         names = [n["name"] for n in yaml.safe_load((self.layout.config / "nodes.yaml").read_text())]
 
@@ -436,6 +469,8 @@ class ControlPlane:
         self.apply_nodes()
         self.start_kwok()
         self.start_agent()
+        say("starting the volume provisioner (default StorageClass kube-tts-local)")
+        self.start_provisioner()
         self.wait_nodes_ready()
         self.wait_default_serviceaccount()
         say(f"cluster up in {time.monotonic() - t0:.1f}s — KUBECONFIG={self.layout.kubeconfig()}")
@@ -472,6 +507,7 @@ class ControlPlane:
             "kube-scheduler": self.start_controllers,
             "kwok": self.start_kwok,
             "node-agent": self.start_agent,
+            "volume-provisioner": self.start_provisioner,
         }[name]
         procs.stop(self.layout, name, timeout=30 if name == "node-agent" else 10)
         start()

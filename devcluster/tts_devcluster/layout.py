@@ -98,6 +98,11 @@ class Layout:
         return self.state / "pods"
 
     @property
+    def volumes(self) -> Path:
+        """One directory per dynamically provisioned PersistentVolume (ADR 0051)."""
+        return self.state / "volumes"
+
+    @property
     def etcd_data(self) -> Path:
         return self.state / "etcd"
 

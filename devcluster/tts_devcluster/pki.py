@@ -38,6 +38,8 @@ CLIENTS = (
     # kwok and the node agent play the kubelet's part for every fake node.
     ClientIdentity("kwok", "kube-tts:kwok", ("system:masters",)),
     ClientIdentity("node-agent", "kube-tts:node-agent", ("system:masters",)),
+    # the hostPath volume provisioner: no groups, only its own ClusterRole (provisioner/plan.py)
+    ClientIdentity("volume-provisioner", "kube-tts:volume-provisioner"),
     # the apiserver's identity towards the node agent (kubectl logs)
     ClientIdentity("apiserver-kubelet-client", "kube-apiserver-kubelet-client", ("kube-tts:kubelet-api",)),
 )

@@ -96,7 +96,7 @@ def image_digest(layout: Layout, name: str) -> str:
 
 def install_crds(layout: Layout) -> None:
     kubectl(layout, "apply", "--server-side", "--force-conflicts", "-f", str(layout.repo / "crds"))
-    for crd in ("ttsdeployments.tts.kubetts.io", "ttsvoices.tts.kubetts.io"):
+    for crd in ("ttsdeployments.tts.kubetts.io", "ttsvoices.tts.kubetts.io", "ttsjobs.tts.kubetts.io"):
         kubectl(layout, "wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
 
 

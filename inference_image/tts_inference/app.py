@@ -1,6 +1,7 @@
 """The inference HTTP API: ``create_app(settings)`` builds it; nothing happens at import time.
+A plain Starlette app (ADR 0054: FastAPI's import took half the start of a pod waking from zero).
 The endpoints are in ``routes`` (speech, status, health) and ``transcription``, the request checks
-in ``validation``."""
+in ``validation``, the OpenAPI document in ``openapi``."""
 
 from __future__ import annotations
 
@@ -8,19 +9,19 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI
-from tts_crds.http_errors import install
+from starlette.applications import Starlette
+from tts_crds.http_errors import HANDLERS
 
-from . import routes, transcription
+from . import openapi, routes, transcription
 from .host import EngineHost, Metrics
 from .settings import Settings
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings()
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         host = EngineHost(settings, app.state.metrics)
         host.on_fatal = getattr(app.state, "stop_server", None)
         app.state.host = host
@@ -31,18 +32,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await loader
         await host.close()
 
-    app = FastAPI(
-        title="kube-tts inference",
-        version="0.1.0",
-        description=(
-            "One engine, one model. Speaks OpenAI's /v1/audio/speech shape, or (a whisper model) transcribes "
-            "in its /v1/audio/transcriptions shape; knows nothing of Kubernetes."
-        ),
+    app = Starlette(
+        routes=[*routes.ROUTES, *transcription.ROUTES, *openapi.ROUTES],
+        exception_handlers=dict(HANDLERS),
         lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
-    install(app)
-    app.include_router(routes.router)
-    app.include_router(transcription.router)
     return app

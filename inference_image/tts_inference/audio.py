@@ -13,13 +13,18 @@ import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
-import av
-import av.filter
 import numpy as np
 import soundfile as sf
 import soxr
 from tts_crds import clips
+from tts_crds.speech import sent_whole
+
+# PyAV (FFmpeg) is imported where it is used, not here: it is 0.1–0.2 s of the server's start,
+# which a model waking from zero would wait for, and raw pcm never needs it
+if TYPE_CHECKING:
+    import av
 
 # response_format -> (FFmpeg muxer, FFmpeg encoder)
 _CODECS: dict[str, tuple[str, str]] = {
@@ -35,16 +40,7 @@ _MUXER_OPTIONS: dict[str, dict[str, str]] = {
     "ogg": {"page_duration": "20000"},
 }
 FORMATS = frozenset({*_CODECS, "pcm"})
-
-
-def sent_whole(fmt: str, stream_format: str) -> bool:
-    """Whether a response of ``fmt`` waits for the whole audio, so its header states the true length.
-
-    FLAC's STREAMINFO and WAV's RIFF and data sizes come first and cannot be rewritten once sent:
-    FLAC always goes whole (no client plays it as it streams) and WAV whenever it is a download
-    (raw audio); over SSE, WAV keeps streaming for live playback, with the streaming sizes (ADR 0046).
-    """
-    return fmt == "flac" or (fmt == "wav" and stream_format == "audio")
+__all__ = ["sent_whole"]  # the policy lives in tts_crds.speech: the router sends scripts by it too
 
 
 class AudioInputError(ValueError):
@@ -55,6 +51,8 @@ def output_rate(fmt: str, sample_rate: int) -> int:
     """The rate ``fmt`` is encoded at: the model's own where the codec takes it, else the next one up."""
     if fmt == "pcm":
         return sample_rate
+    import av
+
     rates = av.codec.Codec(_CODECS[fmt][1], "w").audio_rates
     if not rates or sample_rate in rates:
         return sample_rate
@@ -97,15 +95,16 @@ class StreamEncoder:
     the rest. Concatenated, they form one valid file. Streamed, WAV carries the streaming size
     0xFFFFFFFF and FLAC an unknown length, since headers cannot be rewritten after they were sent;
     with ``whole`` the chunks are still encoded as they come, but every byte waits for ``finish()``,
-    whose file states its true length.
+    whose file states its true length. ``rate`` asks for another output rate than the model's
+    (the request's ``sample_rate``; the codec's next one up where it does not take that one).
     """
 
-    def __init__(self, fmt: str, sample_rate: int, whole: bool = False) -> None:
+    def __init__(self, fmt: str, sample_rate: int, whole: bool = False, rate: int | None = None) -> None:
         if fmt not in FORMATS:
             raise ValueError(f"unknown format {fmt!r}")
         self.fmt = fmt
         self.in_rate = sample_rate
-        self.rate = output_rate(fmt, sample_rate)
+        self.rate = output_rate(fmt, rate or sample_rate)
         self._resampler = (
             soxr.ResampleStream(sample_rate, self.rate, 1, dtype="int16") if self.rate != sample_rate else None
         )
@@ -113,6 +112,8 @@ class StreamEncoder:
         self._container: av.container.OutputContainer | None = None
         if fmt == "pcm":
             return
+        import av
+
         muxer, codec = _CODECS[fmt]
         self._sink: _Sink | _File = _File() if whole else _Sink()
         self._container = av.open(self._sink, mode="w", format=muxer, options=_MUXER_OPTIONS.get(muxer, {}))
@@ -123,6 +124,8 @@ class StreamEncoder:
             self._stream.bit_rate = 48000
 
     def _encode(self, samples: np.ndarray | None) -> None:
+        import av
+
         assert self._container is not None
         if samples is None:
             packets = self._stream.encode(None)
@@ -146,12 +149,13 @@ class StreamEncoder:
         return self._sink.take()
 
     def finish(self) -> bytes:
-        if self._resampler is not None:
-            rest = self._resampler.resample_chunk(np.zeros(0, dtype=np.int16), last=True)
-            if len(rest) and self._container is not None:
-                self._encode(rest)
+        rest = np.zeros(0, dtype=np.int16)
+        if self._resampler is not None:  # what the resampler still holds (its filter's delay)
+            rest = self._resampler.resample_chunk(rest, last=True)
         if self._container is None:
-            return b""
+            return rest.astype("<i2", copy=False).tobytes() if self.fmt == "pcm" else b""
+        if len(rest):
+            self._encode(rest)
         self._encode(None)
         self._container.close()
         self._container = None
@@ -160,6 +164,8 @@ class StreamEncoder:
     def close(self) -> None:
         """Release the encoder without finishing the file (the client went away)."""
         if self._container is not None:
+            import av
+
             with contextlib.suppress(av.error.FFmpegError, OSError, ValueError):
                 self._container.close()
             self._container = None
@@ -183,6 +189,8 @@ def change_tempo(samples: np.ndarray, sample_rate: int, factor: float) -> np.nda
     """Speak ``factor`` times faster without changing pitch (FFmpeg's atempo, WSOLA)."""
     if abs(factor - 1.0) < 1e-3 or not len(samples):
         return samples
+    import av.filter
+
     # atempo takes 0.5..100 per instance: chain instances for slower factors
     stages: list[float] = []
     rest = factor
@@ -252,6 +260,8 @@ def _decode_sndfile(data: bytes) -> Clip | None:
 
 
 def _decode_ffmpeg(data: bytes) -> Clip | None:
+    import av
+
     try:
         with av.open(io.BytesIO(data), mode="r") as container:
             if not container.streams.audio:
@@ -314,6 +324,8 @@ def decode_upload(data: bytes, rate: int, max_seconds: float) -> np.ndarray:
     """An uploaded clip in any container FFmpeg reads (wav, mp3, ogg/opus, flac, m4a, webm, …) as mono
     float32 at ``rate``. Decoding stops once the clip is longer than ``max_seconds``: a few
     megabytes of Opus can hold hours, and the limit is what bounds the work, not the file size."""
+    import av
+
     if not data:
         raise AudioInputError("the file is empty")
     limit = int(max_seconds * rate)

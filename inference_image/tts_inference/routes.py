@@ -1,30 +1,31 @@
-"""The inference server's endpoints. What they share lives on ``app.state`` (set by ``create_app``):
-the settings, the metrics and, from the lifespan on, the engine host."""
+"""The inference server's endpoints, plain Starlette (ADR 0054). What they share lives on ``app.state``
+(set by ``create_app``): the settings, the metrics and, from the lifespan on, the engine host."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 from tts_crds import events
-from tts_crds.http_errors import ApiError, error_body
+from tts_crds.http_errors import ApiError, error_body, invalid_value
 from tts_crds.speech import MEDIA_TYPES, SpeechRequest
+from tts_crds.text import split_sentences
 
 from . import audio
 from .engines import Engine, EngineError, SynthesisOptions
 from .host import EngineHost, Job, Metrics
 from .settings import Settings
-from .text import split_sentences
 from .validation import check_speech, wanted_voice
 
 log = logging.getLogger("tts_inference")
-
-router = APIRouter()
 
 
 class SpeechResponse(StreamingResponse):
@@ -84,12 +85,43 @@ def metrics_of(request: Request) -> Metrics:
     return metrics
 
 
-@router.get("/healthz", tags=["health"])
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+def is_json(content_type: str | None) -> bool:
+    """Whether a body is JSON by its content type: ``application/json`` or ``application/*+json``, as
+    FastAPI reads bodies (a body without a content type is not)."""
+    mime = (content_type or "").split(";")[0].strip().lower()
+    if mime.count("/") != 1:
+        return False
+    main, sub = mime.split("/")
+    return main == "application" and (sub == "json" or sub.endswith("+json"))
 
 
-@router.get("/readyz", tags=["health"])
+async def speech_request(request: Request) -> SpeechRequest:
+    """The request's body as a ``SpeechRequest``, or the 400 that says what is wrong with it: the first
+    schema error as ``param: message`` (``invalid_value``), the offset of a JSON syntax error, or a body
+    that cannot be read as text. The same answers as FastAPI gave (ADR 0054)."""
+    raw = await request.body()
+    if not raw:
+        raise invalid_value([], "Field required")
+    body: object = raw
+    if is_json(request.headers.get("content-type")):
+        try:
+            body = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise invalid_value([exc.pos], "JSON decode error") from exc
+        except (ValueError, RecursionError) as exc:  # not UTF-8/16/32, or nested past the parser's depth
+            raise ApiError(400, "There was an error parsing the body", "http_error") from exc
+    try:
+        # from_attributes: a body that is not an object gets the message it always had
+        return SpeechRequest.model_validate(body, from_attributes=True)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        raise invalid_value(first["loc"], first["msg"]) from exc
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
 async def readyz(request: Request) -> JSONResponse:
     host = host_of(request)
     if host.ready:
@@ -99,47 +131,48 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "loading"}, 503)
 
 
-@router.get("/metrics", tags=["health"])
 async def prometheus(request: Request) -> Response:
     return Response(generate_latest(metrics_of(request).registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/v1/status", tags=["status"])
-async def status(request: Request) -> dict:
+async def status(request: Request) -> Response:
     host, settings = host_of(request), settings_of(request)
     engine = host.engine
-    return {
-        "engine": settings.engine,
-        "model": settings.model_uri,
-        "capabilities": sorted(engine.capabilities),
-        "device": engine.device,
-        "gpu_memory": engine.gpu_memory() if host.ready else None,
-        "ready": host.ready,
-        "error": host.error,
-        "load_seconds": host.load_seconds,
-        "sample_rate": engine.sample_rate if host.ready else None,
-        "can_clone": engine.can_clone,
-        "parameters": sorted(engine.parameters),
-        "details": engine.details() if host.ready else {},
-        "inflight_requests": host.inflight,
-        "queued_requests": host.queued,
-        "max_concurrency": settings.max_concurrency,
-        "max_queue": settings.max_queue,
-    }
+    return JSONResponse(
+        {
+            "engine": settings.engine,
+            "model": settings.model_uri,
+            "capabilities": sorted(engine.capabilities),
+            "device": engine.device,
+            "gpu_memory": engine.gpu_memory() if host.ready else None,
+            "ready": host.ready,
+            "error": host.error,
+            "load_seconds": host.load_seconds,
+            "sample_rate": engine.sample_rate if host.ready else None,
+            "can_clone": engine.can_clone,
+            "parameters": sorted(engine.parameters),
+            "details": engine.details() if host.ready else {},
+            "inflight_requests": host.inflight,
+            "queued_requests": host.queued,
+            "max_concurrency": settings.max_concurrency,
+            "max_queue": settings.max_queue,
+        }
+    )
 
 
-@router.get("/v1/audio/voices", tags=["speech"])
-async def voices(request: Request) -> dict:
+async def voices(request: Request) -> Response:
     host, settings = host_of(request), settings_of(request)
     engine = host.speaker()
     if not host.ready:
         raise ApiError(503, "model is not loaded yet", "model_not_ready", headers={"Retry-After": "2"})
-    return {
-        "object": "list",
-        "default": settings.default_voice or engine.default_voice,
-        "can_clone": engine.can_clone,
-        "data": [{"id": v.id, "name": v.name, "language": v.language} for v in engine.voices()],
-    }
+    return JSONResponse(
+        {
+            "object": "list",
+            "default": settings.default_voice or engine.default_voice,
+            "can_clone": engine.can_clone,
+            "data": [{"id": v.id, "name": v.name, "language": v.language} for v in engine.voices()],
+        }
+    )
 
 
 async def options_for(body: SpeechRequest, engine: Engine, settings: Settings) -> SynthesisOptions:
@@ -168,13 +201,8 @@ async def options_for(body: SpeechRequest, engine: Engine, settings: Settings) -
     )
 
 
-@router.post(
-    "/v1/audio/speech",
-    tags=["speech"],
-    response_class=Response,
-    responses={200: {"content": {**{m: {} for m in MEDIA_TYPES.values()}, events.MEDIA_TYPE: {}}}},
-)
-async def speech(body: SpeechRequest, request: Request) -> Response:
+async def speech(request: Request) -> Response:
+    body = await speech_request(request)
     host, settings, metrics = host_of(request), settings_of(request), metrics_of(request)
     try:
         engine = host.speaker()
@@ -187,7 +215,7 @@ async def speech(body: SpeechRequest, request: Request) -> Response:
             raise ApiError(400, str(exc), "voice_not_found", "voice") from exc
         sentences = split_sentences(body.input, settings.max_sentence_chars)
         whole = audio.sent_whole(body.response_format, body.stream_format)
-        encoder = audio.StreamEncoder(body.response_format, engine.sample_rate, whole)
+        encoder = audio.StreamEncoder(body.response_format, engine.sample_rate, whole, body.sample_rate)
         try:
             job = await host.start(sentences, voice, options)
         except BaseException:  # 429, or the client left while queued
@@ -251,3 +279,13 @@ async def sse_stream(
         yield events.ErrorEvent.of(error_body(f"synthesis failed: {exc}", "synthesis_failed", None, 500)).frame()
     finally:
         encoder.close()
+
+
+ROUTES = [
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+    Route("/metrics", prometheus, methods=["GET"]),
+    Route("/v1/status", status, methods=["GET"]),
+    Route("/v1/audio/voices", voices, methods=["GET"]),
+    Route("/v1/audio/speech", speech, methods=["POST"]),
+]

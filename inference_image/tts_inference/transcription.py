@@ -13,11 +13,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 from starlette.types import Message
 from tts_crds.http_errors import ApiError
 from tts_crds.transcription import TRANSCRIPTION_MEDIA_TYPES
@@ -31,14 +32,13 @@ from .validation import TranscriptionForm, check_transcription, check_upload
 
 log = logging.getLogger("tts_inference")
 
-router = APIRouter()
-
 #: bytes of form fields and part headers a body may carry beside the largest file
 FORM_SLACK = 1 << 20
 #: how often a running transcription looks whether its client is still there
 DISCONNECT_POLL_SECONDS = 0.25
 
-_FORM_SCHEMA = {
+#: the form, for /openapi.json
+FORM_SCHEMA = {
     "type": "object",
     "required": ["file"],
     "properties": {
@@ -133,13 +133,6 @@ def answer(transcript: Transcript, wanted: TranscriptionForm) -> Response:
     return Response(body, media_type=media_type, headers={"Cache-Control": "no-store"})
 
 
-@router.post(
-    "/v1/audio/transcriptions",
-    tags=["transcription"],
-    response_class=Response,
-    openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": _FORM_SCHEMA}}}},
-    responses={200: {"content": {m: {} for m in set(TRANSCRIPTION_MEDIA_TYPES.values())}}},
-)
 async def transcriptions(request: Request) -> Response:
     host, settings, metrics = host_of(request), settings_of(request), metrics_of(request)
     try:
@@ -172,3 +165,6 @@ async def transcriptions(request: Request) -> Response:
     metrics.transcribed_seconds.inc(transcript.duration)
     metrics.requests.labels("200").inc()
     return answer(transcript, wanted)
+
+
+ROUTES = [Route("/v1/audio/transcriptions", transcriptions, methods=["POST"])]

@@ -8,15 +8,23 @@ from dataclasses import dataclass
 
 from tts_crds.http_errors import ApiError
 from tts_crds.speech import SpeechRequest, timestamps_problem
+from tts_crds.text import speakable
 from tts_crds.transcription import check_granularities, check_response_format, check_temperature
 
 from .engines.base import Engine
 from .settings import Settings
-from .text import speakable
 
 
 def check_speech(body: SpeechRequest, engine: Engine, settings: Settings) -> None:
     """Refuse what this engine and these limits cannot take; the reference clip is checked on decoding."""
+    if body.roles is not None:
+        raise ApiError(
+            400,
+            "roles (a script) is spoken by the router, which sends each line to its model; an inference pod "
+            "speaks one voice",
+            "unsupported_parameter",
+            "roles",
+        )
     if not speakable(body.input).strip():
         raise ApiError(400, "input is empty (or only control characters)", "invalid_value", "input")
     if len(body.input) > settings.max_input_chars:

@@ -285,3 +285,121 @@ class SpeechResult(BaseModel):
     woke_model: bool = Field(description="True when the model was asleep and this request woke it.")
     waited_seconds: float = Field(description="Seconds the request waited for the model before synthesis began.")
     file: str | None = Field(default=None, description="Where the audio was saved (output modes both and file).")
+
+
+# --- productions (TtsJobs) --------------------------------------------------------------------------
+
+FINISHED_PHASES = ("Complete", "Failed")
+
+
+class ScriptLine(BaseModel):
+    role: str = Field(description="Who speaks: a key of roles.")
+    text: str = Field(description="What the role says.", min_length=1)
+    pause_after_ms: int | None = Field(default=None, ge=0, le=10_000, description="Silence after the line.")
+
+
+class RoleVoice(BaseModel):
+    voice: str = Field(description="The role's voice (list_voices).")
+    model: str | None = Field(default=None, description="The model that speaks the role; default: the production's.")
+
+
+class ProductionProgress(BaseModel):
+    chunks_done: int = Field(default=0, description="Chunks rendered (a chunk is a few sentences).")
+    chunks_total: int = Field(default=0, description="Chunks in the plan.")
+    chapters_done: int = Field(default=0, description="Chapter files written.")
+    chapters_total: int = Field(default=0, description="Chapters in the plan.")
+    audio_seconds: float = Field(default=0.0, description="Seconds of audio rendered so far.")
+    eta_seconds: int | None = Field(default=None, description="Estimated seconds until the chunks are done.")
+    summary: str = ""
+
+    @classmethod
+    def from_router(cls, entry: JSON | None) -> ProductionProgress | None:
+        if not entry:
+            return None
+        return cls(
+            chunks_done=int(entry.get("chunksDone") or 0),
+            chunks_total=int(entry.get("chunksTotal") or 0),
+            chapters_done=int(entry.get("chaptersDone") or 0),
+            chapters_total=int(entry.get("chaptersTotal") or 0),
+            audio_seconds=float(entry.get("audioSeconds") or 0.0),
+            eta_seconds=entry.get("etaSeconds"),
+            summary=entry.get("summary") or "",
+        )
+
+
+class ChapterInfo(BaseModel):
+    number: int
+    title: str = ""
+    duration_seconds: float | None = None
+    bytes: int | None = None
+    url: str = Field(description="Download it with GET and the router API key (Authorization: Bearer).")
+
+
+class ProductionInfo(BaseModel):
+    name: str = Field(description="The production's name: pass it to get_production.")
+    phase: str | None = Field(
+        default=None,
+        description="Pending, Rendering, Joining, Complete or Failed; null until the operator has picked it up.",
+    )
+    finished: bool = Field(default=False, description="True once the phase is Complete or Failed.")
+    created_at: str | None = None
+    progress: ProductionProgress | None = None
+    planned_chunks: int | None = Field(default=None, description="Chunks the plan has (when it was just started).")
+    planned_chapters: int | None = None
+    chapters: list[ChapterInfo] = Field(default_factory=list, description="The chapter files written so far.")
+    message: str | None = Field(default=None, description="Why it failed, or what it is doing (its conditions).")
+    timed_out: bool = Field(default=False, description="True when get_production(wait=true) stopped waiting.")
+
+    @classmethod
+    def from_router(cls, entry: JSON, base_url: str) -> ProductionInfo:
+        status = entry.get("status") or {}
+        plan = entry.get("plan") or {}
+        conditions = status.get("conditions") or []
+        failed = next((c for c in conditions if c.get("type") == "Failed" and c.get("status") == "True"), None)
+        latest = failed or next((c for c in conditions if c.get("type") == "Ready"), None)
+        return cls(
+            name=entry["name"],
+            phase=entry.get("phase"),
+            finished=entry.get("phase") in FINISHED_PHASES,
+            created_at=entry.get("createdAt"),
+            progress=ProductionProgress.from_router(entry.get("progress")),
+            planned_chunks=plan.get("chunks"),
+            planned_chapters=plan.get("chapters"),
+            chapters=[
+                ChapterInfo(
+                    number=int(c["number"]),
+                    title=c.get("title") or "",
+                    duration_seconds=c.get("durationSeconds"),
+                    bytes=c.get("bytes"),
+                    url=f"{base_url.rstrip('/')}{c['url']}",
+                )
+                for c in status.get("chapters") or []
+                if c.get("url")
+            ],
+            message=(latest or {}).get("message") or None,
+        )
+
+
+class ProductionSummary(BaseModel):
+    name: str
+    phase: str | None = None
+    created_at: str | None = None
+    chapters_done: int = 0
+    chapters_total: int | None = None
+    summary: str = Field(default="", description="e.g. '12/40 chunks (30%)'.")
+
+    @classmethod
+    def from_router(cls, entry: JSON) -> ProductionSummary:
+        chapters = entry.get("chapters") or {}
+        return cls(
+            name=entry["name"],
+            phase=entry.get("phase"),
+            created_at=entry.get("createdAt"),
+            chapters_done=int(chapters.get("done") or 0),
+            chapters_total=chapters.get("total"),
+            summary=(entry.get("progress") or {}).get("summary") or "",
+        )
+
+
+class ProductionList(BaseModel):
+    productions: list[ProductionSummary] = Field(description="Newest first.")

@@ -64,6 +64,10 @@ _HINTS = {
     "invalid_audio": "send a wav or flac file",
     "unsupported_sample_rate": "send a clip recorded at 8-192 kHz (16-24 kHz is plenty)",
     "silent_audio": "the clip is silent: send one with clear speech",
+    "job_exists": "choose another name, or call get_production for the existing one",
+    "job_not_found": "call list_productions to see the productions",
+    "invalid_job_name": "use lower-case letters, digits and '-', starting with a letter (or leave name unset)",
+    "file_too_large": "split the text into several productions of at most 1 MiB each",
 }
 
 
@@ -322,6 +326,23 @@ class RouterClient:
 
     async def delete_voice(self, name: str) -> JSON:
         return await self._call("DELETE", f"/v1/audio/voices/{_segment(name, 'voice')}", admin=True)
+
+    # --- productions (TtsJobs) -----------------------------------------------------------------------
+
+    async def create_job(self, body: JSON) -> JSON:
+        """POST /v1/audio/jobs with a JSON spec (``text`` or ``script``)."""
+        return await self._call("POST", "/v1/audio/jobs", admin=True, json=body)
+
+    async def upload_job(self, text: str, fields: dict[str, str]) -> JSON:
+        """POST /v1/audio/jobs as multipart: a text too long to inline, as a file, and the spec's fields."""
+        files = {"file": ("text.txt", text.encode(), "text/plain; charset=utf-8")}
+        return await self._call("POST", "/v1/audio/jobs", admin=True, data=fields, files=files)
+
+    async def list_jobs(self) -> list[JSON]:
+        return list((await self._call("GET", "/v1/audio/jobs")).get("data") or [])
+
+    async def get_job(self, name: str) -> JSON:
+        return await self._call("GET", f"/v1/audio/jobs/{_segment(name, 'production')}")
 
     # --- speech -----------------------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from mcp_types import AudioContent, CallToolResult, ContentBlock, ResourceLink, 
 from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from tts_crds.jobs import ChapterSplit, JobFormat
 from tts_crds.speech import ResponseFormat
 
 from .files import FileRefused
@@ -29,7 +30,11 @@ from .models import (
     DeletedVoice,
     GpuStatus,
     ModelList,
+    ProductionInfo,
+    ProductionList,
+    RoleVoice,
     ScaleResult,
+    ScriptLine,
     SpeechResult,
     Transcription,
     VoiceList,
@@ -46,6 +51,9 @@ kube-tts speaks text with the text-to-speech models of a Kubernetes cluster.
   only cloning engines (pocket-tts) can speak with such a voice. Left without a transcript, the clip is
   transcribed by the cluster's transcription model (list_voices shows it).
 - transcribe_audio(audio) writes down what is said in an audio file (a model with capability transcription).
+- start_production renders a long text (a book: chapters) or a multi-role script (a podcast) to audio
+  files in the cluster (needs an admin key); get_production(name, wait=true) reports progress until
+  it is done and lists the chapter files to download; list_productions shows them all.
 - sleep_model frees a model's GPUs now; wake_model starts it ahead of traffic; get_gpu_status shows GPU use.
 """
 
@@ -245,6 +253,71 @@ async def wake_model(
         return await service_of(ctx).scale(ctx.headers, name, "wake")
 
 
+async def start_production(
+    ctx: Ctx,
+    text: Annotated[
+        str | None,
+        Field(description="The text: prose, or with roles a script of 'Role: line' lines. Up to ~1 MiB.", min_length=1),
+    ] = None,
+    script: Annotated[
+        list[ScriptLine] | None, Field(description="A structured script instead of text: the lines in order.")
+    ] = None,
+    roles: Annotated[
+        dict[str, RoleVoice] | None, Field(description="The voice (and optionally model) of each role of a script.")
+    ] = None,
+    model: Annotated[
+        str | None, Field(description="The model (list_models) of the text and of roles naming none.")
+    ] = None,
+    voice: Annotated[str | None, Field(description="The voice of plain text; default: the model's.")] = None,
+    format: Annotated[JobFormat | None, Field(description="Format of the chapter files; default mp3.")] = None,
+    chapters: Annotated[
+        ChapterSplit | None, Field(description="none (one file), headings, sections or size; default none.")
+    ] = None,
+    name: Annotated[str | None, Field(description="The production's name; default: prod-xxxxx.")] = None,
+    parallelism: Annotated[int | None, Field(ge=1, le=32, description="Renderer pods at once; default 1.")] = None,
+) -> ProductionInfo:
+    """Start rendering a long text or a multi-role script to audio files in the cluster (needs an admin key).
+
+    Give exactly one of text or script. Returns at once with the production's name; follow it with
+    get_production(name, wait=true).
+    """
+    with tool_errors():
+        return await service_of(ctx).start_production(
+            ctx.headers, text, script, roles, model, voice, format, chapters, name, parallelism
+        )
+
+
+async def get_production(
+    name: Annotated[str, Field(description="The production (start_production, list_productions).")],
+    ctx: Ctx,
+    wait: Annotated[
+        bool, Field(description="True: wait until it is Complete or Failed, reporting progress meanwhile.")
+    ] = False,
+    timeout_seconds: Annotated[
+        float, Field(gt=0, le=3600, description="With wait: the longest to wait; then its state so far.")
+    ] = 300,
+) -> ProductionInfo:
+    """A production's phase, progress, and the chapter files written so far (with download URLs).
+
+    With wait=true, progress notifications report chunks done of the total until it finishes.
+    """
+
+    async def progress(info: ProductionInfo) -> None:
+        done = info.progress.chunks_done if info.progress else 0
+        total = info.progress.chunks_total if info.progress and info.progress.chunks_total else None
+        what = info.progress.summary if info.progress and info.progress.summary else f"{done} chunks rendered"
+        await ctx.report_progress(done, total, f"{info.name}: {info.phase or 'waiting for the operator'}, {what}")
+
+    with tool_errors():
+        return await service_of(ctx).get_production(ctx.headers, name, wait, timeout_seconds, progress)
+
+
+async def list_productions(ctx: Ctx) -> ProductionList:
+    """The productions of the cluster, newest first, with their phase and progress."""
+    with tool_errors():
+        return await service_of(ctx).list_productions(ctx.headers)
+
+
 async def healthz(_: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
@@ -263,7 +336,7 @@ def create_server(
     server: MCPServer[KubeTtsService] = MCPServer(
         "kube-tts",
         title="kube-tts",
-        description="Text-to-speech on Kubernetes: speak, manage voices, sleep and wake models.",
+        description="Text-to-speech on Kubernetes: speak, render productions, manage voices, sleep and wake models.",
         instructions=INSTRUCTIONS,
         version="0.1.0",
         lifespan=lifespan,
@@ -278,5 +351,8 @@ def create_server(
     server.tool(title="GPU status", annotations=READ_ONLY)(get_gpu_status)
     server.tool(title="Put a model to sleep", annotations=hints(destructive=True, idempotent=True))(sleep_model)
     server.tool(title="Wake a model", annotations=hints(idempotent=True))(wake_model)
+    server.tool(title="Start a production", annotations=hints())(start_production)
+    server.tool(title="Get a production", annotations=READ_ONLY)(get_production)
+    server.tool(title="List productions", annotations=READ_ONLY)(list_productions)
     server.custom_route("/healthz", methods=["GET"])(healthz)
     return server

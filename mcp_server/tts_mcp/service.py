@@ -5,13 +5,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import httpx
 from mcp.server.mcpserver.exceptions import ToolError
 from tts_crds import wav
+from tts_crds.jobs import MAX_TEXT_CHARACTERS, ChapterSplit, JobFormat
 from tts_crds.speech import MEDIA_TYPES, ResponseFormat
 
 from .files import decode_clip, read_clip, save_speech, speech_filename
@@ -21,7 +25,12 @@ from .models import (
     GpuStatus,
     ModelInfo,
     ModelList,
+    ProductionInfo,
+    ProductionList,
+    ProductionSummary,
+    RoleVoice,
     ScaleResult,
+    ScriptLine,
     SpeechResult,
     Transcription,
     VoiceInfo,
@@ -32,6 +41,7 @@ from .settings import McpSettings
 
 Headers = Mapping[str, str] | None
 Progress = Callable[[SpeechStatus], Awaitable[None]]
+ProductionProgress = Callable[[ProductionInfo], Awaitable[None]]
 
 
 def bearer_token(headers: Headers) -> str | None:
@@ -63,12 +73,65 @@ def mime_type(fmt: str, sample_rate: int | None) -> str:
     return MEDIA_TYPES.get(fmt, "application/octet-stream")
 
 
+def production_body(
+    model: str,
+    text: str | None,
+    script: list[ScriptLine] | None,
+    roles: dict[str, RoleVoice] | None,
+    voice: str | None,
+    fmt: JobFormat | None,
+    chapters: ChapterSplit | None,
+    name: str | None,
+    parallelism: int | None,
+) -> dict[str, Any]:
+    """The router's job request (camelCase, as the TtsJob spells it): a text with roles is a
+    'Role: line' script; the router checks everything else and names the field it refuses."""
+    if (text is None) == (script is None):
+        raise ToolError("give exactly one of text or script")
+    body: dict[str, Any] = {"deployment": model}
+    if name:
+        body["name"] = name
+    if text is not None:
+        body["text"] = text
+        if roles:
+            body["textFormat"] = "script"
+    if script is not None:
+        body["script"] = [
+            {"role": line.role, "text": line.text}
+            | ({"pauseAfterMs": line.pause_after_ms} if line.pause_after_ms is not None else {})
+            for line in script
+        ]
+    if roles:
+        body["roles"] = {
+            role: {"voice": r.voice, **({"deployment": r.model} if r.model else {})} for role, r in roles.items()
+        }
+    if voice:
+        body["voice"] = voice
+    if fmt:
+        body["format"] = fmt
+    if chapters:
+        body["chapters"] = {"split": chapters.value}
+    if parallelism is not None:
+        body["parallelism"] = parallelism
+    return body
+
+
+def upload_fields(body: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    """A job request as multipart fields (for a text too long to inline): the text and the other fields
+    as strings (roles and chapters as JSON)."""
+    fields = {k: v if isinstance(v, str) else json.dumps(v) for k, v in body.items() if k != "text"}
+    return str(body["text"]), fields
+
+
 @dataclass
 class KubeTtsService:
-    """The tools' logic for the server's lifetime: the settings and one HTTP client."""
+    """The tools' logic for the server's lifetime: the settings and one HTTP client (and, for waiting
+    on a production, a clock and a sleep that tests may replace)."""
 
     settings: McpSettings
     http: httpx.AsyncClient
+    clock: Callable[[], float] = field(default=time.monotonic)
+    sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep)
 
     def router(self, headers: Headers) -> RouterClient:
         return router_for(self, headers)
@@ -172,6 +235,52 @@ class KubeTtsService:
 
     async def scale(self, headers: Headers, name: str, action: Literal["sleep", "wake"]) -> ScaleResult:
         return ScaleResult.from_router(name, action, await self.router(headers).scale(name, action))
+
+    async def start_production(
+        self,
+        headers: Headers,
+        text: str | None,
+        script: list[ScriptLine] | None,
+        roles: dict[str, RoleVoice] | None,
+        model: str | None,
+        voice: str | None,
+        fmt: JobFormat | None,
+        chapters: ChapterSplit | None,
+        name: str | None,
+        parallelism: int | None,
+    ) -> ProductionInfo:
+        client = self.router(headers)
+        default = self.settings.default_model
+        listed = [] if model or default else [ModelInfo.from_router(m) for m in await client.list_models()]
+        chosen = pick_model(model, default, [m for m in listed if m.capability == "speech"])
+        body = production_body(chosen, text, script, roles, voice, fmt, chapters, name, parallelism)
+        if text is not None and len(text) > MAX_TEXT_CHARACTERS:
+            created = await client.upload_job(*upload_fields(body))
+        else:
+            created = await client.create_job(body)
+        return ProductionInfo.from_router(created, client.url)
+
+    async def list_productions(self, headers: Headers) -> ProductionList:
+        jobs = await self.router(headers).list_jobs()
+        return ProductionList(productions=[ProductionSummary.from_router(j) for j in jobs])
+
+    async def get_production(
+        self, headers: Headers, name: str, wait: bool, wait_seconds: float, progress: ProductionProgress
+    ) -> ProductionInfo:
+        """The production's state; with ``wait``, polled (each poll reported) until it is Complete or
+        Failed or ``wait_seconds`` (at most the configured maximum) have passed."""
+        client = self.router(headers)
+        deadline = self.clock() + min(wait_seconds, self.settings.production_max_wait_seconds)
+        while True:
+            info = ProductionInfo.from_router(await client.get_job(name), client.url)
+            if not wait:
+                return info
+            await progress(info)  # the last one too: a client's progress bar ends full (or where it failed)
+            if info.finished:
+                return info
+            if self.clock() >= deadline:
+                return info.model_copy(update={"timed_out": True})
+            await self.sleep(min(self.settings.production_poll_seconds, max(deadline - self.clock(), 0.0)))
 
 
 def router_for(service: KubeTtsService, headers: Headers) -> RouterClient:

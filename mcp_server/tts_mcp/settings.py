@@ -70,6 +70,11 @@ class McpSettings(BaseSettings):
     max_voice_bytes: int = Field(default=10 * MIB, gt=0)
     max_transcription_bytes: int = Field(default=25 * MIB, gt=0)
 
+    # --- productions ---------------------------------------------------------------------------------
+    # get_production(wait=true): seconds between polls of the router, and the longest wait allowed
+    production_poll_seconds: float = Field(default=2.0, gt=0)
+    production_max_wait_seconds: float = Field(default=3600.0, gt=0)
+
     log_level: str = "warning"
 
     @field_validator("allowed_hosts", "allowed_origins", "audio_dirs", mode="before")

@@ -11,6 +11,7 @@ from typing import Any
 
 from tts_crds import names
 from tts_crds.models import TtsDeploymentSpec, parse_spec
+from tts_crds.objects import controller_reference
 
 from . import model_source, server_pod
 from .settings import OperatorSettings
@@ -27,16 +28,9 @@ def deployment_spec(owner: JSON) -> TtsDeploymentSpec:
     return parse_spec(TtsDeploymentSpec, owner.get("spec"))
 
 
-def owner_reference(owner: JSON) -> JSON:
-    meta = owner["metadata"]
-    return {
-        "apiVersion": names.API_VERSION,
-        "kind": names.DEPLOYMENT_KIND,
-        "name": meta["name"],
-        "uid": meta["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
+def owner_reference(owner: JSON, kind: str = names.DEPLOYMENT_KIND) -> JSON:
+    """The controller reference of a child of ``owner`` (a TtsDeployment, or a TtsJob with ``kind``)."""
+    return controller_reference(owner, kind)
 
 
 def child_metadata(owner: JSON) -> JSON:
@@ -56,6 +50,17 @@ def restricted_container_security() -> JSON:
         "readOnlyRootFilesystem": True,
         "runAsNonRoot": True,
         "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def restricted_pod_security() -> JSON:
+    """The pod-level half of the `restricted` level: the non-root user the kube-tts images create."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS_USER,
+        "runAsGroup": RUN_AS_USER,
+        "fsGroup": RUN_AS_USER,
         "seccompProfile": {"type": "RuntimeDefault"},
     }
 
@@ -142,13 +147,7 @@ def pod_spec(name: str, spec: TtsDeploymentSpec, settings: OperatorSettings) -> 
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": 30,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS_USER,
-            "runAsGroup": RUN_AS_USER,
-            "fsGroup": RUN_AS_USER,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": restricted_pod_security(),
         "initContainers": plan.init_containers,
         "containers": containers(name, spec, image, plan),
         "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}, *plan.volumes],

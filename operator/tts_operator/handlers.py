@@ -4,7 +4,8 @@ this module registers every handler. Each concern has its module:
 - ``reconcile``: TtsDeployment spec → children (apply, restore drift);
 - ``refresh``: TtsDeployment status from its child Deployment and pods;
 - ``autoscaler``: the router scrape and the replicas decisions;
-- ``voice_checks``: TtsVoice validation.
+- ``voice_checks``: TtsVoice validation;
+- ``ttsjobs``: TtsJob plan, renderer Job, status and files.
 
 Every Kubernetes call goes through ``kube.Kube``.
 """
@@ -20,11 +21,11 @@ import kopf
 from kubernetes_asyncio import client, config
 from tts_crds import names
 
-from . import autoscaler, kube, reconcile, refresh, voice_checks
+from . import autoscaler, kube, reconcile, refresh, ttsjobs, voice_checks
 from .runtime import Debouncer, Runtime, runtime_of
 from .settings import OperatorSettings
 
-__all__ = ["autoscaler", "reconcile", "refresh", "voice_checks"]  # imported for their handlers
+__all__ = ["autoscaler", "reconcile", "refresh", "ttsjobs", "voice_checks"]  # imported for their handlers
 
 log = logging.getLogger("tts_operator")
 

@@ -25,6 +25,7 @@ class Kube:
         self.apps = client.AppsV1Api(api)
         self.core = client.CoreV1Api(api)
         self.policy = client.PolicyV1Api(api)
+        self.batch = client.BatchV1Api(api)
         self.objects = client.CustomObjectsApi(api)
 
     def to_dict(self, obj: Any) -> JSON:
@@ -44,6 +45,8 @@ class Kube:
             result = await self.core.patch_namespaced_service(name, ns, obj, **kw)
         elif kind == "PodDisruptionBudget":
             result = await self.policy.patch_namespaced_pod_disruption_budget(name, ns, obj, **kw)
+        elif kind == "ConfigMap":
+            result = await self.core.patch_namespaced_config_map(name, ns, obj, **kw)
         else:
             raise ValueError(f"cannot apply {kind}")
         return self.to_dict(result)
@@ -63,6 +66,29 @@ class Kube:
                 return None
             raise
 
+    async def create_job(self, obj: JSON) -> bool:
+        """Create a batch/v1 Job; False when it exists already. (Created, not applied: a Job's pod
+        template cannot change, so the one made first stays.)"""
+        try:
+            await self.batch.create_namespaced_job(
+                obj["metadata"]["namespace"],
+                obj,  # type: ignore[arg-type]  # a dict body serialises as is
+                field_manager=FIELD_MANAGER,
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
+    async def get_job(self, namespace: str, name: str) -> JSON | None:
+        try:
+            return self.to_dict(await self.batch.read_namespaced_job(name, namespace))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
     async def list_pods(self, namespace: str, selector: str) -> list[JSON]:
         pods = await self.core.list_namespaced_pod(namespace, label_selector=selector)
         return [self.to_dict(p) for p in pods.items]
@@ -76,9 +102,13 @@ class Kube:
         return list(found.get("items") or [])
 
     async def get_tts_deployment(self, namespace: str, name: str) -> JSON | None:
+        return await self.get_custom(names.DEPLOYMENT_PLURAL, namespace, name)
+
+    async def get_custom(self, plural: str, namespace: str, name: str) -> JSON | None:
+        """A kube-tts custom resource, or None when there is none."""
         try:
             obj: JSON = await self.objects.get_namespaced_custom_object(
-                names.GROUP, names.VERSION, namespace, names.DEPLOYMENT_PLURAL, name
+                names.GROUP, names.VERSION, namespace, plural, name
             )
             return obj
         except ApiException as exc:

@@ -18,6 +18,7 @@ import aiohttp
 import kopf
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
+from tts_crds.plan import Plan
 
 from . import autoscale, kube
 from .settings import OperatorSettings
@@ -124,6 +125,11 @@ class Runtime:
     reconciled: dict[Key, int | None] = field(default_factory=dict)
     # TtsDeployment -> (reason, message) while its spec cannot be applied (InvalidSpec, ApplyFailed)
     blocked: dict[Key, tuple[str, str]] = field(default_factory=dict)
+    # TtsJob -> (uid, its plan): read back from the plan ConfigMap after a restart
+    plans: dict[Key, tuple[str, Plan]] = field(default_factory=dict)
+    # TtsJob -> (uid, chunk key -> seconds) of the chunks its polls found done (job_files.scan);
+    # both dropped when the job finishes
+    counted: dict[Key, tuple[str, dict[str, float]]] = field(default_factory=dict)
     refresher: Debouncer = field(default_factory=lambda: Debouncer(_no_refresh))
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 

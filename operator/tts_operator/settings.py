@@ -38,6 +38,27 @@ class OperatorSettings(BaseSettings):
     # size of the emptyDir that holds hf:// models
     model_cache_size: str = "20Gi"
 
+    # TtsJobs (ADR 0050): the renderer pods' image (the router's: it has the audio libraries), their
+    # ServiceAccount (no Role), the Secret key holding their API key ("<secret>/<key>", in the TtsJob's
+    # namespace), the claim their files go to, where this process has that claim mounted (read to
+    # count progress, written only to delete a retain: false job's files), and the router they call
+    renderer_image: str = "ghcr.io/kube-tts/router:0.1.0"
+    renderer_service_account: str = "kube-tts-renderer"
+    renderer_key_secret: str = "kube-tts-renderer-key/api-key"  # noqa: S105  (a Secret's name, no key)
+    renderer_concurrency: int = 2
+    jobs_enabled: bool = True
+    jobs_claim: str = "kube-tts-jobs"
+    jobs_root: Path = Path(names.JOBS_MOUNT_PATH)
+    router_url: str = f"http://kube-tts-router.kube-tts.svc:{names.ROUTER_PORT}"
+
+    @property
+    def renderer_key(self) -> tuple[str, str]:
+        """(Secret name, key) of the renderer's API key."""
+        name, _, key = self.renderer_key_secret.partition("/")
+        if not name or not key:
+            raise ValueError(f"KUBETTS_RENDERER_KEY_SECRET {self.renderer_key_secret!r} is not <secret>/<key>")
+        return name, key
+
     @property
     def namespaces(self) -> list[str]:
         return [n.strip() for n in self.watch_namespaces.split(",") if n.strip()]

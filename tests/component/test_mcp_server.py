@@ -46,7 +46,7 @@ def fake_router(seen: list[dict[str, Any]]) -> FastAPI:
         if key not in (USER, ADMIN):
             return error(401, "invalid API key", "invalid_api_key")
         admin_only = request.method == "DELETE" or request.url.path.endswith(("/sleep", "/wake"))
-        admin_only |= request.method == "POST" and request.url.path == "/v1/audio/voices"
+        admin_only |= request.method == "POST" and request.url.path in ("/v1/audio/voices", "/v1/audio/jobs")
         if admin_only and key != ADMIN:
             return error(403, "this operation needs an admin API key", "insufficient_scope")
         return await call_next(request)
@@ -110,6 +110,28 @@ def fake_router(seen: list[dict[str, Any]]) -> FastAPI:
             return error(400, f"model {model!r} speaks; it does not transcribe", "not_a_transcription_model")
         return {"text": " Hello there. ", "language": language or "en", "duration": 1.5, "segments": []}
 
+    polls: dict[str, int] = {}
+
+    @app.post("/v1/audio/jobs", status_code=201)
+    async def start_job(request: Request):
+        body = await request.json()
+        seen[-1]["body"] = body
+        name = body.get("name", "prod-abcde")
+        view = {"name": name, "phase": None, "plan": {"chunks": 4, "chapters": 1}, "status": {"chapters": []}}
+        return JSONResponse(view, 201)
+
+    @app.get("/v1/audio/jobs/{name}")
+    async def job(name: str) -> dict:
+        """Four chunks, one more done at each poll; the job named 'stuck' never starts."""
+        polls[name] = done = polls.get(name, -1) + 1
+        if name == "stuck":
+            return {"name": name, "phase": "Pending", "status": {}}
+        done = min(done, 4)
+        phase = "Complete" if done == 4 else "Rendering"
+        progress = {"chunksDone": done, "chunksTotal": 4, "chaptersTotal": 1, "summary": f"{done}/4 chunks"}
+        chapters = [{"number": 1, "title": "One", "url": f"/v1/audio/jobs/{name}/chapters/1"}] if done == 4 else []
+        return {"name": name, "phase": phase, "progress": progress, "status": {"chapters": chapters}}
+
     @app.post("/v1/models/{name}/sleep")
     async def sleep(name: str) -> dict:
         changed = name not in asleep
@@ -142,6 +164,8 @@ async def test_tools_publish_their_schemas_and_truthful_hints(seen):
     assert hints["transcribe_audio"] == (True, False)
     assert hints["delete_voice"] == hints["sleep_model"] == (False, True)
     assert hints["create_voice"] == hints["wake_model"] == hints["synthesize_speech"] == (False, False)
+    assert hints["list_productions"] == hints["get_production"] == (True, False)
+    assert hints["start_production"] == (False, False)
     assert all(t.output_schema for t in tools.values())
 
 
@@ -319,3 +343,55 @@ async def test_transcribe_audio_sends_the_clip_and_returns_the_text(seen):
         assert "does not transcribe" in refused.content[0].text and "capability" in refused.content[0].text
         neither = await client.call_tool("transcribe_audio", {})
         assert neither.is_error and "exactly one of audio_path or audio_base64" in neither.content[0].text
+
+
+async def test_start_production_sends_a_script_with_roles_to_the_router_with_the_admin_key(seen):
+    settings = McpSettings(url="http://router.test", api_key=USER, admin_api_key=ADMIN)
+    async with Client(create_server(settings, transport=httpx.ASGITransport(fake_router(seen)))) as client:
+        roles = {"Alice": {"voice": "joe"}, "Bob": {"voice": "en-us", "model": "espeak"}}
+        result = await client.call_tool(
+            "start_production",
+            {"text": "Alice: Hi.\nBob: Hello.", "roles": roles, "model": "joe", "format": "opus", "name": "pod"},
+        )
+        assert not result.is_error, result.content
+        assert result.structured_content["name"] == "pod" and result.structured_content["planned_chunks"] == 4
+        assert seen[-1]["key"] == ADMIN
+        assert seen[-1]["body"] == {
+            "deployment": "joe",
+            "name": "pod",
+            "text": "Alice: Hi.\nBob: Hello.",
+            "textFormat": "script",
+            "roles": {"Alice": {"voice": "joe"}, "Bob": {"voice": "en-us", "deployment": "espeak"}},
+            "format": "opus",
+        }
+        both = await client.call_tool(
+            "start_production", {"text": "Hi.", "script": [{"role": "A", "text": "Hi."}], "model": "joe"}
+        )
+        assert both.is_error and "exactly one of text or script" in both.content[0].text
+
+
+async def test_get_production_with_wait_reports_chunks_done_of_the_total_until_complete(seen):
+    progress: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append((value, total, message))
+
+    async with Client(server_for(seen, production_poll_seconds=0.01)) as client:
+        result = await client.call_tool("get_production", {"name": "book", "wait": True}, progress_callback=on_progress)
+        assert not result.is_error, result.content
+        done = result.structured_content
+        assert done["phase"] == "Complete" and done["finished"] is True and done["timed_out"] is False
+        assert done["chapters"][0]["url"] == "http://router.test/v1/audio/jobs/book/chapters/1"
+        assert [(v, t) for v, t, _ in progress] == [(0, 4), (1, 4), (2, 4), (3, 4), (4, 4)]  # the last: Complete
+        assert "book: Rendering, 2/4 chunks" in (progress[2][2] or "")
+        once = await client.call_tool("get_production", {"name": "stuck"})
+        assert once.structured_content["phase"] == "Pending" and once.structured_content["timed_out"] is False
+
+
+async def test_get_production_stops_waiting_at_its_timeout_with_the_state_so_far(seen):
+    async with Client(server_for(seen, production_poll_seconds=0.05)) as client:
+        result = await client.call_tool("get_production", {"name": "stuck", "wait": True, "timeout_seconds": 1})
+    assert not result.is_error and result.structured_content["timed_out"] is True
+    assert result.structured_content["phase"] == "Pending"
+    # polled again after the first answer, and not at once in a loop (polls are 50 ms apart: at most ~20)
+    assert 2 <= sum(1 for s in seen if s["path"] == "/v1/audio/jobs/stuck") <= 25

@@ -364,3 +364,17 @@ def make_cloner(models: Models, router: Router, layout: Layout) -> str:
     )
     wait_router_sees(router, name)
     return name
+
+
+@pytest.fixture(scope="module")
+def sample_model(kube: Kube, router: Router, repo_root: Path) -> Iterator[str]:
+    """The sample TtsDeployment (``joe``: Piper, one GPU on a kwok GPU node), awake and ready; applied again
+    when an earlier module (the Helm one uninstalls the platform) left it gone or at zero."""
+    existed = kube.get("ttsdeployment", "joe", router.namespace) is not None
+    kube.run("apply", "-n", router.namespace, "-f", str(repo_root / "examples" / "ttsdeployment-piper.yaml"))
+    if (kube.get("ttsdeployment", "joe", router.namespace) or {}).get("spec", {}).get("replicas") == 0:
+        kube.run("scale", "ttsdeployment", "joe", "-n", router.namespace, "--replicas=1")
+    wait_router_sees(router, "joe", timeout=180)
+    yield "joe"
+    if not existed:
+        kube.run("delete", "ttsdeployment", "joe", "-n", router.namespace, "--wait=false", check=False)

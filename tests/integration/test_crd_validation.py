@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+import yaml
 
 from .conftest import Kube
 
@@ -31,6 +33,17 @@ def voice(**spec):
     }
 
 
+def job(**spec):
+    return {
+        "apiVersion": "tts.kubetts.io/v1alpha1",
+        "kind": "TtsJob",
+        "metadata": {"name": "j"},
+        "spec": {"deployment": "joe", **spec},
+    }
+
+
+ROLES = {"Alice": {"voice": "joe"}, "Bob": {"voice": "en-us", "deployment": "espeak"}}
+LINES = [{"role": "Alice", "text": "Hi."}, {"role": "Bob", "text": "Hello."}]
 CLIP = {"audio": {"configMapKeyRef": {"name": "clips", "key": "a.wav"}}}
 SERVER = {"image": "registry.example/fastkokoro:1", "port": 8880}
 FILE = {"uri": "file:///opt/kokoro"}
@@ -136,6 +149,21 @@ INVALID = {
     "voice-deployment-name": (voice(deployment="Not/A/Name", speaker="s"), "spec.deployment"),
     "voice-language": (voice(speaker="s", language="not a language!"), "spec.language"),
     "voice-speed": (voice(speaker="s", defaults={"speed": 10}), "spec.defaults.speed: Invalid value: 10"),
+    # ADR 0049: TtsJob
+    "job-no-input": (job(), "exactly one of spec.text, spec.textFrom or spec.script must be set"),
+    "job-two-inputs": (job(text="hi", script=LINES, roles=ROLES), "exactly one of spec.text, spec.textFrom"),
+    "job-empty-text": (job(text=""), "spec.text: Invalid value"),
+    "job-role-missing": (job(script=LINES, roles={"Alice": {"voice": "joe"}}), "spec.script: Invalid value"),
+    "job-no-roles": (job(script=LINES), "every role of spec.script must be a key of spec.roles"),
+    "job-format-with-script": (job(script=LINES, roles=ROLES, textFormat="script"), "spec.textFormat: Invalid"),
+    "job-size-without-max": (job(text="hi", chapters={"split": "size"}), "spec.chapters.maxCharacters: Invalid"),
+    "job-script-headings": (job(script=LINES, roles=ROLES, chapters={"split": "headings"}), "must be none or size"),
+    "job-role-name": (job(text="hi", roles={"bad:name": {"voice": "joe"}}), "spec.roles: Invalid value"),
+    "job-parallelism": (job(text="hi", parallelism=33), "spec.parallelism: Invalid value: 33"),
+    "job-speed": (job(text="hi", speed=5), "spec.speed: Invalid value: 5"),
+    "job-format": (job(text="hi", format="aac"), 'spec.format: Unsupported value: "aac"'),
+    "job-path": (job(text="hi", storage={"path": "../escape"}), "spec.storage.path: Invalid value"),
+    "job-text-too-long": (job(text="x" * 300_001), "spec.text: Too long"),
 }
 
 
@@ -145,7 +173,7 @@ def test_invalid_resource_is_rejected_with_the_field_named(kube: Kube, namespace
     assert proc.returncode != 0
     assert expected in proc.stderr
     # nothing was created
-    kind = "ttsvoice" if obj["kind"] == "TtsVoice" else "ttsdeployment"
+    kind = obj["kind"].lower()
     assert kube.get(kind, obj["metadata"]["name"], namespace) is None
 
 
@@ -156,3 +184,12 @@ def test_defaults_are_applied_by_the_apiserver(kube: Kube, namespace: str):
     assert spec["scaleToZero"] == {"idleSeconds": 300}
     assert spec["resources"]["gpuResourceName"] == "nvidia.com/gpu"
     assert spec["targetConcurrency"] == 4
+
+
+def test_the_ttsjob_example_is_accepted_and_defaulted(kube: Kube, namespace: str):
+    obj = yaml.safe_load((Path(__file__).resolve().parents[2] / "examples" / "ttsjob-podcast.yaml").read_text())
+    kube.apply(obj, namespace)
+    spec = kube.get("ttsjob", "podcast", namespace)["spec"]
+    assert spec["chapters"] == {"split": "none"} and spec["voice"] == "default" and spec["retain"] is True
+    assert spec["pauses"]["chapterLeadMs"] == 0 and spec["storage"] == {"claimName": "", "path": ""}
+    assert spec["roles"]["Bob"] == {"voice": "en-us", "deployment": "espeak"}

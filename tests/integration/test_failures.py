@@ -282,7 +282,7 @@ def test_pod_deleted_mid_stream_fails_its_clients_cleanly_and_nothing_else(route
                 sse_lines = events.iter_lines()
                 assert events.status_code == 200
                 first = next(line for line in sse_lines if line.startswith("data:"))
-                assert json.loads(first[5:])["type"] in ("speech.status", "speech.audio.delta")
+                assert json.loads(first[5:])["type"] in ("speech.status", "speech.audio.delta"), first
                 # a tie goes to the pod used longest ago: the SSE stream is on the victim too
                 assert busy() == {victim: 2, survivor: 1}, busy()
 

@@ -105,7 +105,7 @@ def test_espeak_english_is_understood(router: Router, espeak: str, hear, capsys)
 
 def test_espeak_mandarin_is_understood(router: Router, espeak: str, hear, capsys):
     heard = listen_to(router, hear, espeak, SENTENCES_ZH, "zh", capsys, voice="cmn")
-    score = cer(list(SENTENCES_ZH), heard)
+    score = cer(list(SENTENCES_ZH), heard, capped=True)  # Whisper base loops on some clips
     well = sum(cer(said, got) <= 0.25 for said, got in zip(SENTENCES_ZH, heard, strict=True))
     report(capsys, "espeak cmn CER", score, ESPEAK_ZH_CER_MAX)
     with capsys.disabled():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import itertools
 import os
 import sys
 import uuid
@@ -462,3 +463,57 @@ async def test_streamable_http_passes_the_callers_key_to_the_router(router: Rout
         assert rebinding.status_code == 421
         anonymous = await raw.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
         assert anonymous.status_code == 401 and anonymous.headers["www-authenticate"].startswith("Bearer")
+
+
+async def test_an_agent_starts_a_production_lists_it_and_waits_for_it_with_progress(
+    router: Router, models: Models, kube: Kube
+):
+    """A real production: the operator renders it, waking its model from zero, while the agent waits
+    with progress notifications."""
+    model = models.create("mcpjobs", wait_ready=False, replicas=0)
+    wait_router_sees(router, model, ready=False)
+    name = f"mcp-pod-{uuid.uuid4().hex[:5]}"
+    progress: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append((value, total, message))
+
+    try:
+        async with stdio(router, production_poll_seconds="0.2") as client:
+            script = [{"role": "Alice", "text": "Welcome to the show."}, {"role": "Bob", "text": "Thanks, Alice."}]
+            roles = {"Alice": {"voice": "default"}, "Bob": {"voice": "default", "model": model}}
+            started = await client.call_tool(
+                "start_production", {"script": script, "roles": roles, "model": model, "name": name}
+            )
+            assert not started.is_error, text(started)
+            assert started.structured_content["name"] == name and started.structured_content["planned_chunks"] == 2
+            job = kube.get("ttsjob", name, router.namespace)
+            assert job is not None and job["spec"]["roles"]["Bob"] == {"voice": "default", "deployment": model}
+            assert job["spec"]["script"][0] == {"role": "Alice", "text": "Welcome to the show."}
+
+            listed = await client.call_tool("list_productions", {})
+            assert not listed.is_error, text(listed)
+            mine = next(p for p in listed.structured_content["productions"] if p["name"] == name)
+            assert mine["phase"] in (None, "Pending", "Rendering"), mine  # just started
+
+            result: dict[str, Any] = {}
+
+            answer = await client.call_tool(
+                "get_production", {"name": name, "wait": True, "timeout_seconds": 240}, progress_callback=on_progress
+            )
+            assert not answer.is_error, text(answer)
+            result.update(answer.structured_content)
+            assert result["phase"] == "Complete" and result["finished"] is True and result["timed_out"] is False
+            assert result["chapters"][0]["url"] == f"{router.url}/v1/audio/jobs/{name}/chapters/1"
+            # notified along the way, ending with both chunks done
+            assert progress and progress[-1][:2] == (2, 2), progress
+            assert all(a[0] <= b[0] for a, b in itertools.pairwise(progress)), progress
+            assert any("Complete" in (m or "") for _, _, m in progress), progress
+
+            unknown = await client.call_tool("start_production", {"text": "Hello.", "model": "no-such-model"})
+            assert unknown.is_error and "does not exist" in text(unknown) and "list_models" in text(unknown)
+        async with stdio(router, KUBETTS_ADMIN_API_KEY="") as client:
+            refused = await client.call_tool("start_production", {"text": "Hello.", "model": model})
+            assert refused.is_error and "KUBETTS_ADMIN_API_KEY" in text(refused)
+    finally:
+        kube.run("delete", "ttsjob", name, "-n", router.namespace, "--ignore-not-found", check=False)

@@ -31,7 +31,6 @@ from .conftest import Kube, Router, wait_router_sees
 
 UI_DIR = Path(__file__).resolve().parents[1] / "ui"
 CHROMIUM = os.environ.get("KUBETTS_CHROMIUM", "/usr/bin/chromium")
-SAMPLE = "examples/ttsdeployment-piper.yaml"
 # the browser logs every non-2xx answer as a console error: these are the ones a scenario provokes
 EXPECTED_CONSOLE = re.compile(r"^Failed to load resource: the server responded with a status of (400|401|403) ")
 
@@ -53,19 +52,6 @@ def browser_tools() -> None:
     assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing (make deps installs Debian's chromium)"
     for package in ("playwright-core", "axe-core"):
         assert (UI_DIR / "node_modules" / package).is_dir(), f"{package} is missing: run `make ui-deps`"
-
-
-@pytest.fixture(scope="module")
-def sample_model(kube: Kube, router: Router, repo_root: Path) -> Iterator[str]:
-    """The sample TtsDeployment (``joe``: Piper, one GPU on a kwok GPU node), awake and ready."""
-    existed = kube.get("ttsdeployment", "joe", router.namespace) is not None
-    kube.run("apply", "-n", router.namespace, "-f", str(repo_root / SAMPLE))
-    if (kube.get("ttsdeployment", "joe", router.namespace) or {}).get("spec", {}).get("replicas") == 0:
-        kube.run("scale", "ttsdeployment", "joe", "-n", router.namespace, "--replicas=1")
-    wait_router_sees(router, "joe", timeout=180)
-    yield "joe"
-    if not existed:
-        kube.run("delete", "ttsdeployment", "joe", "-n", router.namespace, "--wait=false", check=False)
 
 
 @pytest.fixture(scope="module")
@@ -306,9 +292,10 @@ def test_voices_upload_record_use_and_delete(
 def test_chinese_dark_phone_and_keyboard(ui):
     out = ui("i18n_layout")
     assert_clean(out)
-    assert out["english"] == {"tabs": ["Speak", "Voices", "Status"], "generate": "Generate", "textLabel": "Text"}
+    english = {"tabs": ["Speak", "Voices", "Productions", "Status"], "generate": "Generate", "textLabel": "Text"}
+    assert out["english"] == english
     zh = out["chinese"]
-    assert zh["tabs"] == ["朗读", "音色", "状态"] and zh["generate"] == "生成" and zh["textLabel"] == "文本"
+    assert zh["tabs"] == ["朗读", "音色", "制作", "状态"] and zh["generate"] == "生成" and zh["textLabel"] == "文本"
     assert zh["lang"] == "zh-CN" and zh["counter"].endswith("个字符")
     # the language and the key (sessionStorage) survive a reload of the tab
     assert out["afterReload"]["tabs"] == zh["tabs"] and out["keyPanelAfterReload"] is False
@@ -317,7 +304,7 @@ def test_chinese_dark_phone_and_keyboard(ui):
     r, g, b = (int(x) for x in re.findall(r"\d+", dark["background"])[:3])
     assert max(r, g, b) < 60, dark["background"]
     # a phone-sized screen: nothing wider than the screen on any panel
-    assert out["overflow"] == {"speak": 0, "voices": 0, "status": 0}
+    assert out["overflow"] == {"speak": 0, "voices": 0, "productions": 0, "status": 0}
     # keyboard: arrows move between tabs, Tab walks the labelled controls in order, Enter speaks
     assert out["arrowRight"] == {"focused": "tab-voices", "voicesVisible": True}
     assert out["home"] == "tab-speak"
@@ -417,3 +404,36 @@ def test_openai_voice_names_and_a_typed_blend(ui, kokoro_model: str):
     # a blend with a voice the model lacks: the router's words, naming the part
     assert out["badBlend"]["ok"] is False and "jf_nobody" in out["badBlend"]["error"], out["badBlend"]
     assert "jf_alpha(0.6)+jf_nezumi(0.4)" in out["history"][0], out["history"]
+
+
+def test_a_production_is_started_watched_played_and_downloaded(ui, models, kube: Kube, router: Router):
+    """Productions (issue 17): a two-role script with a role on another engine, started from the page,
+    watched to Complete, its chapter played and downloaded (and decoded here), then deleted."""
+    espeak = models.create(
+        "ui-espeak",
+        engine="espeak",
+        model={"uri": "package://espeakng-loader"},
+        resources={"gpu": 0, "cpu": "1", "memory": "1Gi"},
+    )
+    wait_router_sees(router, espeak)
+    job = f"ui-prod-{uuid.uuid4().hex[:5]}"
+    script = "Alice: Welcome back to the show, everyone.\nBob: Thanks, Alice. It is good to be here again."
+    try:
+        out = ui("productions", script=script, espeak=espeak, espeak_voice="en-us", job=job)
+    finally:
+        kube.run("delete", "ttsjob", job, "-n", router.namespace, "--ignore-not-found", "--wait=false", check=False)
+    assert_clean(out)
+    assert out["roles"] == ["Alice", "Bob"]
+    assert "name" in out["badNameError"] and "HTTP 4" in out["badNameError"], out["badNameError"]
+    assert out["created"] == f"Started {job}."
+    assert out["phases"][-1] == "Complete" and "Failed" not in out["phases"], out["phases"]
+    assert out["row"][0] == job and out["row"][1] == "Complete", out["row"]
+    assert out["chapterTitle"].startswith("1."), out["chapterTitle"]
+    player = out["player"]
+    assert player["src"].startswith("blob:") and player["advanced"] > 0.1, player
+    audio = decode_audio(Path(out["download"]["file"]).read_bytes(), "mp3")
+    assert audio.duration == pytest.approx(player["duration"], abs=0.1)
+    assert 3.0 < audio.duration < 15.0 and audio.rms > 500, (audio.duration, audio.rms)
+    assert out["download"]["suggested"].endswith(".mp3")
+    assert out["deleted"]
+    eventually(lambda: kube.get("ttsjob", job, router.namespace) is None, timeout=30, what=f"{job} gone")

@@ -500,7 +500,7 @@ const scenarios = {
         pressed: document.querySelector('#theme').getAttribute('aria-pressed'),
         background: getComputedStyle(document.body).backgroundColor,
       }));
-      for (const name of ['speak', 'voices', 'status']) {
+      for (const name of ['speak', 'voices', 'productions', 'status']) {
         await page.locator(`#tab-${name}`).click();
         if (name === 'status') await page.locator(`#models-table tr[data-model="${opts.model}"]`).waitFor({ timeout: WAIT });
         if (name === 'voices') await page.locator('#voices-table tbody tr').first().waitFor({ timeout: WAIT });
@@ -610,6 +610,78 @@ const scenarios = {
       await panel.getByLabel('Blend of voices (optional)').fill('jf_alpha(0.5)+jf_nobody(0.5)');
       out.badBlend = await generate(page);
       out.history = await page.locator('#history > li').allInnerTexts();
+    },
+  },
+  productions: {
+    launch: {},
+    async run(page, out) {
+      await open(page, '#productions');
+      await signIn(page, opts.admin_key);
+      const form = page.locator('#job-form');
+      await form.getByLabel('A script (“Role: line” lines)').check();
+      await form.getByLabel('Text or script', { exact: true }).fill(opts.script);
+      // the roles are read off the script as it is typed, each with its own model and voice
+      await page.locator('#j-roles tbody tr[data-role="Bob"]').waitFor({ timeout: WAIT });
+      out.roles = await page.locator('#j-roles tbody tr').evaluateAll((rows) => rows.map((r) => r.dataset.role));
+      await form.getByLabel('Model', { exact: true }).selectOption(opts.model);
+      await page.getByLabel('Model of Bob').selectOption(opts.espeak);
+      await page.getByLabel('Voice of Bob').selectOption(opts.espeak_voice);
+      await form.getByLabel('Format', { exact: true }).selectOption('mp3');
+      // a name the API refuses: its reason, in its words
+      await form.getByLabel('Name (optional)').fill('Not_A_Name');
+      await page.getByRole('button', { name: 'Start production' }).click();
+      await page.locator('#j-error').waitFor({ timeout: WAIT });
+      out.badNameError = await text(page, '#j-error');
+      await form.getByLabel('Name (optional)').fill(opts.job);
+      await page.getByRole('button', { name: 'Start production' }).click();
+      await page.waitForFunction(() => /^Started /.test(document.querySelector('#j-status').textContent), null, { timeout: WAIT });
+      out.created = await text(page, '#j-status');
+      const row = page.locator(`#jobs-table tr[data-job="${opts.job}"]`);
+      await row.waitFor({ timeout: WAIT });
+      // the panel polls: every phase the row shows on the way (a MutationObserver keeps each one)
+      await page.evaluate((name) => {
+        window.__phases = [];
+        const seen = () => {
+          const phase = document.querySelector(`#jobs-table tr[data-job="${name}"]`)?.dataset.phase;
+          if (phase !== undefined && window.__phases.at(-1) !== phase) window.__phases.push(phase);
+        };
+        seen();
+        new MutationObserver(seen).observe(document.querySelector('#jobs-table tbody'), { childList: true, subtree: true });
+      }, opts.job);
+      out.axe.push(...(await axe(page, 'productions')));
+      await page.waitForFunction((name) => document.querySelector(`#jobs-table tr[data-job="${name}"]`)?.dataset.phase === 'Complete', opts.job, {
+        timeout: 5 * WAIT,
+      });
+      out.phases = await page.evaluate(() => window.__phases);
+      out.row = await row.locator('th, td').allInnerTexts();
+      await row.getByRole('button', { name: `Chapters of ${opts.job}` }).click();
+      const chapter = page.locator('#job-chapters li').first();
+      await chapter.waitFor({ timeout: WAIT });
+      out.chapterTitle = await chapter.locator('.chapter-title').innerText();
+      await chapter.getByRole('button', { name: 'Load' }).click();
+      await chapter.getByRole('link', { name: 'Download' }).waitFor({ timeout: WAIT });
+      out.player = await page.evaluate(async () => {
+        const el = document.querySelector('#job-chapters li audio');
+        if (el.readyState < 1) await new Promise((resolve, reject) => {
+          el.addEventListener('loadedmetadata', resolve, { once: true });
+          el.addEventListener('error', () => reject(new Error(`audio element: ${el.error?.message || el.error?.code}`)), { once: true });
+        });
+        await el.play();
+        await new Promise((resolve) => setTimeout(resolve, 400));
+        const advanced = el.currentTime;
+        el.pause();
+        return { src: el.src, duration: el.duration, advanced };
+      });
+      const [download] = await Promise.all([page.waitForEvent('download'), chapter.getByRole('link', { name: 'Download' }).click()]);
+      const file = path.join(opts.artifacts, 'production.mp3');
+      await download.saveAs(file);
+      out.download = { file, suggested: download.suggestedFilename() };
+      out.axe.push(...(await axe(page, 'production chapters')));
+      out.screenshots.push(await shot(page, 'productions-desktop-light'));
+      // deleted through the page
+      await row.getByRole('button', { name: `Delete ${opts.job}` }).click();
+      await row.waitFor({ state: 'detached', timeout: WAIT });
+      out.deleted = true;
     },
   },
 };

@@ -111,10 +111,13 @@ def test_operator_watches_listed_namespaces_with_a_role_in_each():
 
 def test_api_keys_come_from_a_secret_never_from_values():
     docs = render("mcp.enabled=false")
-    secret = by_kind(docs, "Secret")[0]
-    assert set(secret["data"]) == {"api-keys", "admin-api-keys"}
+    secrets = {s["metadata"]["name"]: s for s in by_kind(docs, "Secret")}
+    assert set(secrets["kt-kube-tts-api-keys"]["data"]) == {"api-keys", "admin-api-keys"}
+    # the TtsJob renderers' key has a Secret of its own, made whether or not the API keys are the user's
+    assert set(secrets["kt-kube-tts-renderer-key"]["data"]) == {"api-key"}
     existing = render("apiKeys.existingSecret=my-keys", "mcp.enabled=false")
-    assert not by_kind(existing, "Secret")
+    assert [s["metadata"]["name"] for s in by_kind(existing, "Secret")] == ["kt-kube-tts-renderer-key"]
+    assert not by_kind(render("apiKeys.existingSecret=my-keys", "jobs.enabled=false"), "Secret")
     router = next(d for d in by_kind(existing, "Deployment") if d["metadata"]["name"].endswith("router"))
     volumes = router["spec"]["template"]["spec"]["volumes"]
     assert {"name": "keys", "secret": {"secretName": "my-keys", "defaultMode": 0o440}} in volumes
@@ -226,8 +229,8 @@ def test_ci_scenarios_lint_and_render(values: Path):
     assert {"Deployment", "Service", "Role"} <= kinds
     if "ingress" in values.name:
         assert "Ingress" in kinds
-    if "existing-secret" in values.name:
-        assert "Secret" not in kinds
+    if "existing-secret" in values.name:  # only the renderers' key, which is always the chart's
+        assert [d["metadata"]["name"] for d in docs if d["kind"] == "Secret"] == ["kt-kube-tts-renderer-key"]
     if values.name.startswith("gpu"):
         sample = next(d for d in docs if d["kind"] == "TtsDeployment")
         assert sample["spec"]["resources"]["gpu"] == 1
@@ -258,3 +261,25 @@ def test_packaged_chart_keeps_the_helm_test_hook_and_leaves_out_the_unittest_sui
     assert not [n for n in names if n.startswith("kube-tts/tests/")]
     hooks = [d for d in render() if d["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"]
     assert [h["metadata"]["name"] for h in hooks] == ["kt-kube-tts-test-speak"]
+
+
+def test_operator_may_run_ttsjobs_but_never_update_jobs_or_write_secrets():
+    docs = render("mcp.enabled=false")
+    (role,) = [r for r in by_kind(docs, "Role") if r["metadata"]["name"] == "kt-kube-tts-operator"]
+    rules = role["rules"]
+
+    def verbs(group: str, resource: str) -> set[str]:
+        return {v for r in rules if group in r["apiGroups"] and resource in r["resources"] for v in r["verbs"]}
+
+    assert {"get", "list", "watch", "patch"} <= verbs("tts.kubetts.io", "ttsjobs")
+    assert {"patch"} <= verbs("tts.kubetts.io", "ttsjobs/status")
+    assert verbs("tts.kubetts.io", "ttsjobs/finalizers") == {"update"}
+    assert verbs("batch", "jobs") == {"get", "list", "watch", "create", "patch", "delete"}
+    assert verbs("", "configmaps") == {"get", "list", "watch", "create", "patch", "delete"}
+    assert verbs("", "secrets") == {"get"}
+    (account,) = [a for a in by_kind(docs, "ServiceAccount") if a["metadata"]["name"] == "kt-kube-tts-renderer"]
+    assert account["automountServiceAccountToken"] is False
+    bound = {
+        s["name"] for b in by_kind(docs, "RoleBinding") + by_kind(docs, "ClusterRoleBinding") for s in b["subjects"]
+    }
+    assert "kt-kube-tts-renderer" not in bound

@@ -225,3 +225,24 @@ def test_pip_is_told_about_a_build_ca_by_an_argument_never_a_file_in_the_image(f
         pip = [i for i, s in enumerate(steps) if s.startswith("RUN ") and "pip install" in s]
         if pip:
             assert "ARG PIP_CERT" in steps[: pip[0]], f"{file} {stage}: pip runs before ARG PIP_CERT"
+
+
+@pytest.mark.parametrize("file", sorted({f for _, f, _ in IMAGES}))
+def test_every_step_that_installs_python_packages_compiles_them_to_hash_based_bytecode(file):
+    """The root is read-only at run time, so what the image does not carry as .pyc is compiled again
+    on every start (docs/images.md, "Bytecode"). A step that pip-installs into the image compiles in
+    the same step (so the .pyc files share its layer), with hash-based files (no timestamps) and
+    pip's own timestamp-based compile off; a --target install is scratch that the step deletes."""
+    for stage, steps in stages(ROOT / file).items():
+        for step in steps:
+            if not step.startswith("RUN ") or "pip install" not in step:
+                continue
+            installs = [c for c in re.split(r"&&|;", step) if "pip install" in c and "--target" not in c]
+            if not installs or all("setuptools" in c and "-r" not in c for c in installs):
+                continue  # the app stage's build tool, which no final image copies
+            assert all("--no-compile" in c for c in installs), f"{file} {stage}: {step}"
+            compiles = re.findall(r"python -m compileall ([^&]+)", step)
+            assert compiles, f"{file} {stage}: installs without compiling: {step}"
+            assert all("--invalidation-mode unchecked-hash" in c for c in compiles), f"{file} {stage}: {step}"
+            last_install = max(step.rfind(c) for c in installs)
+            assert step.rfind("python -m compileall") > last_install, f"{file} {stage}: compiles before installing"

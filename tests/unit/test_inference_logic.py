@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 from tts_crds import wav
+from tts_crds.text import cut_at_spaces, speakable, split_sentences
 from tts_inference import audio
 from tts_inference.engines import EngineUnavailable, ModelLoadError, load_engine
 from tts_inference.engines.espeak import wpm_and_tempo
 from tts_inference.engines.pocket import resolve_config
 from tts_inference.engines.torch_support import require
-from tts_inference.text import cut_at_spaces, speakable, split_sentences
 
 from tests.helpers import decode_audio, wav_bytes
 
@@ -353,3 +353,67 @@ def test_a_file_sent_whole_holds_its_status_line_until_its_first_bytes():
 
     assert asyncio.run(run()) == []
     assert sent == ["http.response.start", "http.response.body", "http.response.body"]
+
+
+# --- turns on the model -------------------------------------------------------------------------
+def test_model_runs_take_turns_in_the_order_they_were_asked_for():
+    import threading
+
+    from tts_inference.engines.turns import Turns
+
+    turns, ran, release = Turns(), [], threading.Event()
+
+    def holder() -> None:
+        with turns.turn():
+            ran.append("first")
+            release.wait()
+
+    def asker(name: str) -> None:
+        with turns.turn():
+            ran.append(name)
+
+    threads = [threading.Thread(target=holder)]
+    threads[0].start()
+    while not ran:  # the first has its turn
+        threading.Event().wait(0.001)
+    for i, name in enumerate(("b", "c", "d")):
+        threads.append(threading.Thread(target=asker, args=(name,)))
+        threads[-1].start()
+        while turns.waiting < i + 1:  # each queues before the next asks
+            threading.Event().wait(0.001)
+    assert ran == ["first"]  # nobody runs beside the one holding the turn
+    release.set()
+    for t in threads:
+        t.join()
+    assert ran == ["first", "b", "c", "d"]
+    with turns.turn():  # free again: the next caller goes straight in
+        assert turns.waiting == 0
+
+
+def test_two_turns_run_together_and_the_third_waits():
+    import threading
+
+    from tts_inference.engines.turns import Turns
+
+    turns, release = Turns(slots=2), threading.Event()
+    inside: list[str] = []
+
+    def run(name: str) -> None:
+        with turns.turn():
+            inside.append(name)
+            release.wait()
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    while len(inside) < 2:  # both are in at once
+        threading.Event().wait(0.001)
+    threads.append(threading.Thread(target=run, args=("c",)))
+    threads[-1].start()
+    while turns.waiting < 1:
+        threading.Event().wait(0.001)
+    assert inside == ["a", "b"]
+    release.set()
+    for t in threads:
+        t.join()
+    assert inside == ["a", "b", "c"] and turns.waiting == 0

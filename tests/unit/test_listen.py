@@ -93,6 +93,14 @@ def test_cer_counts_characters_without_punctuation():
         cer("。", "你")
 
 
+def test_a_capped_cer_counts_a_looping_clip_as_one_wrong_clip():
+    loop = "骗" * 40
+    assert cer(["你好", "世界"], ["你好", loop]) == pytest.approx(40 / 4)
+    assert cer(["你好", "世界"], ["你好", loop], capped=True) == pytest.approx(2 / 4)
+    assert cer(["你好", "世界"], ["你好", ""], capped=True) == pytest.approx(2 / 4)  # silence is wholly wrong too
+    assert cer(["你好", "世界"], ["你们好", "世"], capped=True) == cer(["你好", "世界"], ["你们好", "世"])
+
+
 def test_japanese_cer_reads_katakana_as_hiragana():
     assert chars_ja("ケーキ、食べる？") == ["け", "ー", "き", "食", "べ", "る"]
     assert cer("コーヒーを飲みます。", "こーひーを飲みます", language="ja") == 0

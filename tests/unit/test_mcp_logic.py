@@ -11,7 +11,7 @@ import pytest
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import ValidationError
 from tts_mcp.files import FileRefused, decode_clip, read_clip, save_speech, speech_filename
-from tts_mcp.models import GpuStatus, ModelInfo
+from tts_mcp.models import GpuStatus, ModelInfo, ProductionInfo, ProductionSummary, RoleVoice, ScriptLine
 from tts_mcp.router import (
     HTTP_AUTH_HINTS,
     AuthHints,
@@ -20,7 +20,15 @@ from tts_mcp.router import (
     SseParser,
     error_from_response,
 )
-from tts_mcp.service import KubeTtsService, bearer_token, mime_type, pick_model, router_for
+from tts_mcp.service import (
+    KubeTtsService,
+    bearer_token,
+    mime_type,
+    pick_model,
+    production_body,
+    router_for,
+    upload_fields,
+)
 from tts_mcp.settings import McpSettings
 
 # --- settings ---------------------------------------------------------------------------------------
@@ -295,3 +303,64 @@ def test_gpu_status_from_the_routers_answer():
     node = status.nodes[0] if status.nodes else None
     assert node is not None and node.gpus[0].resource == "nvidia.com/gpu" and node.gpus[0].requested == 1
     assert GpuStatus.from_router({"deployments": [], "nodes": None, "errors": ["x"]}).nodes is None
+
+
+# --- productions ------------------------------------------------------------------------------------
+
+
+def test_a_production_body_is_the_jobs_spec_in_camel_case_and_a_text_with_roles_is_a_script():
+    roles = {"Alice": RoleVoice(voice="joe"), "Bob": RoleVoice(voice="en-us", model="espeak")}
+    body = production_body("joe", "Alice: Hi.\nBob: Hello.", None, roles, None, "opus", None, None, 2)
+    assert body == {
+        "deployment": "joe",
+        "text": "Alice: Hi.\nBob: Hello.",
+        "textFormat": "script",
+        "roles": {"Alice": {"voice": "joe"}, "Bob": {"voice": "en-us", "deployment": "espeak"}},
+        "format": "opus",
+        "parallelism": 2,
+    }
+    script = [ScriptLine(role="Alice", text="Hi.", pause_after_ms=800), ScriptLine(role="Alice", text="Bye.")]
+    body = production_body("joe", None, script, {"Alice": RoleVoice(voice="joe")}, None, None, None, "pod", None)
+    assert body["script"] == [{"role": "Alice", "text": "Hi.", "pauseAfterMs": 800}, {"role": "Alice", "text": "Bye."}]
+    assert body["name"] == "pod" and "textFormat" not in body
+    with pytest.raises(ToolError, match="exactly one of text or script"):
+        production_body("joe", None, None, None, None, None, None, None, None)
+
+
+def test_an_uploaded_productions_fields_are_strings_with_json_objects():
+    body = production_body("joe", "Long text.", None, {"A": RoleVoice(voice="v")}, "v", "mp3", None, "book", 3)
+    text, fields = upload_fields(body)
+    assert text == "Long text."
+    assert fields == {
+        "deployment": "joe",
+        "name": "book",
+        "textFormat": "script",
+        "roles": '{"A": {"voice": "v"}}',
+        "voice": "v",
+        "format": "mp3",
+        "parallelism": "3",
+    }
+
+
+def test_a_production_from_the_router_has_absolute_chapter_urls_and_its_failure_message():
+    entry = {
+        "name": "book",
+        "phase": "Failed",
+        "createdAt": "2026-12-03T11:00:00Z",
+        "progress": {"chunksDone": 3, "chunksTotal": 9, "summary": "3/9 chunks (33%)"},
+        "status": {
+            "chapters": [{"number": 1, "title": "One", "bytes": 10, "url": "/v1/audio/jobs/book/chapters/1"}],
+            "conditions": [
+                {"type": "Ready", "status": "False", "message": "not ready"},
+                {"type": "Failed", "status": "True", "reason": "RenderRefused", "message": "unknown voice 'x'"},
+            ],
+        },
+    }
+    info = ProductionInfo.from_router(entry, "http://router:8080/")
+    assert info.finished and info.message == "unknown voice 'x'"
+    assert info.chapters[0].url == "http://router:8080/v1/audio/jobs/book/chapters/1"
+    assert info.progress is not None and (info.progress.chunks_done, info.progress.chunks_total) == (3, 9)
+    fresh = ProductionInfo.from_router({"name": "new", "phase": None, "plan": {"chunks": 4}}, "http://r")
+    assert (fresh.finished, fresh.planned_chunks, fresh.progress, fresh.chapters) == (False, 4, None, [])
+    listed = ProductionSummary.from_router({"name": "new", "chapters": {"done": 1, "total": 2}, "progress": None})
+    assert (listed.chapters_done, listed.chapters_total, listed.summary) == (1, 2, "")

@@ -120,11 +120,27 @@ async def test_retry_elsewhere_excludes_the_refusing_pod_and_goes_first():
     t = d.enter("joe")
     other = d.enter("joe")
     d.retry_elsewhere(t)  # A refused: t must not get A again
-    assert not t.granted and t.exclude == {"a"}
+    assert not t.granted and t.exclude == {"a": 0}
     assert other.granted and other.endpoint == A  # the freed slot serves the next one
     pods.by_model["joe"] = [A, B]
     d.dispatch("joe")
     assert t.endpoint == B
+
+
+async def test_a_pod_whose_container_restarted_is_no_longer_excluded():
+    """Seen in the TtsJob disruption test: the only pod of a model was OOM-killed and restarted in
+    place; the requests it had closed unanswered waited for another pod that never came."""
+    d, pods = make(cap=1, queue=5)
+    pods.by_model["joe"] = [A]
+    t = d.enter("joe")
+    d.retry_elsewhere(t)
+    d.dispatch("joe")
+    assert not t.granted  # the same server: not again
+    restarted = Endpoint("a", "10.0.0.1", 8000, restarts=1)
+    assert restarted == A  # the same endpoint for the balancer's counts
+    pods.by_model["joe"] = [restarted]
+    d.dispatch("joe")
+    assert t.granted and t.endpoint == restarted
 
 
 async def test_fail_all_answers_waiters_when_the_model_is_gone():

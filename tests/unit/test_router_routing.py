@@ -101,3 +101,12 @@ def test_early_entries_of_pods_that_went_away_do_not_pile_up():
     clock.now += 20
     early.mark(pod("new", ready=False))
     assert len(early) == 1
+
+
+def test_an_endpoint_carries_its_pods_container_restarts():
+    p = pod("a")
+    (fresh,) = endpoints_for("joe", {"a": p})
+    assert fresh.restarts == 0
+    p["status"]["containerStatuses"] = [{"name": "inference", "restartCount": 2}]
+    (restarted,) = endpoints_for("joe", {"a": p})
+    assert restarted.restarts == 2 and restarted == fresh  # the same endpoint, a newer server

@@ -16,12 +16,15 @@ from fastapi.testclient import TestClient
 from tts_api.app import create_app
 from tts_api.routes.ui import UI_DIR
 from tts_api.settings import RouterSettings
+from tts_crds.jobs import Phase
 
-KEY_LITERAL = re.compile(r"""['"]((?:app|tab|key|speak|voices|status|state|error)\.[A-Za-z.]+)['"]""")
+KEY_LITERAL = re.compile(r"""['"]((?:app|tab|key|speak|voices|jobs|status|state|error)\.[A-Za-z.]+)['"]""")
 # t(`voices.type.${v.type}`): keys built at run time, and what they are built from
 DYNAMIC_KEYS = {
     "voices.type.": ("builtin", "speaker", "clone"),
     "voices.clip.": ("file", "recording", "converted"),
+    # t(`jobs.phase.${job.phase}`): a TtsJob's phases (tts_crds.jobs.Phase), "new" before the operator saw it
+    "jobs.phase.": ("new", *(p.value for p in Phase)),
 }
 
 

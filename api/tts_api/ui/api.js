@@ -121,6 +121,13 @@ async function captions(body) {
   return resp.text();
 }
 
+/** A chapter file of a production, as a Blob (the key goes in a header, so no plain link can fetch it). */
+async function chapter(name, number) {
+  const resp = await send(`v1/audio/jobs/${encodeURIComponent(name)}/chapters/${number}`, { headers: headers() });
+  if (!resp.ok) throw await errorFrom(resp);
+  return resp.blob();
+}
+
 export const api = {
   captions,
   models: (key) => request('v1/models', { key }),
@@ -132,4 +139,10 @@ export const api = {
   createVoice: (form) => request('v1/audio/voices', { method: 'POST', form }),
   transcribe: (form) => request('v1/audio/transcriptions', { method: 'POST', form }),
   deleteVoice: (name) => request(`v1/audio/voices/${encodeURIComponent(name)}`, { method: 'DELETE' }),
+  jobs: () => request('v1/audio/jobs'),
+  job: (name) => request(`v1/audio/jobs/${encodeURIComponent(name)}`),
+  createJob: (json) => request('v1/audio/jobs', { method: 'POST', json }),
+  createJobUpload: (form) => request('v1/audio/jobs', { method: 'POST', form }),
+  deleteJob: (name) => request(`v1/audio/jobs/${encodeURIComponent(name)}`, { method: 'DELETE' }),
+  chapter,
 };

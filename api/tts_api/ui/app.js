@@ -4,15 +4,16 @@
 import { ApiError, api, apiKey, forgetApiKey, setApiKey } from './api.js';
 import { $, showError } from './dom.js';
 import { onLanguageChange, preferredLanguage, setLanguage, t } from './i18n.js';
+import { initProductions, reload as reloadJobs } from './productions.js';
 import { initSpeak, selectVoice } from './speak.js';
 import { initStatus, refreshStatus } from './status.js';
 import { loadConfig, refreshModels, refreshVoices } from './store.js';
 import { initVoices, reload as reloadVoices } from './voices.js';
 
 const THEME = 'kubetts.theme';
-const TABS = ['speak', 'voices', 'status'];
+const TABS = ['speak', 'voices', 'productions', 'status'];
 // while a panel is open, what it shows is refreshed this often (ms)
-const POLL = { speak: 10000, status: 5000, voices: 5000 };
+const POLL = { speak: 10000, status: 5000, voices: 5000, productions: 3000 };
 let pollTimer = null;
 
 // --- theme ------------------------------------------------------------------------------------
@@ -48,7 +49,7 @@ function activate(name, focus = false) {
   clearInterval(pollTimer);
   pollTimer = null;
   if (!apiKey()) return;
-  const refresh = { speak: reloadModels, status: refreshStatus, voices: reloadVoices }[name];
+  const refresh = { speak: reloadModels, status: refreshStatus, voices: reloadVoices, productions: reloadJobs }[name];
   refresh();
   pollTimer = setInterval(() => document.visibilityState === 'visible' && refresh(), POLL[name]);
 }
@@ -146,6 +147,7 @@ async function main() {
     selectVoice(model, voice);
     activate('speak', true);
   });
+  initProductions();
   initStatus();
   const wanted = location.hash.slice(1);
   activate(TABS.includes(wanted) ? wanted : 'speak');

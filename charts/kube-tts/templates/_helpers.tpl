@@ -23,6 +23,15 @@
 {{- default (printf "%s-api-keys" (include "kube-tts.fullname" .)) .Values.apiKeys.existingSecret }}
 {{- end }}
 
+{{- /* TtsJobs (ADR 0050): the jobs volume's claim and the Secret holding the renderers' API key */}}
+{{- define "kube-tts.jobsClaim" -}}
+{{- default (printf "%s-jobs" .Release.Name) .Values.jobs.persistence.existingClaim }}
+{{- end }}
+
+{{- define "kube-tts.rendererKeySecret" -}}
+{{- printf "%s-renderer-key" (include "kube-tts.fullname" .) }}
+{{- end }}
+
 {{/* Labels ------------------------------------------------------------------------------ */}}
 
 {{- define "kube-tts.selectorLabels" -}}
@@ -78,11 +87,17 @@ seccompProfile:
 {{/* What the operator may do where it reconciles: its custom resources, their children, the clips. */}}
 {{- define "kube-tts.operatorRules" -}}
 - apiGroups: [tts.kubetts.io]
-  resources: [ttsdeployments, ttsvoices]
+  resources: [ttsdeployments, ttsvoices, ttsjobs]
   verbs: [get, list, watch, patch, update]
 - apiGroups: [tts.kubetts.io]
-  resources: [ttsdeployments/status, ttsvoices/status]
+  resources: [ttsdeployments/status, ttsvoices/status, ttsjobs/status]
   verbs: [get, patch, update]
+- apiGroups: [tts.kubetts.io]
+  resources: [ttsjobs/finalizers]
+  verbs: [update]
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [apps]
   resources: [deployments]
   verbs: [get, list, watch, create, update, patch, delete]
@@ -96,7 +111,10 @@ seccompProfile:
   resources: [pods]
   verbs: [get, list, watch]
 - apiGroups: [""]
-  resources: [configmaps, secrets]
+  resources: [configmaps]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [""]
+  resources: [secrets]
   verbs: [get]
 - apiGroups: ["", events.k8s.io]
   resources: [events]

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tts_crds.text import cut_at_spaces
 
 from ..audio import to_int16
-from ..text import cut_at_spaces
 from ..words import Phone, Timed, from_phones, phones_of_tokens, text_words, trim
 from .base import Engine, EngineError, ModelLoadError, SynthesisOptions, Voice
 from .kokoro_common import JAPANESE, SAMPLE_RATE, Layout, base_voice, g2p_for, list_voices, style_pack

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tts_crds.text import cut_at_spaces
 
 from ..audio import to_int16
-from ..text import cut_at_spaces
 from .base import ModelLoadError, SynthesisOptions, Voice
 from .kokoro_common import LANGUAGES, SAMPLE_RATE, Layout, base_voice, style_pack
 from .torch_support import TorchEngine

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ import numpy as np
 
 from ..words import Phone, Timed, from_phones, phones, text_words, trim
 from .base import Engine, EngineError, ModelLoadError, SynthesisOptions, Voice, model_location
+from .turns import Turns
 
 
 def _package_model(dist: str) -> tuple[Path, Path]:
@@ -25,6 +27,43 @@ def _package_model(dist: str) -> tuple[Path, Path]:
         return Path(pkg.model_path()), Path(pkg.config_path())
     except AttributeError as exc:
         raise ModelLoadError(f"package {dist!r} does not look like a Piper voice (no model_path())") from exc
+
+
+def _session_options() -> Any:
+    """onnxruntime's options for the voice: its intra-op threads sleep between runs instead of
+    spinning. Spinning keeps a core busy waiting for the next piece of work; on a pod's shared or
+    CFS-limited cores that time is taken from the other request's run, the HTTP server and every
+    neighbour (docs/benchmarks.md, "Against piper's own HTTP server")."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return options
+
+
+def _voice(model: Path, config: dict[str, Any], use_cuda: bool) -> Any:
+    """What ``PiperVoice.load(..., include_alignments=True)`` builds, with our session options:
+    the model patched in memory so each phoneme's length comes out beside the audio (ADR 0045)."""
+    import onnx
+    import onnxruntime
+    from google.protobuf.message import DecodeError
+    from piper import PiperVoice
+    from piper.config import PiperConfig
+    from piper.patch_voice_with_alignment import add_alignment_output
+
+    try:
+        graph = onnx.load(str(model))
+    except DecodeError as exc:
+        raise ValueError(f"not an ONNX model: {exc}") from exc
+    with contextlib.suppress(ValueError):  # already patched on disk (or no such tensor): used as it is
+        add_alignment_output(graph)
+    cpu = ["CPUExecutionProvider"]
+    providers = [("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"})] if use_cuda else cpu
+    session = onnxruntime.InferenceSession(
+        graph.SerializeToString(), sess_options=_session_options(), providers=providers
+    )
+    return PiperVoice(config=PiperConfig.from_dict(config), session=session)
 
 
 def _directory_model(path: Path) -> tuple[Path, Path]:
@@ -50,6 +89,8 @@ class PiperEngine(Engine):
         self._language = "en"
         self._phoneme_of: dict[int, str] = {}
         self._pad = 0
+        # every request's sentences take turns on the one session, two at a time (turns.py says why)
+        self._turns = Turns(slots=2)
 
     def _locate(self) -> tuple[Path, Path]:
         scheme, _, rest = self.model_uri.partition("://")
@@ -59,7 +100,6 @@ class PiperEngine(Engine):
 
     def load(self) -> None:
         import onnxruntime
-        from piper import PiperVoice
 
         model, config = self._locate()
         cuda = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
@@ -68,12 +108,8 @@ class PiperEngine(Engine):
             raise ModelLoadError("device 'cuda' was requested but onnxruntime has no CUDA provider in this image")
         try:
             cfg = json.loads(config.read_text())
-            # include_alignments: the model also outputs each phoneme's length (piper patches its
-            # graph in memory with the onnx package), which is how words are timed (ADR 0045)
-            self._voice = PiperVoice.load(
-                str(model), config_path=str(config), use_cuda=use_cuda, include_alignments=True
-            )
-        except (OSError, ValueError, RuntimeError) as exc:
+            self._voice = _voice(model, cfg, use_cuda)
+        except (OSError, ValueError, RuntimeError, KeyError) as exc:
             raise ModelLoadError(f"cannot load Piper model {model}: {exc}") from exc
         self._rate = int(cfg["audio"]["sample_rate"])
         id_map: dict[str, list[int]] = cfg.get("phoneme_id_map") or {}
@@ -112,10 +148,23 @@ class PiperEngine(Engine):
         assert self._voice is not None, "load() first"
         config = self._config(self.resolve_voice(voice), options)
         for text in sentences:
-            for chunk in self._voice.synthesize(text, config):
+            if options.stop.is_set():
+                return
+            for chunk in self._pieces(text, config, options, include_alignments=False):
+                yield chunk.audio_int16_array
+
+    def _pieces(self, text: str, config: Any, options: SynthesisOptions, include_alignments: bool) -> Iterator[Any]:
+        """Piper's audio chunks of ``text``, each made in a turn of its own; the turn is given back
+        before the chunk goes to the caller, so a slow client never holds up other requests."""
+        pieces = iter(self._voice.synthesize(text, config, include_alignments=include_alignments))
+        while True:
+            with self._turns.turn():
                 if options.stop.is_set():
                     return
-                yield chunk.audio_int16_array
+                chunk = next(pieces, None)
+            if chunk is None:
+                return
+            yield chunk
 
     def synthesize_timed(
         self, sentences: list[str], voice: str, options: SynthesisOptions
@@ -127,15 +176,15 @@ class PiperEngine(Engine):
             parts: list[np.ndarray] = []
             spoken: list[Phone] = []
             at = 0
-            for chunk in self._voice.synthesize(text, config, include_alignments=True):
-                if options.stop.is_set():
-                    return
+            for chunk in self._pieces(text, config, options, include_alignments=True):
                 if chunk.phoneme_id_samples is None:
                     raise EngineError(f"model {self._model_name} gives no phoneme lengths, so words cannot be timed")
                 found = phones(chunk.phoneme_ids, chunk.phoneme_id_samples, self._phoneme_of, self._pad)
                 spoken += [Phone(p.phoneme, p.start + at, p.end + at, p.opens_word) for p in found]
                 parts.append(chunk.audio_int16_array)
                 at += len(parts[-1])
+            if options.stop.is_set():
+                return
             if not parts:
                 continue
             samples = np.concatenate(parts)

@@ -1,4 +1,5 @@
-"""Splitting input text into sentences to synthesise and stream one at a time. Pure functions."""
+"""Splitting text into sentences: the inference server streams one at a time, TtsJob plans cut chunks
+from them (tts_crds.plan). Pure functions, shared so both cut text the same way."""
 
 from __future__ import annotations
 

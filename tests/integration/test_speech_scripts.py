@@ -1,0 +1,81 @@
+"""A short script through the router's speech API on the local cluster (ADR 0052): the platform's sample
+``joe`` (piper; the ``sample_model`` fixture applies it again when an earlier module removed it) and an
+espeak-ng TtsDeployment of the test speak one stream, sent by the OpenAI SDK with ``extra_body``; its length
+is the lines' spoken alone plus the pause, and Whisper hears both."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from openai import OpenAI
+
+from tests.helpers import decode_audio, decode_pcm, wav_bytes
+from tests.listen import listener, wer
+
+from .conftest import Models, Router, wait_router_sees
+
+ALICE = "The quick brown fox jumps over the lazy dog."
+BOB = "We planted three apple trees in the garden last spring."
+ROLE_PAUSE_S = 0.35  # tts_crds.jobs.Pauses.role_ms
+ESPEAK = {"engine": "espeak", "model": {"uri": "package://espeakng-loader"}}
+
+
+@pytest.fixture(scope="module")
+def robot(models: Models, router: Router) -> str:
+    name = models.create("scripts-espeak", **ESPEAK)
+    wait_router_sees(router, name)
+    return name
+
+
+def roles(robot: str) -> dict:
+    return {"Alice": {"voice": "default"}, "Bob": {"voice": "en", "model": robot}}
+
+
+def alone(router: Router, model: str, voice: str, text: str, rate: int) -> float:
+    answer = router.speak(model, text, voice=voice, response_format="pcm", sample_rate=rate)
+    assert answer.status_code == 200, answer.text
+    return decode_pcm(answer.content, rate).duration
+
+
+@pytest.mark.parametrize("fmt", ["mp3", "wav"])
+def test_a_two_voice_script_is_one_stream_through_the_sdk(router: Router, sample_model: str, robot: str, fmt: str):
+    sdk = OpenAI(base_url=f"{router.url}/v1", api_key=router.key, max_retries=0, timeout=180)
+    response = sdk.audio.speech.create(
+        model=sample_model,
+        voice="default",
+        input=f"Alice: {ALICE}\nBob: {BOB}",
+        response_format=fmt,
+        extra_body={"roles": roles(robot)},
+    )
+    rate = int(response.response.headers["x-sample-rate"])
+    audio = decode_audio(response.content, fmt)
+    spoken_alone = alone(router, sample_model, "default", ALICE, rate) + alone(router, robot, "en", BOB, rate)
+    expected = spoken_alone + ROLE_PAUSE_S
+    heard = listener().transcribe(wav_bytes(audio.samples, audio.sample_rate), language="en")
+    error = wer(f"{ALICE} {BOB}", heard)
+    print(f"{fmt}: {audio.duration:.3f} s; alone + pause {expected:.3f} s; WER {error:.2f} ({heard!r})")
+    assert audio.duration == pytest.approx(expected, rel=0.05)
+    assert error <= 0.2, heard
+
+
+def test_a_bad_line_is_a_400_naming_it(router: Router, sample_model: str, robot: str):
+    answer = httpx.post(
+        f"{router.url}/v1/audio/speech",
+        headers=router.headers(),
+        json={"model": sample_model, "input": "Alice: Hi.\nCarol: Hello.", "roles": roles(robot)},
+        timeout=30,
+    )
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert error["param"] == "input" and "line 2" in error["message"] and "Carol" in error["message"]
+
+
+def test_a_role_of_an_unknown_model_is_a_404(router: Router, sample_model: str):
+    answer = httpx.post(
+        f"{router.url}/v1/audio/speech",
+        headers=router.headers(),
+        json={"model": sample_model, "input": "Alice: Hi.", "roles": {"Alice": {"voice": "x", "model": "nobody-here"}}},
+        timeout=30,
+    )
+    assert answer.status_code == 404
+    assert answer.json()["error"]["param"] == "roles.Alice.model"
