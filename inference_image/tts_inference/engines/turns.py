@@ -48,6 +48,12 @@ class Turns:
                     self._running -= 1
 
     @property
+    def running(self) -> int:
+        """How many callers hold a turn now."""
+        with self._lock:
+            return self._running
+
+    @property
     def waiting(self) -> int:
         """How many callers wait for a turn now."""
         with self._lock:

@@ -1,0 +1,77 @@
+"""Where the inference server's time goes with piper under load: py-spy on ``python -m
+tts_inference`` (engine piper, joe) while closed-loop clients ask for ``piper_peer.TEXT`` as
+streamed pcm (issue 18, item 1: the per-request overheads, profiled).
+
+py-spy samples the server's Python threads that are on a CPU (``--idle`` off), so a thread waiting
+for onnxruntime's pool or for the socket is not counted; time in onnxruntime's C++ under
+``Session.run`` counts as that frame's own. The share outside ``Session.run`` is what the request
+path (HTTP, phonemes, the hand-over, numpy) costs beside the model. The raw profile is kept in
+``bench/results/piper_profile.txt`` and summarised by ``bench/flame_summary.py``.
+
+    .venv/bin/python bench/piper_profile.py
+    .venv/bin/python bench/piper_profile.py --clients 8 --seconds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import aiohttp
+from common import MODELS, RESULTS, inference_server, pids_with_env, say
+from flame_summary import stacks, summary
+from piper_peer import TEXT
+
+
+async def load(url: str, clients: int, seconds: float) -> int:
+    """``clients`` closed-loop clients for ``seconds``; how many answers they read to the end."""
+    end, done = time.monotonic() + seconds, [0]
+
+    async def client(session: aiohttp.ClientSession) -> None:
+        while time.monotonic() < end:
+            body = {"model": "m", "input": TEXT, "response_format": "pcm"}
+            async with session.post(f"{url}/v1/audio/speech", json=body) as r:
+                r.raise_for_status()
+                await r.read()
+            done[0] += 1
+
+    async with aiohttp.ClientSession() as session:
+        await asyncio.gather(*(client(session) for _ in range(clients)))
+    return done[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=12.0, help="how long py-spy samples")
+    parser.add_argument("--rate", type=int, default=100, help="samples per second")
+    parser.add_argument("--top", type=int, default=10)
+    args = parser.parse_args()
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    out = RESULTS / "piper_profile.txt"
+    with inference_server("piper", MODELS["piper"]) as url:
+        port = str(urlsplit(url).port)
+        (pid,) = pids_with_env("KUBETTS_PORT", port)
+        answers: list[int] = []
+        clients = threading.Thread(
+            target=lambda: answers.append(asyncio.run(load(url, args.clients, args.seconds + 6))), daemon=True
+        )
+        clients.start()
+        time.sleep(3)  # past the first requests' warm-up
+        say(f"py-spy on pid {pid}, {args.clients} clients, {args.seconds:.0f} s")
+        record = ["record", "--pid", str(pid), "--rate", str(args.rate), "--duration", str(int(args.seconds))]
+        subprocess.run([spy, *record, "--format", "raw", "--nonblocking", "--output", str(out)], check=True)
+        clients.join()
+    say(f"{answers[0] if answers else 0} answers read; profile in {out}")
+    print(summary(stacks(out.read_text()), args.top))
+
+
+if __name__ == "__main__":
+    main()
