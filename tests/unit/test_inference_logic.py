@@ -427,6 +427,21 @@ def test_a_piper_run_alone_gets_the_wide_session_and_a_run_beside_another_the_na
     assert calls == ["wide", "narrow", "wide"]
 
 
+def test_a_turn_said_to_be_coming_counts_as_busy_until_it_is_asked_for_or_called_off():
+    from tts_inference.engines.turns import Turns
+
+    turns = Turns(slots=2)
+    turns.coming()
+    assert turns.busy == 1 and turns.running == 0
+    with turns.turn(coming=True):  # it came: counted once, as running
+        assert turns.busy == 1 and turns.running == 1
+        turns.coming()
+        assert turns.busy == 2
+        turns.not_coming()  # called off (its run was cancelled before it started)
+        assert turns.busy == 1
+    assert turns.busy == 0
+
+
 def test_two_turns_run_together_and_the_third_waits():
     import threading
 

@@ -25,11 +25,25 @@ class Turns:
         self._lock = threading.Lock()
         self._waiting: deque[threading.Event] = deque()
         self._running = 0
+        self._coming = 0
+
+    def coming(self) -> None:
+        """Someone will ask for a turn soon (a run handed to another thread): counted in ``busy``
+        from now until it asks with ``turn(coming=True)``, or says it will not with ``not_coming``."""
+        with self._lock:
+            self._coming += 1
+
+    def not_coming(self) -> None:
+        with self._lock:
+            self._coming -= 1
 
     @contextlib.contextmanager
-    def turn(self) -> Iterator[None]:
-        """Wait for this caller's turn (behind everyone who asked before), hold it for the block."""
+    def turn(self, coming: bool = False) -> Iterator[None]:
+        """Wait for this caller's turn (behind everyone who asked before), hold it for the block.
+        ``coming``: the caller said it would (``coming()``)."""
         with self._lock:
+            if coming:
+                self._coming -= 1
             mine = None
             if self._running < self.slots and not self._waiting:
                 self._running += 1
@@ -52,6 +66,12 @@ class Turns:
         """How many callers hold a turn now."""
         with self._lock:
             return self._running
+
+    @property
+    def busy(self) -> int:
+        """How many runs are going or about to: turns held, and turns said to be coming."""
+        with self._lock:
+            return self._running + self._coming
 
     @property
     def waiting(self) -> int:
