@@ -469,3 +469,34 @@ def test_two_turns_run_together_and_the_third_waits():
     for t in threads:
         t.join()
     assert inside == ["a", "b", "c"] and turns.waiting == 0
+
+
+def test_the_memory_limit_is_read_from_cgroup_v2_or_v1_and_the_smallest_of_the_hierarchy_counts(tmp_path):
+    from tts_inference.engines.piper import memory_limit
+
+    def tree(where: str, files: dict[str, str], cgroup: str):
+        top = tmp_path / where
+        for name, text in files.items():
+            (top / name).parent.mkdir(parents=True, exist_ok=True)
+            (top / name).write_text(text)
+        (top / "self").write_text(cgroup)
+        return memory_limit(top / "fs", top / "self")
+
+    # v2: the pod's cgroup allows 1 GiB, the container's below it 512 MiB
+    v2 = {"fs/memory.max": "max\n", "fs/pod/memory.max": "1073741824\n", "fs/pod/c/memory.max": "536870912\n"}
+    assert tree("v2", v2, "0::/pod/c\n") == 512 << 20
+    # v1 (hybrid): the memory controller's own hierarchy; "no limit" is a huge number
+    v1 = {"fs/memory/memory.limit_in_bytes": "9223372036854771712\n", "fs/memory/k/memory.limit_in_bytes": "2147483648"}
+    assert tree("v1", v1, "9:memory:/k\n0::/\n") == 2 << 30
+
+
+def test_no_memory_limit_and_an_unknown_one_are_told_apart(tmp_path):
+    import sys
+
+    from tts_inference.engines.piper import memory_limit
+
+    (tmp_path / "fs").mkdir()
+    (tmp_path / "fs" / "memory.max").write_text("max\n")
+    (tmp_path / "self").write_text("0::/\n")
+    assert memory_limit(tmp_path / "fs", tmp_path / "self") == sys.maxsize
+    assert memory_limit(tmp_path / "nothing", tmp_path / "nowhere") is None  # not known: one session

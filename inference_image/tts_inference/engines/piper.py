@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import sys
 import threading
 from collections import deque
 from collections.abc import Iterator
@@ -46,6 +47,45 @@ def _session_options(threads: int = 0) -> Any:
     if threads:
         options.intra_op_num_threads = threads
     return options
+
+
+# the second (single-threaded) session is built only where the container may use this much: at
+# 4 clients the server peaked at 863 MiB with it and 697 MiB without (ADR 0055), so a pod
+# limited to 512 MiB keeps one session, as before
+NARROW_MIN_MEMORY = 1 << 30
+
+
+def memory_limit(root: Path = Path("/sys/fs/cgroup"), proc_cgroup: Path = Path("/proc/self/cgroup")) -> int | None:
+    """The memory this process's cgroup and its parents allow, the smallest of them (cgroup v2's
+    ``memory.max``, or v1's ``memory/…/memory.limit_in_bytes``): ``sys.maxsize`` when the files say
+    there is no limit, None when none can be read (not known)."""
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        lines = []
+    places = []  # (directory of the hierarchy, the cgroup's path in it, the limit's file)
+    for line in lines:
+        _, controllers, path = [*line.split(":", 2), "", ""][:3]
+        if controllers == "":
+            places.append((root, path, "memory.max"))
+        elif "memory" in controllers.split(","):
+            places.append((root / "memory", path, "memory.limit_in_bytes"))
+    if not places:
+        places = [(root, "/", "memory.max"), (root / "memory", "/", "memory.limit_in_bytes")]
+    limits, read = [], False
+    for base, path, name in places:
+        parts = [part for part in path.split("/") if part]
+        for depth in range(len(parts), -1, -1):
+            try:
+                value = (base.joinpath(*parts[:depth]) / name).read_text().strip()
+            except OSError:
+                continue
+            read = True
+            if value.isdigit() and int(value) < 1 << 60:  # v1 writes "no limit" as a huge number
+                limits.append(int(value))
+    if not read:
+        return None
+    return min(limits) if limits else sys.maxsize
 
 
 class _Sessions:
@@ -96,7 +136,11 @@ def _voice(model: Path, config: dict[str, Any], use_cuda: bool, turns: Turns) ->
     session: Any = onnxruntime.InferenceSession(patched, sess_options=_session_options(), providers=providers)
     if not use_cuda:
         session = _Sessions(session, turns)
-        threading.Thread(target=session.build_narrow, args=(patched, cpu), name="piper-narrow", daemon=True).start()
+    limit = memory_limit()  # not known: one session, as a pod of 512 MiB needs
+    if not use_cuda and limit is not None and limit >= NARROW_MIN_MEMORY:
+        # not a daemon: the interpreter waits for it at exit, rather than ending while onnxruntime's
+        # C++ builds the session (which aborts the process: "terminate called without an active exception")
+        threading.Thread(target=session.build_narrow, args=(patched, cpu), name="piper-narrow").start()
     return PiperVoice(config=PiperConfig.from_dict(config), session=session)
 
 
@@ -200,7 +244,7 @@ class PiperEngine(Engine):
         dropped = threading.Event()  # the caller has gone: runs not started yet are not made
         try:
             while not options.stop.is_set():
-                want = self.AHEAD if self._turns.waiting == 0 else 1
+                want = self.AHEAD if self._turns.waiting == 0 and self._two_at_once() else 1
                 while len(ahead) < want and (text := next(rest, None)) is not None:
                     self._turns.coming()  # so that the first of two runs made ahead goes narrow too
                     ahead.append(self._ahead.submit(self._render, text, config, options, dropped))
@@ -212,6 +256,10 @@ class PiperEngine(Engine):
             for future in ahead:
                 if future.cancel():  # never started: it will not ask for its turn
                     self._turns.not_coming()
+
+    def _two_at_once(self) -> bool:
+        """Whether two runs at once go to the single-threaded session (it exists: CPU, with room)."""
+        return getattr(self._voice.session, "narrow", None) is not None
 
     def _render(self, text: str, config: Any, options: SynthesisOptions, dropped: threading.Event) -> list[np.ndarray]:
         pieces = self._pieces(text, config, options, include_alignments=False, dropped=dropped, coming=True)
