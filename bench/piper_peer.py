@@ -65,12 +65,15 @@ PIPER = "piper"
 LEVELS = (1, 4, 8)
 TARGETS = {"first_audio": 0.25, "throughput": 1.1}  # ours / piper's: at most, at least
 # ``--before``: kube-tts as it was before issue 18 (every request's onnxruntime runs at once,
-# threads that spin), a third server in the same rounds; ``--variant NAME=PYTHON`` adds others
+# threads that spin), a third server in the same rounds; ``--wide-one-ahead``: as it was before
+# ADR 0055 (one session, one sentence made ahead); ``--variant NAME=PYTHON`` adds others
+ONE_SESSION = "p._Sessions.build_narrow = lambda self, model, providers: None"
 BEFORE = (
     "import contextlib, onnxruntime, tts_inference.engines.piper as p, tts_inference.engines.turns as t; "
-    "t.Turns.turn = lambda self: contextlib.nullcontext(); "
-    "p._session_options = onnxruntime.SessionOptions"
+    "t.Turns.turn = lambda self, coming=False: contextlib.nullcontext(); "
+    f"p._session_options = lambda threads=0: onnxruntime.SessionOptions(); {ONE_SESSION}"
 )
+WIDE_ONE_AHEAD = f"import tts_inference.engines.piper as p; {ONE_SESSION}"
 
 
 @dataclass(frozen=True)
@@ -284,12 +287,16 @@ def main() -> None:
     parser.add_argument("--output", default="piper_peer")
     parser.add_argument("--before", action="store_true", help="also kube-tts as it was before issue 18 (BEFORE)")
     parser.add_argument(
+        "--wide-one-ahead", action="store_true", help="also kube-tts as it was before ADR 0055 (WIDE_ONE_AHEAD)"
+    )
+    parser.add_argument(
         "--variant", action="append", default=[], help="NAME=PYTHON: also kube-tts with PYTHON run before it starts"
     )
     args = parser.parse_args()
     with contextlib.ExitStack() as stack:
         urls = {"kube-tts": stack.enter_context(inference_server("piper", MODELS["piper"]))}
         variants = dict(v.split("=", 1) for v in args.variant) | ({"kube-tts before": BEFORE} if args.before else {})
+        variants |= {"wide_one_ahead": WIDE_ONE_AHEAD} if args.wide_one_ahead else {}
         for name, prelude in variants.items():
             urls[name] = stack.enter_context(inference_server("piper", MODELS["piper"], prelude))
         servers = {

@@ -27,24 +27,12 @@ from urllib.parse import urlsplit
 import aiohttp
 from common import MODELS, RESULTS, inference_server, pids_with_env, say
 from flame_summary import stacks, summary
-from piper_peer import TEXT
+from piper_peer import Server, load
 
 
-async def load(url: str, clients: int, seconds: float) -> int:
-    """``clients`` closed-loop clients for ``seconds``; how many answers they read to the end."""
-    end, done = time.monotonic() + seconds, [0]
-
-    async def client(session: aiohttp.ClientSession) -> None:
-        while time.monotonic() < end:
-            body = {"model": "m", "input": TEXT, "response_format": "pcm"}
-            async with session.post(f"{url}/v1/audio/speech", json=body) as r:
-                r.raise_for_status()
-                await r.read()
-            done[0] += 1
-
+async def clients(server: Server, count: int, seconds: float) -> dict:
     async with aiohttp.ClientSession() as session:
-        await asyncio.gather(*(client(session) for _ in range(clients)))
-    return done[0]
+        return await load(server, session, count, seconds)
 
 
 def main() -> None:
@@ -59,17 +47,18 @@ def main() -> None:
     with inference_server("piper", MODELS["piper"]) as url:
         port = str(urlsplit(url).port)
         (pid,) = pids_with_env("KUBETTS_PORT", port)
-        answers: list[int] = []
-        clients = threading.Thread(
-            target=lambda: answers.append(asyncio.run(load(url, args.clients, args.seconds + 6))), daemon=True
+        served: list[dict] = []
+        server = Server("kube-tts", url, pid)
+        loop = threading.Thread(
+            target=lambda: served.append(asyncio.run(clients(server, args.clients, args.seconds + 6))), daemon=True
         )
-        clients.start()
+        loop.start()
         time.sleep(3)  # past the first requests' warm-up
         say(f"py-spy on pid {pid}, {args.clients} clients, {args.seconds:.0f} s")
         record = ["record", "--pid", str(pid), "--rate", str(args.rate), "--duration", str(int(args.seconds))]
         subprocess.run([spy, *record, "--format", "raw", "--nonblocking", "--output", str(out)], check=True)
-        clients.join()
-    say(f"{answers[0] if answers else 0} answers read; profile in {out}")
+        loop.join()
+    say(f"{served[0]['requests'] if served else 0} answers read; profile in {out}")
     print(summary(stacks(out.read_text()), args.top))
 
 

@@ -3,6 +3,7 @@ tiny random checkpoints the tests build (no torch TTS weights ship through a reg
 tests/tiny_models.py). The torch engines run on the CPU here; on a GPU they pick CUDA by themselves."""
 
 import base64
+import threading
 
 import numpy as np
 import pytest
@@ -232,10 +233,14 @@ def piper():
 
         def run(self, *args):
             went.append(self.name)
+            if hold.is_set() and len(went) == 1:  # the first run waits for a second to start beside it
+                eventually(lambda: len(went) > 1, timeout=20, what="a second run")
             return self.inner.run(*args)
 
+    hold = threading.Event()
+
     sessions.wide, sessions.narrow = Counted(sessions.wide, "wide"), Counted(sessions.narrow, "narrow")
-    yield client, went
+    yield client, went, hold
     client.__exit__(None, None, None)
 
 
@@ -244,7 +249,7 @@ def test_piper_makes_a_requests_later_sentences_two_at_a_time_and_hands_them_ove
     (the narrow one); Whisper hears the whole text in order."""
     from tests.listen import SENTENCES, listener, wer
 
-    client, went = piper
+    client, went, _ = piper
     went.clear()
     text = " ".join(SENTENCES[4:8])
     r = client.post("/v1/audio/speech", json={"model": "m", "input": text, "response_format": "wav"})
@@ -255,12 +260,11 @@ def test_piper_makes_a_requests_later_sentences_two_at_a_time_and_hands_them_ove
 
 
 def test_piper_runs_of_two_requests_at_once_go_to_the_single_threaded_session_and_are_heard(piper):
-    import threading
-
     from tests.listen import SENTENCES, listener, wer
 
-    client, went = piper
+    client, went, hold = piper
     went.clear()
+    hold.set()  # the two requests' runs overlap for certain
     texts = SENTENCES[1:3]
     answers: dict[str, bytes] = {}
 
@@ -274,7 +278,8 @@ def test_piper_runs_of_two_requests_at_once_go_to_the_single_threaded_session_an
         t.start()
     for t in threads:
         t.join()
-    assert "narrow" in went, went  # one sentence each: only their overlap goes narrow
+    hold.clear()
+    assert went[1] == "narrow", went  # the second run began beside the first
     for text in texts:
         heard = listener().transcribe(answers[text], language="en")
         assert wer(text, heard) <= 0.1, (text, heard)

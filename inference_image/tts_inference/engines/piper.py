@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib
 import json
@@ -107,6 +108,9 @@ class _Sessions:
 
         self.narrow = onnxruntime.InferenceSession(model, sess_options=_session_options(threads=1), providers=providers)
 
+    def drop_narrow(self) -> None:
+        self.narrow = None
+
     def run(self, outputs: Any, feeds: dict[str, Any]) -> Any:
         narrow = self.narrow
         session = narrow if narrow is not None and self._turns.busy > 1 else self.wide
@@ -136,11 +140,14 @@ def _voice(model: Path, config: dict[str, Any], use_cuda: bool, turns: Turns) ->
     session: Any = onnxruntime.InferenceSession(patched, sess_options=_session_options(), providers=providers)
     if not use_cuda:
         session = _Sessions(session, turns)
-    limit = memory_limit()  # not known: one session, as a pod of 512 MiB needs
-    if not use_cuda and limit is not None and limit >= NARROW_MIN_MEMORY:
-        # not a daemon: the interpreter waits for it at exit, rather than ending while onnxruntime's
-        # C++ builds the session (which aborts the process: "terminate called without an active exception")
-        threading.Thread(target=session.build_narrow, args=(patched, cpu), name="piper-narrow").start()
+        limit = memory_limit()  # not known: one session, as a pod of 512 MiB needs
+        if limit is not None and limit >= NARROW_MIN_MEMORY:
+            # not a daemon: the interpreter waits for it at exit, rather than ending while onnxruntime's
+            # C++ builds the session (which aborts the process: "terminate called without an active exception")
+            threading.Thread(target=session.build_narrow, args=(patched, cpu), name="piper-narrow").start()
+            # and the narrow session goes before the interpreter tears its modules down: freed
+            # during that teardown, onnxruntime's threads abort the process the same way
+            atexit.register(session.drop_narrow)
     return PiperVoice(config=PiperConfig.from_dict(config), session=session)
 
 

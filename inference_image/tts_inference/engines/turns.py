@@ -62,12 +62,6 @@ class Turns:
                     self._running -= 1
 
     @property
-    def running(self) -> int:
-        """How many callers hold a turn now."""
-        with self._lock:
-            return self._running
-
-    @property
     def busy(self) -> int:
         """How many runs are going or about to: turns held, and turns said to be coming."""
         with self._lock:
