@@ -66,6 +66,7 @@ bench: deps venv build ## Every benchmark (inference, formats sent whole, long t
 	$(PY) bench/piper_peer.py
 	$(PY) bench/piper_batching.py
 	$(PY) bench/piper_profile.py
+	$(PY) bench/piper_memory.py
 	$(PY) bench/plots.py
 
 .PHONY: bench-plots

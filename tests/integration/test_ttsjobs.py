@@ -38,12 +38,8 @@ FINISHED = ("Complete", "Failed")
 
 @pytest.fixture(scope="module")
 def voices(models: Models, router: Router) -> tuple[str, str]:
-    """A piper model (Alice) and an espeak model (Bob) of this module's own. Piper gets 1 GiB: at 512 MiB
-    its pod was OOM-killed when a replaced renderer's requests overlapped the old one's (the router then
-    held the retried requests for good; since fixed: a pod whose container restarted is no longer
-    excluded, tests/unit/test_router_dispatch.py)."""
-    memory = {"resources": {"gpu": 0, "cpu": "100m", "memory": "1Gi"}}
-    joe = models.create("jobs-joe", **memory)
+    """A piper model (Alice) and an espeak model (Bob) of this module's own."""
+    joe = models.create("jobs-joe")
     espeak = models.create("jobs-espeak", **ESPEAK)
     wait_router_sees(router, joe)
     wait_router_sees(router, espeak)

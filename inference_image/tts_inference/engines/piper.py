@@ -51,9 +51,10 @@ def _session_options(threads: int = 0) -> Any:
 
 
 # the second (single-threaded) session is built only where the container may use this much: at
-# 4 clients the server peaked at 863 MiB with it and 697 MiB without (ADR 0055), so a pod
-# limited to 512 MiB keeps one session, as before
-NARROW_MIN_MEMORY = 1 << 30
+# 4 clients the server peaked at 863 MiB with it and 697 MiB without; with three half-speed
+# streams and two short-request loops at 1,102 against 886 MiB (bench/piper_memory.py, ADR 0055).
+# So a pod of the sample's 1 GiB keeps one session, as do smaller ones; the CRD's default 2 GiB has room
+NARROW_MIN_MEMORY = 2 << 30
 
 
 def memory_limit(root: Path = Path("/sys/fs/cgroup"), proc_cgroup: Path = Path("/proc/self/cgroup")) -> int | None:
