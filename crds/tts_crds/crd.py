@@ -215,7 +215,40 @@ def job_crd() -> JSON:
         },
     ]
     root = _root_schema(jobs.TtsJobSpec, jobs.TtsJobStatus, names.JOB_KIND)
+    _fixed_after_create(root["properties"]["spec"], mutable=jobs.MUTABLE_SPEC_FIELDS)
     return _crd(names.JOB_KIND, names.JOB_PLURAL, "ttsj", root, columns, scale=False)
+
+
+def _fixed_after_create(spec: JSON, mutable: frozenset[str]) -> None:
+    """Every field of ``spec`` but ``mutable`` is refused a change on update (CEL transition rules),
+    as a batch Job's template is: the TtsJob's plan, chunks and files are made from them once, so an
+    edit would otherwise be taken and silently never applied. A rule on each field names it; one on
+    the spec covers optional fields added or removed (a field's own rule sees only changes)."""
+    properties = spec["properties"]
+    for field in sorted(set(properties) - mutable):
+        fixed = models.cel(
+            "self == oldSelf",
+            f"spec.{field} cannot change once the TtsJob exists (its plan is made from it): "
+            "delete the TtsJob and create it again",
+            reason="FieldValueForbidden",
+        )
+        rules = [*properties[field].get("x-kubernetes-validations", []), fixed]
+        properties[field] = {**properties[field], "x-kubernetes-validations": rules}
+    optional = sorted(set(properties) - mutable - set(spec.get("required", [])) - _defaulted(properties))
+    spec["x-kubernetes-validations"] += [
+        models.cel(
+            f"has(self.{field}) == has(oldSelf.{field})",
+            f"spec.{field} cannot be added or removed once the TtsJob exists: delete the TtsJob and create it again",
+            f".{field}",
+            reason="FieldValueForbidden",
+        )
+        for field in optional
+    ]
+
+
+def _defaulted(properties: JSON) -> set[str]:
+    """Fields the apiserver fills in when they are left out (always present after defaulting)."""
+    return {name for name, schema in properties.items() if "default" in schema}
 
 
 def all_crds() -> dict[str, JSON]:

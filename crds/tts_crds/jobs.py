@@ -29,6 +29,8 @@ from .roles import check_role_names as check_role_names
 MAX_TEXT_CHARACTERS = 300_000
 MAX_SCRIPT_LINES = 5_000
 MAX_LINE_CHARACTERS = 4_000
+# what a TtsJob's owner may still change after creating it: read when the TtsJob is deleted
+MUTABLE_SPEC_FIELDS = frozenset({"retain"})
 MAX_PAUSE_MS = 10_000
 # a path under the claim's root: segments that do not start with a dot, so never "..", "." or hidden
 STORAGE_PATH_PATTERN = r"^([A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*)?$"

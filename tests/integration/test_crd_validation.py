@@ -193,3 +193,35 @@ def test_the_ttsjob_example_is_accepted_and_defaulted(kube: Kube, namespace: str
     assert spec["chapters"] == {"split": "none"} and spec["voice"] == "default" and spec["retain"] is True
     assert spec["pauses"]["chapterLeadMs"] == 0 and spec["storage"] == {"claimName": "", "path": ""}
     assert spec["roles"]["Bob"] == {"voice": "en-us", "deployment": "espeak"}
+
+
+def test_a_ttsjobs_input_cannot_change_once_it_exists_but_retain_can(kube: Kube, namespace: str):
+    """Its plan, chunks and files are made from the spec once: an edit is refused, naming the field,
+    rather than taken and never applied (ADR 0049). What the files become on delete can change."""
+    obj = {**job(text="Hello there."), "metadata": {"name": "fixed"}}
+    kube.apply(obj, namespace)
+    refused = {
+        "text": ({"text": "Changed."}, "spec.text: Forbidden: spec.text cannot change once the TtsJob exists"),
+        "speed": ({"speed": 2}, "spec.speed: Forbidden: spec.speed cannot change"),
+        "parallelism": ({"parallelism": 4}, "spec.parallelism: Forbidden"),
+        "chapters": ({"chapters": {"split": "headings"}}, "spec.chapters: Forbidden"),
+        "to a script": (
+            {"text": None, "script": LINES, "roles": ROLES},
+            "spec.script: Forbidden: spec.script cannot be added or removed once the TtsJob exists",
+        ),
+        "a deadline": ({"activeDeadlineSeconds": 60}, "spec.activeDeadlineSeconds: Forbidden"),
+    }
+
+    def patch(spec: dict, check: bool = True):
+        merge = json.dumps({"spec": spec})
+        return kube.run("patch", "ttsjob", "fixed", "-n", namespace, "--type", "merge", "-p", merge, check=check)
+
+    for what, (change, expected) in refused.items():
+        proc = patch(change, check=False)
+        assert proc.returncode != 0, what
+        assert expected in proc.stderr, (what, proc.stderr)
+    spec = kube.get("ttsjob", "fixed", namespace)["spec"]
+    assert spec["text"] == "Hello there." and spec["speed"] == 1 and "script" not in spec
+    patch({"retain": False})
+    assert kube.get("ttsjob", "fixed", namespace)["spec"]["retain"] is False
+    kube.run("delete", "ttsjob", "fixed", "-n", namespace, "--wait=false")

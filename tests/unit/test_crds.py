@@ -4,7 +4,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 from tts_crds import __main__ as gen
-from tts_crds.crd import deployment_crd, to_openapi, voice_crd
+from tts_crds.crd import deployment_crd, job_crd, to_openapi, voice_crd
 from tts_crds.models import InvalidSpec, TtsDeploymentSpec, TtsVoiceSpec, parse_spec
 
 CRD_DIR = Path(__file__).resolve().parents[2] / "crds"
@@ -60,6 +60,22 @@ def test_cross_field_rules_are_cel():
     assert "self.minReplicas <= self.maxReplicas" in rules
     voice_rules = [r["rule"] for r in _spec_schema(voice_crd())["x-kubernetes-validations"]]
     assert any("speaker" in r and "reference" in r for r in voice_rules)
+
+
+def test_a_ttsjobs_spec_is_fixed_once_created_all_but_retain():
+    """Transition rules (they run on updates only): each field's own, and for the optional fields one
+    that sees them added or removed; the apiserver's side is in test_crd_validation.py."""
+    spec = _spec_schema(job_crd())
+    fixed = {
+        name
+        for name, prop in spec["properties"].items()
+        if {"rule": "self == oldSelf"}.items() <= next(iter(prop.get("x-kubernetes-validations", [])[-1:]), {}).items()
+    }
+    assert fixed == set(spec["properties"]) - {"retain"}
+    presence = {r["fieldPath"]: r["rule"] for r in spec["x-kubernetes-validations"] if "oldSelf" in r["rule"]}
+    optional = {".text", ".textFrom", ".textFormat", ".script", ".roles", ".activeDeadlineSeconds"}
+    assert set(presence) == optional
+    assert presence[".script"] == "has(self.script) == has(oldSelf.script)"
 
 
 def test_defaults_in_schema_match_model_defaults():
