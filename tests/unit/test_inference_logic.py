@@ -427,6 +427,25 @@ def test_a_piper_run_alone_gets_the_wide_session_and_a_run_beside_another_the_na
     assert calls == ["wide", "narrow", "wide"]
 
 
+def test_released_piper_sessions_refuse_runs_and_a_narrow_build_ending_after_release_is_not_kept(monkeypatch):
+    """The engine's close (and the exit hook) drops both sessions, so none is left for the
+    interpreter's teardown; a single-threaded session whose build ends later is dropped too."""
+    import onnxruntime
+    from tts_inference.engines.piper import _Sessions
+    from tts_inference.engines.turns import Turns
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", lambda *a, **k: "built")
+    sessions = _Sessions("wide", Turns(slots=2))
+    sessions.build_narrow(b"model", ["CPUExecutionProvider"])
+    assert sessions.narrow == "built"
+    sessions.release()
+    assert sessions.wide is None and sessions.narrow is None
+    sessions.build_narrow(b"model", ["CPUExecutionProvider"])  # the builder thread finishing late
+    assert sessions.narrow is None
+    with pytest.raises(RuntimeError, match="closed"):
+        sessions.run(None, {})
+
+
 def test_a_turn_said_to_be_coming_counts_as_busy_until_it_is_asked_for_or_called_off():
     from tts_inference.engines.turns import Turns
 

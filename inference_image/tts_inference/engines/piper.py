@@ -103,18 +103,30 @@ class _Sessions:
         self.wide = wide
         self.narrow: Any = None
         self._turns = turns
+        self._released = False
+        self._lock = threading.Lock()
 
     def build_narrow(self, model: bytes, providers: list[Any]) -> None:
         import onnxruntime
 
-        self.narrow = onnxruntime.InferenceSession(model, sess_options=_session_options(threads=1), providers=providers)
+        narrow = onnxruntime.InferenceSession(model, sess_options=_session_options(threads=1), providers=providers)
+        with self._lock:
+            if not self._released:  # a build that ends after release() is dropped here, not at teardown
+                self.narrow = narrow
 
-    def drop_narrow(self) -> None:
-        self.narrow = None
+    def release(self) -> None:
+        """Drop both sessions now: at the engine's close, so the memory goes with the model, and at
+        exit, so that none is left for the interpreter's teardown to free while onnxruntime's threads
+        run. A run still going keeps its session until it returns."""
+        with self._lock:
+            self._released = True
+            self.wide = self.narrow = None
 
     def run(self, outputs: Any, feeds: dict[str, Any]) -> Any:
         narrow = self.narrow
         session = narrow if narrow is not None and self._turns.busy > 1 else self.wide
+        if session is None:
+            raise RuntimeError("the voice was closed")
         return session.run(outputs, feeds)
 
 
@@ -143,12 +155,17 @@ def _voice(model: Path, config: dict[str, Any], use_cuda: bool, turns: Turns) ->
         session = _Sessions(session, turns)
         limit = memory_limit()  # not known: one session, as a pod of 512 MiB needs
         if limit is not None and limit >= NARROW_MIN_MEMORY:
-            # not a daemon: the interpreter waits for it at exit, rather than ending while onnxruntime's
-            # C++ builds the session (which aborts the process: "terminate called without an active exception")
-            threading.Thread(target=session.build_narrow, args=(patched, cpu), name="piper-narrow").start()
-            # and the narrow session goes before the interpreter tears its modules down: freed
-            # during that teardown, onnxruntime's threads abort the process the same way
-            atexit.register(session.drop_narrow)
+            # not a daemon, said outright (a thread takes its maker's flag, and the one loading the model
+            # may be a daemon: under Starlette's TestClient it is): the interpreter waits for it at exit,
+            # rather than ending while onnxruntime's C++ builds the session, which aborts the process
+            # ("terminate called without an active exception": 3 exits in 15 of a server that had spoken)
+            build = threading.Thread(
+                target=session.build_narrow, args=(patched, cpu), name="piper-narrow", daemon=False
+            )
+            build.start()
+            # and both sessions go before the interpreter tears its modules down: freed during that
+            # teardown, onnxruntime's threads abort the process the same way (release says more)
+            atexit.register(session.release)
     return PiperVoice(config=PiperConfig.from_dict(config), session=session)
 
 
@@ -215,6 +232,10 @@ class PiperEngine(Engine):
 
     def close(self) -> None:
         self._ahead.shutdown(wait=False, cancel_futures=True)
+        session = getattr(self._voice, "session", None)
+        if isinstance(session, _Sessions):
+            session.release()
+            atexit.unregister(session.release)
         self._voice = None
 
     @property
