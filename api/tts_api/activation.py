@@ -55,6 +55,7 @@ class Activator:
         self.retry_failed_after = retry_failed_after
         self.clock = clock
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._early: dict[str, asyncio.Task[None]] = {}
 
     def waking(self, model: str) -> bool:
         task = self._tasks.get(model)
@@ -64,6 +65,20 @@ class Activator:
         """A request waits for ``model``: start its waker unless one runs."""
         if not self.waking(model):
             self._tasks[model] = asyncio.create_task(self._wake(model), name=f"wake-{model}")
+
+    def prewake(self, model: str) -> None:
+        """``model`` will be asked for soon (a later role of a script): if it is at zero, raise it
+        now, once, so that its load overlaps what comes before. Nothing waits for it: a request that
+        comes while the model loads waits and is served as any other (``kick``)."""
+        early = self._early.get(model)
+        if self.spec_replicas(model) == 0 and not self.waking(model) and (early is None or early.done()):
+            self._early[model] = asyncio.create_task(self._scale_once(model), name=f"prewake-{model}")
+
+    async def _scale_once(self, model: str) -> None:
+        result = await self.scale_up(model)
+        self.record(model, result)
+        if result == SCALED:
+            log.info("woke %s ahead of a script's line for it", model)
 
     async def _wake(self, model: str) -> None:
         next_try = float("-inf")
@@ -93,9 +108,11 @@ class Activator:
             await asyncio.sleep(self.poll)
 
     async def close(self) -> None:
-        for task in self._tasks.values():
+        tasks = [*self._tasks.values(), *self._early.values()]
+        for task in tasks:
             task.cancel()
-        for task in self._tasks.values():
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        self._early.clear()

@@ -7,7 +7,9 @@ router encodes the segments and the pauses between them into one response as the
   not know, a model that does not wake) is the client's HTTP error, as for a plain request.
 - A later segment that fails cuts the stream (its status has gone): the connection is aborted
   (``StreamBroken``), or over SSE an ``error`` event ends it.
-- Each segment counts as one request of its model; a model is woken when its first line comes up.
+- Each segment counts as one request of its model. The models of later roles that are at zero are
+  woken when the script starts (``Activator.prewake``), so their load overlaps the lines before
+  theirs instead of stalling the stream at their first line.
 """
 
 from __future__ import annotations
@@ -80,6 +82,8 @@ async def speak(
     first segment opened, then the stream."""
     fmt = body.response_format
     asked = preset_rate(fmt, body.sample_rate)
+    for later in dict.fromkeys(s.model for s in segments[1:]).keys() - {segments[0].model}:
+        state.activator.prewake(later)
     first = Trip(state, segments[0].model, _at(payloads[0], asked), enter(state, segments[0].model), time.monotonic())
     try:
         upstream = await _open(first, request)

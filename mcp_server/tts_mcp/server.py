@@ -22,7 +22,7 @@ from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from tts_crds.jobs import ChapterSplit, JobFormat
-from tts_crds.speech import ResponseFormat
+from tts_crds.speech import ResponseFormat, SpeechRole
 
 from .files import FileRefused
 from .models import (
@@ -46,6 +46,7 @@ from .settings import McpSettings
 INSTRUCTIONS = """\
 kube-tts speaks text with the text-to-speech models of a Kubernetes cluster.
 - synthesize_speech(text) returns the audio; pick a model from list_models and a voice from list_voices.
+  With roles it speaks a short 'Role: line' script in several voices (and models) as one stream.
   A model at zero replicas wakes on the first request (seconds to minutes): progress is reported meanwhile.
 - create_voice uploads a reference clip (wav/flac, 1-30 s, with the speaker's consent) as a new voice;
   only cloning engines (pocket-tts) can speak with such a voice. Left without a transcript, the clip is
@@ -130,10 +131,19 @@ async def synthesize_speech(
         ResponseFormat | None, Field(description="Audio format; default mp3 (or the server's setting).")
     ] = None,
     speed: Annotated[float | None, Field(ge=0.25, le=4.0, description="Speaking speed, 0.25 to 4.")] = None,
+    roles: Annotated[
+        dict[str, SpeechRole] | None,
+        Field(
+            description="Speak text as a script of 'Role: line' lines, one line each, in several voices: "
+            "each role's voice and, optionally, model (the others use model). One stream; for long scripts "
+            "use start_production."
+        ),
+    ] = None,
 ) -> Annotated[CallToolResult, SpeechResult]:
     """Speak text aloud with a model of the cluster and return the audio.
 
     A model that sleeps (zero replicas) wakes up first; progress notifications report the wait.
+    With roles, text is a short script ("Alice: Hello.\nBob: Hi.") spoken in each role's voice.
     """
     step = 0
 
@@ -144,7 +154,7 @@ async def synthesize_speech(
 
     service = service_of(ctx)
     with tool_errors():
-        result, audio = await service.synthesize(ctx.headers, text, voice, model, format, speed, progress)
+        result, audio = await service.synthesize(ctx.headers, text, voice, model, format, speed, progress, roles)
     return CallToolResult(
         content=speech_content(result, audio, service.settings.output_mode),
         structured_content=result.model_dump(mode="json"),

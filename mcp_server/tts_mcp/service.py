@@ -16,7 +16,7 @@ import httpx
 from mcp.server.mcpserver.exceptions import ToolError
 from tts_crds import wav
 from tts_crds.jobs import MAX_TEXT_CHARACTERS, ChapterSplit, JobFormat
-from tts_crds.speech import MEDIA_TYPES, ResponseFormat
+from tts_crds.speech import MEDIA_TYPES, ResponseFormat, SpeechRole
 
 from .files import decode_clip, read_clip, save_speech, speech_filename
 from .models import (
@@ -145,6 +145,7 @@ class KubeTtsService:
         fmt: ResponseFormat | None,
         speed: float | None,
         progress: Progress,
+        roles: dict[str, SpeechRole] | None = None,
     ) -> tuple[SpeechResult, bytes]:
         settings = self.settings
         client = self.router(headers)
@@ -158,6 +159,8 @@ class KubeTtsService:
             request["voice"] = voice
         if speed is not None:
             request["speed"] = speed
+        if roles is not None:
+            request["roles"] = {name: role.model_dump(exclude_none=True) for name, role in roles.items()}
         audio: SpeechAudio = await client.speak(request, progress)
         if fmt == "wav":  # streamed (SSE) with the unknown-length sizes: a saved file states its length
             audio.data = wav.with_true_sizes(audio.data)

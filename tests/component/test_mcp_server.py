@@ -157,7 +157,7 @@ async def test_tools_publish_their_schemas_and_truthful_hints(seen):
     assert set(tools) == MCP_TOOLS
     speak = tools["synthesize_speech"]
     assert speak.input_schema["required"] == ["text"]
-    assert set(speak.input_schema["properties"]) == {"text", "voice", "model", "format", "speed"}
+    assert set(speak.input_schema["properties"]) == {"text", "voice", "model", "format", "speed", "roles"}
     assert speak.output_schema is not None and "woke_model" in speak.output_schema["properties"]
     hints = {n: (t.annotations.read_only_hint, t.annotations.destructive_hint) for n, t in tools.items()}
     assert hints["list_models"] == hints["list_voices"] == hints["get_gpu_status"] == (True, False)
@@ -188,6 +188,19 @@ async def test_speech_of_a_sleeping_model_reports_progress_and_returns_audio(see
     assert "waking up from zero" in (progress[0][1] or "") and "speaking" in (progress[-1][1] or "")
     assert "woke up in 1.0 s" in result.content[-1].text
     assert seen[-1]["body"] == {"model": "anna", "input": "Hello", "response_format": "wav", "stream_format": "sse"}
+
+
+async def test_speech_with_roles_sends_the_script_and_each_roles_voice_to_the_router(seen):
+    roles = {"Alice": {"voice": "en_US-joe-medium"}, "Bob": {"voice": "en", "model": "robot"}}
+    async with Client(server_for(seen)) as client:
+        result = await client.call_tool(
+            "synthesize_speech", {"text": "Alice: Hi.\nBob: Yo.", "model": "joe", "roles": roles}
+        )
+        bad = await client.call_tool("synthesize_speech", {"text": "A: Hi.", "model": "joe", "roles": {"A": {}}})
+    assert not result.is_error
+    (body,) = [r["body"] for r in seen if r["path"] == "/v1/audio/speech"]
+    assert body["input"] == "Alice: Hi.\nBob: Yo." and body["roles"] == roles  # no "model": null for Alice
+    assert bad.is_error and "voice" in bad.content[0].text.lower()
 
 
 async def test_without_a_model_the_only_choice_is_refused_with_the_list(seen):

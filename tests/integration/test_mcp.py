@@ -25,8 +25,8 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from tts_devcluster.layout import Layout
 
-from tests.helpers import MCP_TOOLS, decode_audio, decode_wav, eventually
-from tests.listen import wer
+from tests.helpers import MCP_TOOLS, decode_audio, decode_wav, eventually, wav_bytes
+from tests.listen import listener, wer
 from tests.readback import Saved, lengths
 
 from .conftest import Kube, Models, Router, _free_port, make_cloner, start_service, tts_voice, wait_router_sees
@@ -122,6 +122,26 @@ async def test_stdio_lists_tools_and_speaks_audio_that_decodes(router: Router, s
         assert mine["ready_replicas"] == 1 and mine["pods"][0]["ready"] is True
         # the local cluster's kwok GPU nodes advertise nvidia.com/gpu
         assert any(g["resource"] == "nvidia.com/gpu" and g["capacity"] > 0 for n in status["nodes"] for g in n["gpus"])
+
+
+async def test_a_two_voice_script_is_spoken_as_one_stream_and_both_voices_are_heard(
+    router: Router, models: Models, speaker: str
+):
+    """synthesize_speech with roles: the speech API's script extension (ADR 0052), a piper and an
+    espeak-ng voice in one answer; Whisper hears both lines, in order."""
+    robot = models.create("mcp-espeak", engine="espeak", model={"uri": "package://espeakng-loader"})
+    wait_router_sees(router, robot)
+    alice, bob = "The quick brown fox jumps over the lazy dog.", "We planted three apple trees in the garden."
+    roles = {"Alice": {"voice": "en_US-joe-medium"}, "Bob": {"voice": "en", "model": robot}}
+    async with stdio(router) as client:
+        args = {"text": f"Alice: {alice}\nBob: {bob}", "model": speaker, "format": "wav", "roles": roles}
+        result = await client.call_tool("synthesize_speech", args)
+        alone = await client.call_tool("synthesize_speech", {"text": alice, "model": speaker, "format": "wav"})
+    assert not result.is_error, text(result)
+    both, first = decode_wav(audio_of(result)[0]), decode_wav(audio_of(alone)[0])
+    assert both.duration > first.duration + 1.0, (both.duration, first.duration)
+    heard = listener().transcribe(wav_bytes(both.samples, both.sample_rate), language="en")
+    assert wer(f"{alice} {bob}", heard) <= 0.2, heard
 
 
 async def test_sleep_then_wake_and_speech_wakes_a_sleeping_model_with_progress(

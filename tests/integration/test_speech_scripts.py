@@ -5,14 +5,16 @@ is the lines' spoken alone plus the pause, and Whisper hears both."""
 
 from __future__ import annotations
 
+import threading
+
 import httpx
 import pytest
 from openai import OpenAI
 
-from tests.helpers import decode_audio, decode_pcm, wav_bytes
+from tests.helpers import decode_audio, decode_pcm, eventually, wav_bytes
 from tests.listen import listener, wer
 
-from .conftest import Models, Router, wait_router_sees
+from .conftest import Kube, Models, Router, wait_router_sees
 
 ALICE = "The quick brown fox jumps over the lazy dog."
 BOB = "We planted three apple trees in the garden last spring."
@@ -79,3 +81,33 @@ def test_a_role_of_an_unknown_model_is_a_404(router: Router, sample_model: str):
     )
     assert answer.status_code == 404
     assert answer.json()["error"]["param"] == "roles.Alice.model"
+
+
+def test_a_later_roles_model_at_zero_is_woken_when_the_script_starts(router: Router, models: Models, kube: Kube):
+    """Both models at zero: while the first line's model wakes (the response has not begun, since the
+    first line is opened before it), the second role's model is already raised from zero, rather than
+    when its line comes up. Both are then heard."""
+    alice_model = models.create("scripts-sleepy-joe", replicas=0, wait_ready=False)
+    bob_model = models.create("scripts-sleepy-espeak", replicas=0, wait_ready=False, **ESPEAK)
+    for name in (alice_model, bob_model):
+        wait_router_sees(router, name, ready=False)
+    cast = {"Alice": {"voice": "default"}, "Bob": {"voice": "en", "model": bob_model}}
+    began = threading.Event()
+    answer: dict = {}
+
+    def speak() -> None:
+        body = {"model": alice_model, "input": f"Alice: {ALICE}\nBob: {BOB}", "response_format": "wav", "roles": cast}
+        with router.speech_stream(timeout=180, **body) as resp:
+            began.set()
+            answer["status"], answer["data"] = resp.status_code, resp.read()
+
+    client = threading.Thread(target=speak, daemon=True)
+    client.start()
+    replicas = lambda name: kube.get("ttsdeployment", name, router.namespace)["spec"]["replicas"]  # noqa: E731
+    eventually(lambda: replicas(bob_model) == 1, timeout=30, what=f"{bob_model} raised from zero")
+    assert not began.is_set(), "the second role's model was woken only after the first line began"
+    client.join(timeout=180)
+    assert answer["status"] == 200, answer
+    audio = decode_audio(answer["data"], "wav")
+    heard = listener().transcribe(wav_bytes(audio.samples, audio.sample_rate), language="en")
+    assert wer(f"{ALICE} {BOB}", heard) <= 0.2, heard

@@ -139,3 +139,21 @@ async def test_a_starting_pod_that_answers_its_probe_gets_the_waiting_requests()
     assert probed == ["joe"] * 3 and world.calls == 0
     await asyncio.sleep(0.03)
     assert not a.waking("joe")
+
+
+async def test_prewake_raises_a_model_at_zero_once_without_a_request_and_leaves_others_alone():
+    world = World(replicas=0)
+    _, a, recorded = setup(world)
+    a.prewake("joe")
+    a.prewake("joe")  # a second script before it is up: one patch
+    await asyncio.sleep(0.03)
+    assert world.calls == 1 and recorded == [("joe", "scaled")] and world.replicas == 1
+    a.prewake("joe")  # up now: nothing to do
+    await asyncio.sleep(0.01)
+    assert world.calls == 1 and not a.waking("joe")  # nothing waits, so no waker polls for it
+    awake = World(replicas=2)
+    _, b, _ = setup(awake)
+    b.prewake("joe")
+    await asyncio.sleep(0.01)
+    assert awake.calls == 0
+    await a.close()
