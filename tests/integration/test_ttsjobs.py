@@ -24,7 +24,7 @@ import yaml
 from tts_crds.plan import Plan, load_plan
 from tts_devcluster import platform
 
-from tests.helpers import eventually, metric_value
+from tests.helpers import eventually
 from tests.listen import listener, wer
 
 from .conftest import Kube, Models, Router, wait_router_sees
@@ -311,11 +311,17 @@ def test_a_job_wakes_its_model_from_zero(kube: Kube, router: Router, models: Mod
 # --- (d) disruption ----------------------------------------------------------------------------
 
 
-def requests_of(router: Router, model: str) -> float:
+def requests_by_code(router: Router, model: str) -> dict[str, float]:
+    """The router's speech requests for ``model`` so far, by final status code."""
+    from prometheus_client.parser import text_string_to_metric_families
+
     text = httpx.get(f"{router.url}/metrics", timeout=10).text
-    return sum(
-        metric_value(text, "kubetts_router_requests_total", deployment=model, code=code) or 0 for code in ("200",)
-    )
+    return {
+        sample.labels["code"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "kubetts_router_requests_total" and sample.labels.get("deployment") == model
+    }
 
 
 def test_a_deleted_renderer_and_a_killed_operator_still_complete_without_repeating_chunks(
@@ -333,7 +339,7 @@ def test_a_deleted_renderer_and_a_killed_operator_still_complete_without_repeati
         podcast(unique("survive"), joe, espeak, text="\n".join(lines), format="wav", parallelism=2),
     )
     ns = router.namespace
-    before = {m: requests_of(router, m) for m in (joe, espeak)}
+    before = {m: requests_by_code(router, m) for m in (joe, espeak)}
     eventually(
         lambda: (status_of(kube, router, name).get("progress") or {}).get("chunksDone", 0) >= 5,
         timeout=180,
@@ -350,11 +356,15 @@ def test_a_deleted_renderer_and_a_killed_operator_still_complete_without_repeati
     assert status["phase"] == "Complete", status
     plan = plan_in(kube, router, name)
     per_model = {m: sum(1 for c in plan.chunks() if c.model == m) for m in (joe, espeak)}
-    asked = {m: requests_of(router, m) - before[m] for m in (joe, espeak)}
+    after = {m: requests_by_code(router, m) for m in (joe, espeak)}
+    asked = {m: sum(after[m].values()) - sum(before[m].values()) for m in (joe, espeak)}
     # a chunk in flight in the deleted pod may be asked again (at most the pod's concurrency); every
     # chunk that was written is never asked again
     for model in (joe, espeak):
-        assert per_model[model] <= asked[model] <= per_model[model] + 2, (model, asked, per_model)
+        assert per_model[model] <= asked[model] <= per_model[model] + 2, (
+            f"{model}: asked {asked}, chunks {per_model}; by code before {before}, after {after}\n"
+            + diagnosis(kube, router, name)
+        )
     assert status["progress"]["chunksDone"] == plan.totals.chunks
     print(
         f"\n{name}: {plan.totals.chunks} chunks, {sum(asked.values()):.0f} speech requests, Complete after a "
