@@ -26,9 +26,13 @@ from .conftest import Models, Router, wait_router_sees
 PIPER_WER_MAX = 0.05  # issue 14's target
 # Regression guards, set above what was measured (docs/benchmarks.md, "Intelligibility"): espeak
 # en-us WER 0.042 through the router and 0.062 in bench/inference.py (12 sentences; piper 0.000 and
-# 0.007: its synthesis is stochastic); espeak cmn CER 0.63 (10 sentences), 3 of them at CER ≤ 0.25.
-# Whisper base understands espeak's Mandarin poorly, so that guard also asks for a few sentences
-# heard well, which noise, silence or the wrong language never are.
+# 0.007: its synthesis is stochastic); espeak cmn CER 0.57–0.67 (10 sentences), 1 to 3 of them at
+# CER ≤ 0.25. Whisper base understands espeak's Mandarin poorly, so that guard also asks for a
+# sentence heard well, which noise, silence or the wrong language never are. espeak-ng keeps state
+# across utterances in one process (the same text differs from request to request from about its
+# 64th sample, by a few hundred samples in length), so which sentences are heard well depends on
+# what the pod spoke before: 2 of 10 on a fresh pod, 1 of 10 after the English sentences (the order
+# of this module), 3 in an earlier session.
 # Kokoro-82M int8 (ONNX, the kokoro-onnx release file) with its Japanese voice jf_alpha: English WER
 # 0.000 and Japanese CER 0.035 in the engine's component test (docs/benchmarks.md, "Kokoro on the CPU")
 KOKORO_EN_WER_MAX = 0.10
@@ -36,7 +40,7 @@ KOKORO_JA_CER_MAX = 0.12
 KOKORO_URI = "file:///usr/local/share/kube-tts/models/kokoro-82m-int8"  # baked into the cpu image
 ESPEAK_EN_WER_MAX = 0.12
 ESPEAK_ZH_CER_MAX = 0.80
-ESPEAK_ZH_WELL_HEARD = 2  # sentences with CER ≤ 0.25
+ESPEAK_ZH_WELL_HEARD = 1  # sentences with CER ≤ 0.25
 
 
 @pytest.fixture(scope="module")
