@@ -51,7 +51,7 @@ test-ui: deps venv ui-deps build images ## The web UI in headless chromium again
 	$(PYTEST) tests/integration/test_ui.py tests/unit/test_router_ui.py
 
 .PHONY: bench
-bench: deps venv build ## Every benchmark (inference, formats sent whole, long text, router overhead shared and on its own core, scale from zero, operator at scale, Wyoming beside wyoming-piper, the TtsJob join, the inference server beside piper's own HTTP server, piper's batching and threads, a profile of its server; about 58 min on 2 cores), then the plots; see docs/benchmarks.md
+bench: deps venv build ## Every benchmark (inference, formats sent whole, long text, router overhead shared and on its own core, the pieces a pod's answer comes in, scale from zero, operator at scale, Wyoming beside wyoming-piper, the TtsJob join, the inference server beside piper's own HTTP server, piper's batching and threads, a profile of its server; about 58 min on 2 cores), then the plots; see docs/benchmarks.md
 	$(PY) bench/inference.py
 	$(PY) bench/formats.py
 	$(PY) bench/long_text.py
@@ -59,6 +59,7 @@ bench: deps venv build ## Every benchmark (inference, formats sent whole, long t
 	$(PY) bench/router_overhead.py --engine piper --router-cpus auto --output router_overhead_piper_own_core
 	$(PY) bench/router_overhead.py --engine espeak
 	$(PY) bench/router_overhead.py --engine espeak --router-cpus auto --output router_overhead_espeak_own_core
+	$(PY) bench/pod_segments.py
 	$(PY) bench/scale_from_zero.py
 	$(PY) bench/operator_scale.py
 	$(PY) bench/wyoming_peers.py

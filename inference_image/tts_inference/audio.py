@@ -138,6 +138,11 @@ class StreamEncoder:
         for packet in packets:
             self._container.mux(packet)
 
+    @property
+    def light(self) -> bool:
+        """Raw pcm at the model's rate: ``feed`` and ``finish`` only copy bytes."""
+        return self._container is None and self._resampler is None
+
     def feed(self, chunk: np.ndarray) -> bytes:
         samples = np.ascontiguousarray(chunk, dtype=np.int16)
         if self._resampler is not None:

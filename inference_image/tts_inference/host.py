@@ -111,6 +111,8 @@ class Job:
         self._started = False
         self._finished = False
         self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self._next: object = None  # an item taken from the queue ahead of its turn (``at_end``)
+        self._left = False
         self._room = threading.Semaphore(_LOOKAHEAD)
         # set once the first chunk has gone out: the next sentence waits for it, so its synthesis
         # (every core, for onnxruntime) does not delay the first audio (bench/long_text.py)
@@ -138,7 +140,9 @@ class Job:
                 if stop.is_set():
                     return
                 loop.call_soon_threadsafe(self._queue.put_nowait, chunk)
-                while not self._first_out.wait(timeout=0.2):
+                # one sentence: nothing after it to hold back, and asking the engine at once lets
+                # the end reach the response with the chunk (``at_end``), so both go out together
+                while len(self.sentences) > 1 and not self._first_out.wait(timeout=0.2):
                     if stop.is_set():
                         return
         except Exception as exc:  # an engine failure mid-stream: hand it to the response
@@ -164,7 +168,10 @@ class Job:
         first = True
         rate = self.engine.sample_rate
         while True:
-            item = await self._queue.get()
+            if self._next is not None:
+                item, self._next = self._next, None
+            else:
+                item = await self._queue.get()
             if item is _END:
                 self._finished = True
                 return
@@ -183,6 +190,19 @@ class Job:
             yield item
             self._first_out.set()  # the response asks for more: what it had has been sent
 
+    def at_end(self) -> bool:
+        """Whether the synthesis has ended after the last chunk handed out (its end is queued), so
+        that chunk's bytes can go out with the end of the response. Never waits."""
+        if self._next is None:
+            with contextlib.suppress(asyncio.QueueEmpty):
+                self._next = self._queue.get_nowait()
+        return self._next is _END
+
+    def leave(self) -> None:
+        """The client has gone: stop the synthesis (``close`` then counts the request abandoned)."""
+        self._left = True
+        self.options.stop.set()
+
     def _add_words(self, timed: list[Timed], rate: int) -> None:
         """A chunk's words, placed after the audio before it (it starts at ``self.samples``)."""
         for t in timed:
@@ -192,7 +212,7 @@ class Job:
     def close(self) -> bool:
         """The response is over (finished, failed or abandoned): stop the producer, free the slot.
         True when the synthesis had not finished (the client went away)."""
-        abandoned = not self._finished
+        abandoned = self._left or not self._finished
         if abandoned:
             self.options.stop.set()
         if not self._started:

@@ -333,26 +333,79 @@ def test_speech_checks_refuse_what_the_engine_cannot_take():
     assert wanted_voice(SpeechRequest(model="m", input="hi", voice="amy"), settings) == "amy"
 
 
-def test_a_file_sent_whole_holds_its_status_line_until_its_first_bytes():
-    # ADR 0046: until a whole file is ready nothing goes out, so a pod killed meanwhile closes the
-    # connection unanswered (the router retries elsewhere) and a failure can still be an HTTP error
-    from tts_inference.routes import _start_with_body
+class _Job:
+    """What a SpeechResponse asks of its job."""
 
-    sent: list[str] = []
+    def __init__(self) -> None:
+        from tts_inference.host import Metrics
+
+        self.host = type("Host", (), {"metrics": Metrics()})()
+        self.left = self.closed = False
+
+    def leave(self) -> None:
+        self.left = True
+
+    def close(self) -> bool:
+        self.closed = True
+        return self.left
+
+
+def _respond(job: _Job, pieces, receive) -> list[tuple]:
+    from tts_inference.routes import SpeechResponse
+
+    sent: list[tuple] = []
 
     async def send(message: dict) -> None:
-        sent.append(message["type"])
+        sent.append((message["type"], message.get("body"), message.get("more_body")))
 
-    async def run() -> list[str]:
-        held = _start_with_body(send)
-        await held({"type": "http.response.start", "status": 200, "headers": []})
-        before = list(sent)
-        await held({"type": "http.response.body", "body": b"RIFF", "more_body": True})
-        await held({"type": "http.response.body", "body": b"", "more_body": False})
-        return before
+    async def run() -> None:
+        await SpeechResponse(job, pieces(sent), "audio/pcm", {})({"type": "http"}, receive, send)  # type: ignore[arg-type]
 
-    assert asyncio.run(run()) == []
-    assert sent == ["http.response.start", "http.response.body", "http.response.body"]
+    asyncio.run(run())
+    return sent
+
+
+async def _never() -> dict:
+    await asyncio.Event().wait()
+    return {}
+
+
+def test_a_speech_answer_sends_its_status_line_with_its_first_bytes_and_its_end_with_its_last():
+    # one segment for a one-sentence answer (the router wakes once); and until the first bytes
+    # nothing has gone out, so a pod killed meanwhile is retried elsewhere by the router (ADR 0046)
+    seen_before_bytes: list[list] = []
+
+    async def pieces(sent: list):
+        yield b"", False  # an encoder holding its first bytes back (mp3's delay)
+        seen_before_bytes.append(list(sent))
+        yield b"ab", False
+        yield b"cd", True
+
+    job = _Job()
+    sent = _respond(job, pieces, _never)
+    assert seen_before_bytes == [[]]
+    assert sent == [
+        ("http.response.start", None, None),
+        ("http.response.body", b"ab", True),
+        ("http.response.body", b"cd", False),
+    ]
+    assert job.closed and not job.left
+
+
+def test_a_client_heard_leaving_stops_the_synthesis_and_counts_as_499():
+    async def pieces(sent: list):
+        yield b"ab", False
+        await asyncio.sleep(0)  # the pending receive() hears the client leave
+        await asyncio.sleep(0)
+        yield b"", True
+
+    async def receive() -> dict:
+        return {"type": "http.disconnect"}
+
+    job = _Job()
+    _respond(job, pieces, receive)
+    assert job.left and job.closed
+    assert job.host.metrics.requests.labels("499")._value.get() == 1
 
 
 # --- turns on the model -------------------------------------------------------------------------
